@@ -1,0 +1,26 @@
+//! The vocabulary of cascade as plain, serializable data.
+//!
+//! Everything here is inert: no I/O, no clock. The state machine ([`crate::machine`]) and the
+//! runtime ([`crate::runtime`]) give these types their behaviour.
+
+mod contact;
+mod cost;
+pub(crate) mod duration;
+mod error;
+mod ids;
+mod message;
+mod policy;
+mod record;
+mod status;
+
+pub use contact::{Address, AddressKind, Contact, is_e164};
+pub use cost::Cost;
+pub use error::{ErrorClass, SendError};
+pub use ids::{CascadeId, ChannelName, ConnectionId};
+pub use message::{Attachment, Button, Content, ContentOverride, MediaKind, Message, ProviderTemplate};
+pub use policy::{Policy, RetryPolicy, Step};
+pub use record::{Attempt, AttemptState, Event, EventKind, Outcome, SkipReason, StatusRecord, StepFailure};
+pub use status::Status;
+
+/// A point in time, always UTC.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

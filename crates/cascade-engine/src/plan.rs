@@ -1,0 +1,384 @@
+//! Validation and planning: everything decided before the first send.
+//!
+//! [`build`] renders every step's content, resolves every step's address, decides which steps
+//! must be skipped (and why), applies "existing chat first" and sticky senders, and refuses the
+//! request with errors naming each offending field if anything is wrong. It is pure: the same
+//! request, channels and conversations give the same plan.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Capabilities;
+use crate::error::ValidationError;
+use crate::model::{
+    Address, ChannelName, ConnectionId, Contact, Content, ContentOverride, Message, Policy, RetryPolicy, SkipReason,
+    Status, Timestamp, is_e164,
+};
+use crate::store::Conversation;
+use crate::template;
+
+/// The default largest attachment (100 MB).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+
+/// What the planner needs to know about the configured channels.
+pub trait ChannelDirectory {
+    /// The capabilities of `channel`, or `None` if no connection serves it.
+    fn capabilities(&self, channel: &ChannelName) -> Option<&Capabilities>;
+    /// Whether `connection` exists and serves `channel`.
+    fn serves(&self, channel: &ChannelName, connection: &ConnectionId) -> bool;
+}
+
+/// The inputs of a plan.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    /// The contact.
+    pub contact: &'a Contact,
+    /// The message.
+    pub message: &'a Message,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Caller-given template variables (`{"deal": {...}}`).
+    pub variables: &'a serde_json::Value,
+    /// The contact's known conversations.
+    pub conversations: &'a [Conversation],
+    /// The largest attachment accepted at all.
+    pub max_file_size: u64,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// One step, ready to run.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The success status.
+    pub until: Status,
+    /// The wait for it (and the window for retries).
+    #[serde(with = "crate::model::duration")]
+    pub timeout: Duration,
+    /// Where to send; `None` when skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    /// What to send.
+    pub content: Arc<Content>,
+    /// Why the step is skipped, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipReason>,
+    /// The subset of connections allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Arc<[ConnectionId]>>,
+    /// The connection to prefer (the contact's conversation is there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<ConnectionId>,
+}
+
+/// A validated cascade, ready for the state machine.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    /// The steps in policy order.
+    pub steps: Vec<PlannedStep>,
+    /// The step moved to the front because of an existing chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u16>,
+    /// A late success for an earlier attempt ends the cascade as delivered.
+    pub late_success_wins: bool,
+    /// Transient-error retries.
+    pub retry: RetryPolicy,
+    /// When the cascade expires.
+    pub expires_at: Timestamp,
+}
+
+impl Plan {
+    /// The step indices in the order they run.
+    pub fn order(&self) -> impl Iterator<Item = u16> + '_ {
+        self.first.into_iter().chain((0..self.steps.len() as u16).filter(move |i| Some(*i) != self.first))
+    }
+
+    /// The step index at position `pos` of the running order.
+    pub fn step_at(&self, pos: u16) -> Option<u16> {
+        self.order().nth(pos as usize)
+    }
+}
+
+/// Validates a request and builds its plan, or returns every problem found.
+pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<Plan, Vec<ValidationError>> {
+    let PlanInput { contact, message, policy, .. } = input;
+    let mut errors = Vec::new();
+
+    if let Some(phone) = &contact.phone
+        && !is_e164(phone)
+    {
+        errors.push(ValidationError::new(
+            "contact.phone",
+            format!("`{phone}` is not an E.164 phone number (write it as +<country code><number>, e.g. +15551234567)"),
+        ));
+    }
+    if policy.steps.is_empty() {
+        errors.push(ValidationError::new("policy.steps", "a policy needs at least one step"));
+    }
+    if policy.steps.len() > u16::MAX as usize {
+        errors.push(ValidationError::new("policy.steps", "too many steps"));
+    }
+    for ch in message.overrides.keys() {
+        if !policy.steps.iter().any(|s| &s.channel == ch) {
+            errors.push(ValidationError::new(
+                format!("message.overrides.{ch}"),
+                format!("override for channel `{ch}`, which no step of the policy uses"),
+            ));
+        }
+    }
+
+    let ctx = template::context(contact, input.variables);
+    let base =
+        render_content(&ContentOverride::default(), message, &ctx, &mut errors, |part| format!("message.{part}"));
+    let base = Arc::new(base);
+    let mut rendered: BTreeMap<Option<String>, Arc<Content>> = BTreeMap::new();
+
+    let mut steps = Vec::with_capacity(policy.steps.len());
+    for (i, step) in policy.steps.iter().enumerate() {
+        let at = |f: &str| format!("policy.steps[{i}].{f}");
+        let Some(caps) = channels.capabilities(&step.channel) else {
+            errors
+                .push(ValidationError::new(at("channel"), format!("no connection serves channel `{}`", step.channel)));
+            continue;
+        };
+        let until = step.until.unwrap_or_else(|| caps.default_until());
+        if until == Status::Failed {
+            errors.push(ValidationError::new(at("until"), "`failed` cannot be a step's goal"));
+        } else if until == Status::Clicked && !policy.track_links {
+            errors.push(ValidationError::new(
+                at("until"),
+                "waiting for `clicked` needs `track_links = true` on the policy",
+            ));
+        } else if !caps.can_report(until) {
+            errors.push(ValidationError::new(
+                at("until"),
+                format!(
+                    "channel `{}` never reports `{until}` (the highest status it reports is `{}`{})",
+                    step.channel,
+                    caps.highest_status,
+                    if caps.inbound { ", plus `replied`" } else { "" }
+                ),
+            ));
+        }
+        if step.timeout.is_some_and(|t| t.is_zero()) {
+            errors.push(ValidationError::new(at("timeout"), "must be longer than zero"));
+        }
+        if let Some(subset) = &step.connections {
+            if subset.is_empty() {
+                errors.push(ValidationError::new(at("connections"), "an empty list allows no connection"));
+            }
+            for (j, c) in subset.iter().enumerate() {
+                if !channels.serves(&step.channel, c) {
+                    errors.push(ValidationError::new(
+                        format!("policy.steps[{i}].connections[{j}]"),
+                        format!("`{c}` is not a connection of channel `{}`", step.channel),
+                    ));
+                }
+            }
+        }
+
+        // Content: the step's override over the message's channel override over the message.
+        let channel_over = message.overrides.get(&step.channel);
+        let content = match (channel_over, &step.content) {
+            (None, None) => base.clone(),
+            (ch, st) => {
+                let layered = match (ch, st) {
+                    (Some(c), Some(s)) => c.layered(s),
+                    (Some(c), None) => c.clone(),
+                    (None, Some(s)) => s.clone(),
+                    (None, None) => unreachable!(),
+                };
+                let key = serde_json::to_string(&layered).ok();
+                if let Some(found) = rendered.get(&key) {
+                    found.clone()
+                } else {
+                    let content = Arc::new(render_content(&layered, message, &ctx, &mut errors, |part| {
+                        // Name the most specific place the failing part came from.
+                        if step_sets(st.as_ref(), part) {
+                            format!("policy.steps[{i}].content.{part}")
+                        } else if step_sets(ch, part) {
+                            format!("message.overrides.{}.{part}", step.channel)
+                        } else {
+                            format!("message.{part}")
+                        }
+                    }));
+                    rendered.insert(key, content.clone());
+                    content
+                }
+            }
+        };
+
+        if content.text.trim().is_empty() && content.attachment.is_none() && content.template.is_none() {
+            errors.push(ValidationError::new(
+                "message.text",
+                format!("nothing to send on `{}`: the text is empty and there is no file or template", step.channel),
+            ));
+        }
+        if let Some(file) = &content.attachment
+            && file.size > input.max_file_size
+        {
+            errors.push(ValidationError::new(
+                "message.attachment.size",
+                format!("the file is {} bytes, over the limit of {} bytes", file.size, input.max_file_size),
+            ));
+        }
+
+        let address = contact.address_for(&step.channel, &caps.address_kinds);
+        let skip = if address.is_none() {
+            Some(SkipReason::NoAddress)
+        } else if let Some(file) = &content.attachment {
+            match caps.max_file_size.get(file.kind()) {
+                None => Some(SkipReason::MediaUnsupported { media: file.kind().as_str().into() }),
+                Some(limit) if file.size > limit => Some(SkipReason::FileTooLarge { size: file.size, limit }),
+                Some(_) => None,
+            }
+        } else {
+            None
+        };
+        let subset: Option<Arc<[ConnectionId]>> = step.connections.as_ref().map(|c| c.clone().into());
+        let sticky = address.as_ref().and_then(|addr| {
+            input
+                .conversations
+                .iter()
+                .filter(|c| c.channel == step.channel && c.address == addr.value)
+                .filter(|c| subset.as_ref().is_none_or(|s| s.contains(&c.connection)))
+                .max_by_key(|c| c.last_activity())
+                .map(|c| c.connection.clone())
+        });
+        steps.push(PlannedStep {
+            channel: step.channel.clone(),
+            until,
+            timeout: step.timeout_or_default(),
+            address: if skip.is_some() { None } else { address },
+            content,
+            skip,
+            connections: subset,
+            sticky,
+        });
+    }
+
+    if errors.is_empty() && steps.iter().all(|s| s.skip.is_some()) {
+        let channels = steps.iter().map(|s| s.channel.to_string()).collect::<Vec<_>>().join(", ");
+        if steps.iter().all(|s| s.skip == Some(SkipReason::NoAddress)) {
+            errors.push(ValidationError::new(
+                "contact",
+                format!("the contact has no address for any step's channel ({channels})"),
+            ));
+        } else {
+            let reasons = steps
+                .iter()
+                .map(|s| format!("{}: {}", s.channel, s.skip.as_ref().map(ToString::to_string).unwrap_or_default()));
+            errors.push(ValidationError::new(
+                "message.attachment",
+                format!("no step can carry this message ({})", reasons.collect::<Vec<_>>().join("; ")),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Existing chat first: the most recent active conversation on one of the policy's channels.
+    let first = if policy.existing_chat_first {
+        steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.skip.is_none())
+            .filter_map(|(i, s)| {
+                let window = channels.capabilities(&s.channel)?.conversation_window?;
+                let addr = s.address.as_ref()?;
+                input
+                    .conversations
+                    .iter()
+                    .filter(|c| c.channel == s.channel && c.address == addr.value)
+                    .filter(|c| s.connections.as_ref().is_none_or(|sub| sub.contains(&c.connection)))
+                    .filter_map(|c| c.last_inbound_at)
+                    .filter(|t| input.now.signed_duration_since(*t).to_std().is_ok_and(|age| age <= window))
+                    .max()
+                    .map(|t| (t, i))
+            })
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, i)| i as u16)
+    } else {
+        None
+    };
+    // The sticky connection of the existing chat is the one with the latest inbound message.
+    if let Some(i) = first {
+        let s = &mut steps[i as usize];
+        if let Some(addr) = &s.address {
+            s.sticky = input
+                .conversations
+                .iter()
+                .filter(|c| c.channel == s.channel && c.address == addr.value && c.last_inbound_at.is_some())
+                .filter(|c| s.connections.as_ref().is_none_or(|sub| sub.contains(&c.connection)))
+                .max_by_key(|c| c.last_inbound_at)
+                .map(|c| c.connection.clone())
+                .or(s.sticky.take());
+        }
+    }
+
+    let ttl = chrono::Duration::from_std(policy.ttl()).unwrap_or(chrono::Duration::MAX);
+    Ok(Plan {
+        steps,
+        first,
+        late_success_wins: policy.late_success_wins,
+        retry: policy.retry.clone(),
+        expires_at: input.now.checked_add_signed(ttl).unwrap_or(Timestamp::MAX_UTC),
+    })
+}
+
+fn step_sets(over: Option<&ContentOverride>, part: &str) -> bool {
+    let Some(o) = over else { return false };
+    match part {
+        "text" => o.text.is_some(),
+        "subject" => o.subject.is_some(),
+        "html" => o.html.is_some(),
+        p if p.starts_with("buttons") => !o.buttons.is_empty(),
+        p if p.starts_with("template") => o.template.is_some(),
+        _ => false,
+    }
+}
+
+fn render_content(
+    over: &ContentOverride,
+    message: &Message,
+    ctx: &serde_json::Value,
+    errors: &mut Vec<ValidationError>,
+    field: impl Fn(&str) -> String,
+) -> Content {
+    let mut render = |src: &str, part: &str| match template::render(src, ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            let f = field(part);
+            if !errors.iter().any(|x| x.field == f) {
+                errors.push(ValidationError::new(f, e.message));
+            }
+            String::new()
+        }
+    };
+    let text = render(over.text.as_deref().unwrap_or(&message.text), "text");
+    let subject = over.subject.as_deref().map(|s| render(s, "subject"));
+    let html = over.html.as_deref().map(|s| render(s, "html"));
+    let buttons = over
+        .buttons
+        .iter()
+        .enumerate()
+        .map(|(j, b)| crate::model::Button {
+            caption: render(&b.caption, &format!("buttons[{j}].caption")),
+            url: render(&b.url, &format!("buttons[{j}].url")),
+        })
+        .collect();
+    let template = over.template.as_ref().map(|t| crate::model::ProviderTemplate {
+        name: t.name.clone(),
+        language: t.language.clone(),
+        params: t.params.iter().enumerate().map(|(j, p)| render(p, &format!("template.params[{j}]"))).collect(),
+    });
+    let attachment =
+        if over.drop_attachment { None } else { over.attachment.clone().or_else(|| message.attachment.clone()) };
+    Content { text, subject, html, attachment, buttons, template }
+}

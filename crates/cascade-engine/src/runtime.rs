@@ -1,0 +1,817 @@
+//! The tokio runtime that drives cascades: [`Engine`].
+//!
+//! It validates and plans requests, stores them durably before anything is sent, runs the
+//! state machine on every input, persists each transition (fenced by version), then carries
+//! out the actions: sends on spawned tasks, outcomes to watchers, the event stream and the
+//! callback outbox. Timers are data: one scheduler task claims due cascades from the store and
+//! sleeps until the earliest deadline or until woken; no task waits per cascade.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, broadcast};
+
+use crate::channel::{InboundMessage, SendRequest, StatusUpdate};
+use crate::clock::TokioClock;
+use crate::error::{EngineError, SubmitError};
+use crate::machine::{Action, CascadeState, Input, Phase};
+use crate::model::{
+    CascadeId, ChannelName, ConnectionId, Contact, ErrorClass, Event, EventKind, Message, Outcome, Policy, SendError,
+    Status, Timestamp,
+};
+use crate::plan::{self, DEFAULT_MAX_FILE_SIZE, PlanInput};
+use crate::pool::{Connection, HealthPolicy, PoolError, Pools};
+use crate::store::{
+    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, MemoryStore, NewOutboxItem, ProviderRef, Store,
+    StoreError,
+};
+
+/// Engine settings. The defaults suit most deployments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// The largest attachment accepted at all (100 MB).
+    pub max_file_size: u64,
+    /// When connections are taken out and let back in.
+    pub health: HealthPolicy,
+    /// How long one `send` may take before it counts as a transient timeout (30 s).
+    #[serde(with = "crate::model::duration")]
+    pub send_timeout: Duration,
+    /// How far a claim pushes a due cascade's deadline; work held by a dead instance falls due
+    /// again after this (30 s).
+    #[serde(with = "crate::model::duration")]
+    pub lease: Duration,
+    /// How many due cascades one claim takes (256).
+    pub claim_batch: usize,
+    /// The longest the scheduler sleeps without looking at the store (1 s). Other instances'
+    /// work is seen at least this often.
+    #[serde(with = "crate::model::duration")]
+    pub poll_interval: Duration,
+    /// How long a status for an unknown provider message id is kept in case its send result
+    /// is still on its way (60 s).
+    #[serde(with = "crate::model::duration")]
+    pub status_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            health: HealthPolicy::default(),
+            send_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(30),
+            claim_batch: 256,
+            poll_interval: Duration::from_secs(1),
+            status_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A request to start one cascade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CascadeRequest {
+    /// Who to write to.
+    pub contact: Contact,
+    /// What to say.
+    pub message: Message,
+    /// How to try.
+    pub policy: Arc<Policy>,
+    /// Caller objects for templates (`{"deal": {...}}`).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub variables: serde_json::Value,
+    /// A repeat with the same key returns the same cascade and sends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Where to POST the outcome (delivered from the store's outbox by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Caller data kept with the cascade and returned with its outcome.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+impl CascadeRequest {
+    /// A request with no variables, key, callback or metadata.
+    pub fn new(contact: Contact, message: Message, policy: impl Into<Arc<Policy>>) -> Self {
+        Self {
+            contact,
+            message,
+            policy: policy.into(),
+            variables: serde_json::Value::Null,
+            idempotency_key: None,
+            callback_url: None,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the template variables.
+    pub fn variables(mut self, vars: serde_json::Value) -> Self {
+        self.variables = vars;
+        self
+    }
+
+    /// Sets the callback URL.
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
+    }
+
+    /// A digest of everything but the idempotency key.
+    fn fingerprint(&self) -> String {
+        let mut copy = self.clone();
+        copy.idempotency_key = None;
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A timeline entry of one cascade, on the engine-wide event stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineEvent {
+    /// The cascade.
+    pub cascade: CascadeId,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What [`Engine::status`] did with a status update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Recorded on this attempt.
+    Matched {
+        /// The cascade.
+        cascade: CascadeId,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// No attempt has this provider message id (yet): kept for a while in case the send's
+    /// answer is still on its way, then dropped.
+    Unmatched,
+}
+
+/// A cascade with its timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CascadeView {
+    /// The stored record.
+    pub record: CascadeRecord,
+    /// The timeline.
+    pub events: Vec<Event>,
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug, Default)]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    connections: Vec<Connection>,
+    config: EngineConfig,
+}
+
+/// A mistake in the engine's set-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The connections do not form valid pools.
+    #[error(transparent)]
+    Pools(#[from] PoolError),
+    /// No connection at all.
+    #[error("the engine needs at least one connection")]
+    NoConnections,
+}
+
+impl EngineBuilder {
+    /// Uses this store (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Adds a connection to its channel's pool.
+    pub fn connection(mut self, connection: Connection) -> Self {
+        self.connections.push(connection);
+        self
+    }
+
+    /// Sets the engine settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the engine and starts its scheduler. Must be called inside a tokio runtime.
+    pub fn build(self) -> Result<Engine, BuildError> {
+        if self.connections.is_empty() {
+            return Err(BuildError::NoConnections);
+        }
+        let pools = Pools::new(self.connections, self.config.health)?;
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            pools,
+            config: self.config,
+            clock: TokioClock::new(),
+            shards: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            in_flight: Mutex::new(HashSet::new()),
+            watchers: Mutex::new(HashMap::new()),
+            events,
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            sends: AtomicUsize::new(0),
+            sends_done: Notify::new(),
+            orphans: Mutex::new(HashMap::new()),
+        });
+        let engine = Engine { inner };
+        let scheduler = engine.clone();
+        tokio::spawn(async move { scheduler.run_scheduler().await });
+        Ok(engine)
+    }
+}
+
+/// The cascade engine. Cheap to clone; every clone drives the same cascades.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    pools: Pools,
+    config: EngineConfig,
+    clock: TokioClock,
+    shards: Box<[tokio::sync::Mutex<()>]>,
+    in_flight: Mutex<HashSet<(CascadeId, u32)>>,
+    watchers: Mutex<HashMap<CascadeId, broadcast::Sender<Event>>>,
+    events: broadcast::Sender<EngineEvent>,
+    wake: Notify,
+    stopping: AtomicBool,
+    sends: AtomicUsize,
+    sends_done: Notify,
+    orphans: Mutex<HashMap<(String, String), Vec<(StatusUpdate, Timestamp)>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A submitted cascade.
+#[derive(Clone, Debug)]
+pub struct CascadeHandle {
+    id: CascadeId,
+    existing: bool,
+    engine: Engine,
+}
+
+impl CascadeHandle {
+    /// The cascade's id.
+    pub fn id(&self) -> CascadeId {
+        self.id
+    }
+
+    /// Whether the request repeated an earlier one (same idempotency key): nothing new was sent.
+    pub fn is_existing(&self) -> bool {
+        self.existing
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(&self) -> Result<Outcome, EngineError> {
+        self.engine.outcome(self.id).await
+    }
+
+    /// Live timeline entries from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.engine.subscribe(self.id)
+    }
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The connection pools.
+    pub fn pools(&self) -> &Pools {
+        &self.inner.pools
+    }
+
+    /// Engine time.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The engine-wide event stream (every timeline entry of every cascade). Slow receivers
+    /// lose the oldest entries (see [`broadcast`]).
+    pub fn events(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Live timeline entries of one cascade from now on.
+    pub fn subscribe(&self, id: CascadeId) -> broadcast::Receiver<Event> {
+        lock(&self.inner.watchers).entry(id).or_insert_with(|| broadcast::channel(256).0).subscribe()
+    }
+
+    /// Validates, stores and starts a cascade. It is durable when this returns; nothing is sent
+    /// before that. A repeated idempotency key returns the earlier cascade (and sends nothing);
+    /// the same key with a different request is refused.
+    pub async fn submit(&self, request: CascadeRequest) -> Result<CascadeHandle, SubmitError> {
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let now = inner.clock.now();
+        let addresses: Vec<(ChannelName, String)> = request
+            .policy
+            .steps
+            .iter()
+            .filter_map(|s| {
+                let caps = inner.pools.pool(&s.channel)?.capabilities();
+                caps.conversation_window?;
+                Some((s.channel.clone(), request.contact.address_for(&s.channel, &caps.address_kinds)?.value))
+            })
+            .collect();
+        let conversations =
+            if addresses.is_empty() { Vec::new() } else { inner.store.conversations(&addresses).await? };
+        let plan = plan::build(
+            &PlanInput {
+                contact: &request.contact,
+                message: &request.message,
+                policy: &request.policy,
+                variables: &request.variables,
+                conversations: &conversations,
+                max_file_size: inner.config.max_file_size,
+                now,
+            },
+            &inner.pools,
+        )
+        .map_err(SubmitError::Invalid)?;
+
+        let id = CascadeId::new();
+        let mut state = CascadeState::new(id, plan, now);
+        let t = state.apply(Input::Start, now, &mut inner.pools.picker(now));
+        let meta = CascadeMeta {
+            fingerprint: request.fingerprint(),
+            contact: request.contact,
+            idempotency_key: request.idempotency_key,
+            callback_url: request.callback_url,
+            metadata: request.metadata,
+        };
+        let outbox = self.outbox_for(&state, &meta, &t.actions);
+        let record = CascadeRecord { wake_at: self.wake_for(&state, now), state, meta: Arc::new(meta), version: 1 };
+        let sends: Vec<u32> = t
+            .actions
+            .iter()
+            .filter_map(|a| if let Action::Send { attempt } = a { Some(*attempt) } else { None })
+            .collect();
+        {
+            let mut f = lock(&inner.in_flight);
+            f.extend(sends.iter().map(|a| (id, *a)));
+        }
+        let created = inner.store.create(record.clone(), t.events.clone()).await;
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                lock(&inner.in_flight).retain(|(c, _)| *c != id);
+                return Err(e.into());
+            }
+        };
+        match created {
+            Created::New => {}
+            Created::Existing { id: existing, same_request } => {
+                lock(&inner.in_flight).retain(|(c, _)| *c != id);
+                if !same_request {
+                    let key = record.meta.idempotency_key.clone().unwrap_or_default();
+                    return Err(SubmitError::IdempotencyConflict { key, existing });
+                }
+                return Ok(CascadeHandle { id: existing, existing: true, engine: self.clone() });
+            }
+        }
+        if let Some(o) = outbox {
+            // A cascade that ends at once (it cannot, after validation, but stay correct) still
+            // reports through the outbox: write it now.
+            let update = CascadeUpdate {
+                state: record.state.clone(),
+                expected_version: record.version,
+                wake_at: record.wake_at,
+                events: Vec::new(),
+                provider_refs: Vec::new(),
+                outbox: Some(o),
+            };
+            inner.store.save(update).await?;
+        }
+        tracing::debug!(cascade = %id, "cascade created");
+        self.after_transition(&record.state, t.events, &t.actions);
+        Ok(CascadeHandle { id, existing: false, engine: self.clone() })
+    }
+
+    /// Feeds a status parsed from `adapter`'s webhook.
+    pub async fn status(&self, adapter: &str, update: StatusUpdate) -> Result<StatusMatch, EngineError> {
+        let found = self.inner.store.find_attempt(adapter, &update.provider_message_id).await?;
+        let Some(r) = found else {
+            let now = self.now();
+            let grace = chrono::Duration::from_std(self.inner.config.status_grace).unwrap_or(chrono::Duration::MAX);
+            let mut orphans = lock(&self.inner.orphans);
+            orphans.retain(|_, v| {
+                v.retain(|(_, at)| now - *at < grace);
+                !v.is_empty()
+            });
+            orphans.entry((adapter.to_owned(), update.provider_message_id.clone())).or_default().push((update, now));
+            return Ok(StatusMatch::Unmatched);
+        };
+        let delivered = update.status.reaches(Status::Delivered);
+        let state =
+            self.apply(r.cascade, |_| Some(Input::Status { attempt: r.attempt, update: update.clone() })).await?;
+        if delivered
+            && let Some(state) = state
+            && let Some(a) = state.attempt(r.attempt)
+            && let (Some(conn), Some(addr)) = (&a.connection, &state.plan.steps[a.step as usize].address)
+        {
+            let conv = Conversation {
+                channel: a.channel.clone(),
+                connection: conn.clone(),
+                address: addr.value.clone(),
+                last_inbound_at: None,
+                last_delivery_at: Some(self.now()),
+            };
+            self.inner.store.touch_conversation(conv).await?;
+        }
+        Ok(StatusMatch::Matched { cascade: r.cascade, attempt: r.attempt })
+    }
+
+    /// Feeds an inbound message received on `connection`: records the conversation and stops
+    /// every running cascade to that sender on that channel (a reply stops the chain).
+    /// Returns the cascades it stopped.
+    pub async fn inbound(
+        &self,
+        connection: &ConnectionId,
+        message: InboundMessage,
+    ) -> Result<Vec<CascadeId>, EngineError> {
+        let Some(member) = self.inner.pools.member(connection) else { return Ok(Vec::new()) };
+        let channel = member.connection.channel.info().channel.clone();
+        let conv = Conversation {
+            channel: channel.clone(),
+            connection: connection.clone(),
+            address: message.from.clone(),
+            last_inbound_at: Some(message.at.unwrap_or_else(|| self.now())),
+            last_delivery_at: None,
+        };
+        self.inner.store.touch_conversation(conv).await?;
+        let ids = self.inner.store.running_for_address(&channel, &message.from).await?;
+        let mut stopped = Vec::new();
+        for id in ids {
+            let state =
+                self.apply(id, |s| (!s.is_finished()).then(|| Input::Reply { channel: channel.clone() })).await?;
+            if state.is_some_and(|s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. }))) {
+                stopped.push(id);
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Cancels a running cascade. Returns `false` if it had already ended.
+    pub async fn cancel(&self, id: CascadeId) -> Result<bool, EngineError> {
+        let state = self.apply(id, |s| (!s.is_finished()).then_some(Input::Cancel)).await?;
+        Ok(state.is_some())
+    }
+
+    /// A cascade with its timeline.
+    pub async fn get(&self, id: CascadeId) -> Result<Option<CascadeView>, EngineError> {
+        let Some(record) = self.inner.store.load(id).await? else { return Ok(None) };
+        let events = self.inner.store.events(id).await?;
+        Ok(Some(CascadeView { record, events }))
+    }
+
+    /// Waits for a cascade's outcome.
+    pub async fn outcome(&self, id: CascadeId) -> Result<Outcome, EngineError> {
+        let mut rx = self.subscribe(id);
+        loop {
+            let rec = self.inner.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
+            if let Some(o) = rec.state.outcome {
+                return Ok(o);
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(Event { kind: EventKind::Finished { outcome, .. }, .. }) => return Ok(outcome),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::ShuttingDown),
+                }
+            }
+        }
+    }
+
+    /// Stops taking new cascades, stops the scheduler, and waits (up to `grace`) for sends in
+    /// flight to finish and be recorded. Cascades keep their state in the store and continue
+    /// when an engine on the same store starts again.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.wake.notify_waiters();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.inner.sends.load(Ordering::Acquire) > 0 {
+            let done = self.inner.sends_done.notified();
+            if self.inner.sends.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                tracing::warn!(
+                    sends = self.inner.sends.load(Ordering::Acquire),
+                    "shutdown grace ended with sends in flight"
+                );
+                break;
+            }
+        }
+    }
+
+    // ---- internals ----
+
+    fn wake_for(&self, state: &CascadeState, now: Timestamp) -> Option<Timestamp> {
+        let w = state.wake_at()?;
+        if matches!(state.phase, Phase::Sending { .. }) {
+            // A send in flight is looked at again after its timeout plus a lease: if the
+            // process that made it died, the result is recorded as unknown then.
+            let guard = add(now, self.inner.config.send_timeout + self.inner.config.lease);
+            return Some(w.min(guard));
+        }
+        Some(w)
+    }
+
+    fn outbox_for(&self, state: &CascadeState, meta: &CascadeMeta, actions: &[Action]) -> Option<NewOutboxItem> {
+        if !actions.contains(&Action::Finished) {
+            return None;
+        }
+        let url = meta.callback_url.clone()?;
+        Some(NewOutboxItem { cascade: state.id, url, body: outcome_report(state, meta) })
+    }
+
+    /// Applies an input to a stored cascade: load, transition, save (retrying on version
+    /// conflicts), then act. `input` sees the current state and may decline (`None`).
+    /// Returns the new state if a transition was applied.
+    async fn apply(
+        &self,
+        id: CascadeId,
+        input: impl Fn(&CascadeState) -> Option<Input>,
+    ) -> Result<Option<CascadeState>, EngineError> {
+        let inner = &self.inner;
+        let shard = &inner.shards[(id.as_uuid().as_u128() % inner.shards.len() as u128) as usize];
+        let _guard = shard.lock().await;
+        for _ in 0..8 {
+            let rec = inner.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
+            let Some(inp) = input(&rec.state) else { return Ok(None) };
+            let now = inner.clock.now();
+            let mut state = rec.state.clone();
+            let t = state.apply(inp, now, &mut inner.pools.picker(now));
+            let provider_refs = self.new_provider_refs(&rec.state, &state);
+            let outbox = self.outbox_for(&state, &rec.meta, &t.actions);
+            let wake_at = self.wake_for(&state, now);
+            let sends: Vec<u32> = t
+                .actions
+                .iter()
+                .filter_map(|a| if let Action::Send { attempt } = a { Some(*attempt) } else { None })
+                .collect();
+            lock(&inner.in_flight).extend(sends.iter().map(|a| (id, *a)));
+            let update = CascadeUpdate {
+                state: state.clone(),
+                expected_version: rec.version,
+                wake_at,
+                events: t.events.clone(),
+                provider_refs: provider_refs.clone(),
+                outbox,
+            };
+            match inner.store.save(update).await {
+                Ok(_) => {
+                    if wake_at.is_some_and(|w| rec.wake_at.is_none_or(|old| w < old)) {
+                        inner.wake.notify_one();
+                    }
+                    self.after_transition(&state, t.events, &t.actions);
+                    self.replay_orphans(id, &provider_refs);
+                    return Ok(Some(state));
+                }
+                Err(e) => {
+                    let mut f = lock(&inner.in_flight);
+                    for a in &sends {
+                        f.remove(&(id, *a));
+                    }
+                    if !matches!(e, StoreError::Conflict(_)) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Err(EngineError::Store(StoreError::Conflict(id)))
+    }
+
+    fn new_provider_refs(&self, before: &CascadeState, after: &CascadeState) -> Vec<ProviderRef> {
+        after
+            .attempts
+            .iter()
+            .filter(|a| a.provider_message_id.is_some())
+            .filter(|a| before.attempt(a.number).is_none_or(|b| b.provider_message_id.is_none()))
+            .filter_map(|a| {
+                let member = self.inner.pools.member(a.connection.as_ref()?)?;
+                Some(ProviderRef {
+                    adapter: member.connection.channel.info().adapter.clone(),
+                    provider_message_id: a.provider_message_id.clone()?,
+                    attempt: a.number,
+                })
+            })
+            .collect()
+    }
+
+    /// Statuses that arrived before their send's answer was recorded are applied now.
+    fn replay_orphans(&self, _id: CascadeId, refs: &[ProviderRef]) {
+        if refs.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        {
+            let mut orphans = lock(&self.inner.orphans);
+            if orphans.is_empty() {
+                return;
+            }
+            for r in refs {
+                if let Some(v) = orphans.remove(&(r.adapter.to_string(), r.provider_message_id.clone())) {
+                    found.extend(v.into_iter().map(|(u, _)| (r.adapter.clone(), u)));
+                }
+            }
+        }
+        for (adapter, update) in found {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.status(adapter.as_str(), update).await {
+                    tracing::warn!(error = %e, "could not apply a held-back status");
+                }
+            });
+        }
+    }
+
+    /// Publishes events and carries out actions of a transition that is already stored.
+    fn after_transition(&self, state: &CascadeState, events: Vec<Event>, actions: &[Action]) {
+        let inner = &self.inner;
+        let id = state.id;
+        let finished = actions.contains(&Action::Finished);
+        {
+            let mut watchers = lock(&inner.watchers);
+            if let Some(tx) = watchers.get(&id) {
+                for e in &events {
+                    let _ = tx.send(e.clone());
+                }
+            }
+            if finished {
+                watchers.remove(&id);
+            }
+        }
+        if inner.events.receiver_count() > 0 {
+            for event in events {
+                let _ = inner.events.send(EngineEvent { cascade: id, event });
+            }
+        }
+        if finished && let Some(o) = &state.outcome {
+            tracing::info!(cascade = %id, outcome = o.state(), cost = %state.cost(), "cascade finished");
+        }
+        for a in actions {
+            if let Action::Send { attempt } = a {
+                self.spawn_send(state, *attempt);
+            }
+        }
+    }
+
+    fn spawn_send(&self, state: &CascadeState, number: u32) {
+        let inner = &self.inner;
+        let id = state.id;
+        let prepared = state.attempt(number).and_then(|a| {
+            let step = &state.plan.steps[a.step as usize];
+            let connection = a.connection.clone()?;
+            let member = inner.pools.member(&connection)?;
+            Some((
+                member.connection.channel.clone(),
+                SendRequest {
+                    cascade_id: id,
+                    attempt: number,
+                    connection,
+                    address: step.address.clone()?,
+                    content: step.content.clone(),
+                },
+            ))
+        });
+        let Some((channel, request)) = prepared else {
+            tracing::error!(cascade = %id, attempt = number, "send action without a connection or address");
+            lock(&inner.in_flight).remove(&(id, number));
+            return;
+        };
+        inner.sends.fetch_add(1, Ordering::AcqRel);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let inner = &engine.inner;
+            if let Some(m) = inner.pools.member(&request.connection) {
+                m.until_ready().await;
+            }
+            let result = match tokio::time::timeout(inner.config.send_timeout, channel.send(&request)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::transient(
+                    "timeout",
+                    format!("no answer within {}", crate::model::duration::format(inner.config.send_timeout)),
+                )),
+            };
+            let connection_failure = matches!(&result, Err(e) if e.class == ErrorClass::Connection);
+            inner.pools.report(&request.connection, connection_failure, inner.clock.now());
+            if let Err(e) = &result {
+                tracing::debug!(cascade = %id, attempt = number, error = %e, "send failed");
+            }
+            let mut delay = Duration::from_millis(50);
+            for _ in 0..6 {
+                let r = engine.apply(id, |_| Some(Input::SendResult { attempt: number, result: result.clone() })).await;
+                match r {
+                    Ok(_) | Err(EngineError::NotFound(_)) => break,
+                    Err(e) => {
+                        tracing::warn!(cascade = %id, attempt = number, error = %e, "could not record a send result; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+            lock(&inner.in_flight).remove(&(id, number));
+            if inner.sends.fetch_sub(1, Ordering::AcqRel) == 1 {
+                inner.sends_done.notify_waiters();
+            }
+        });
+    }
+
+    async fn run_scheduler(self) {
+        let inner = &self.inner;
+        loop {
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let now = inner.clock.now();
+            let claimed = match inner.store.claim_due(now, inner.config.claim_batch, inner.config.lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming due cascades failed");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() == inner.config.claim_batch;
+            for rec in claimed {
+                let id = rec.id();
+                let r = self
+                    .apply(id, |s| match s.phase {
+                        Phase::Finished => None,
+                        Phase::Sending { attempt } => {
+                            (!lock(&inner.in_flight).contains(&(id, attempt))).then_some(Input::SendLost { attempt })
+                        }
+                        _ => Some(Input::Tick),
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(cascade = %id, error = %e, "processing a due cascade failed");
+                }
+            }
+            if full {
+                continue;
+            }
+            let next = inner.store.next_wake().await.ok().flatten();
+            let poll = tokio::time::Instant::now() + inner.config.poll_interval;
+            let until = next.map_or(poll, |w| inner.clock.instant_at(w).min(poll));
+            let notified = inner.wake.notified();
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = notified => {}
+            }
+        }
+    }
+}
+
+/// The outcome report sent to callbacks and returned by the API: the outcome, the path taken
+/// (every attempt with its statuses and reasons), the total cost, and the caller's metadata.
+pub fn outcome_report(state: &CascadeState, meta: &CascadeMeta) -> serde_json::Value {
+    serde_json::json!({
+        "cascade_id": state.id,
+        "state": crate::store::state_name(state),
+        "outcome": state.outcome,
+        "attempts": state.attempts,
+        "failures": state.failures,
+        "cost": state.cost(),
+        "created_at": state.created_at,
+        "finished_at": state.finished_at,
+        "metadata": meta.metadata,
+    })
+}

@@ -1,0 +1,289 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// A [`Store`] in memory: fast, and gone when the process ends.
+///
+/// Used by tests, benchmarks, and embedders who want no persistence.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    cascades: HashMap<CascadeId, Entry>,
+    by_key: HashMap<String, CascadeId>,
+    by_provider: HashMap<(ChannelName, String), AttemptRef>,
+    due: BTreeSet<(Timestamp, CascadeId)>,
+    by_address: HashMap<(ChannelName, String), Vec<CascadeId>>,
+    conversations: HashMap<(ChannelName, String), Vec<Conversation>>,
+    outbox: BTreeMap<u64, OutboxItem>,
+    next_outbox: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: CascadeRecord,
+    events: Vec<Event>,
+}
+
+fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data that is still consistent enough to
+        // read; keep serving rather than poisoning every later call.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many cascades it holds.
+    pub fn len(&self) -> usize {
+        self.lock().cascades.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn index_addresses(&mut self, state: &CascadeState, add: bool) {
+        for step in &state.plan.steps {
+            let Some(addr) = &step.address else { continue };
+            let key = (step.channel.clone(), addr.value.clone());
+            if add {
+                let ids = self.by_address.entry(key).or_default();
+                if !ids.contains(&state.id) {
+                    ids.push(state.id);
+                }
+            } else if let Some(ids) = self.by_address.get_mut(&key) {
+                ids.retain(|id| *id != state.id);
+                if ids.is_empty() {
+                    self.by_address.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
+        let mut g = self.lock();
+        if let Some(key) = &record.meta.idempotency_key
+            && let Some(id) = g.by_key.get(key).copied()
+        {
+            let same_request =
+                g.cascades.get(&id).is_some_and(|e| e.record.meta.fingerprint == record.meta.fingerprint);
+            return Ok(Created::Existing { id, same_request });
+        }
+        let id = record.id();
+        if let Some(key) = &record.meta.idempotency_key {
+            g.by_key.insert(key.clone(), id);
+        }
+        if let Some(w) = record.wake_at {
+            g.due.insert((w, id));
+        }
+        if !record.state.is_finished() {
+            g.index_addresses(&record.state, true);
+        }
+        g.cascades.insert(id, Entry { record, events });
+        Ok(Created::New)
+    }
+
+    async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
+        Ok(self.lock().cascades.get(&id).map(|e| e.record.clone()))
+    }
+
+    async fn save(&self, u: CascadeUpdate) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let id = u.state.id;
+        let g = &mut *g;
+        let entry = g.cascades.get_mut(&id).ok_or(StoreError::NotFound(id))?;
+        if entry.record.version != u.expected_version {
+            return Err(StoreError::Conflict(id));
+        }
+        if let Some(w) = entry.record.wake_at {
+            g.due.remove(&(w, id));
+        }
+        if let Some(w) = u.wake_at {
+            g.due.insert((w, id));
+        }
+        let finished_now = u.state.is_finished() && !entry.record.state.is_finished();
+        let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
+        entry.record.version += 1;
+        entry.record.wake_at = u.wake_at;
+        entry.record.state = u.state;
+        entry.events.extend(u.events);
+        let version = entry.record.version;
+        if finished_now {
+            let state = entry.record.state.clone();
+            g.index_addresses(&state, false);
+        }
+        for r in u.provider_refs {
+            g.by_provider.insert((r.adapter, r.provider_message_id), AttemptRef { cascade: id, attempt: r.attempt });
+        }
+        if let Some(o) = u.outbox {
+            g.next_outbox += 1;
+            let item = OutboxItem {
+                id: g.next_outbox,
+                cascade: o.cascade,
+                url: o.url,
+                body: o.body,
+                tries: 0,
+                next_at: entry_finished_at,
+                last_error: None,
+                dead: false,
+            };
+            g.outbox.insert(item.id, item);
+        }
+        Ok(version)
+    }
+
+    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
+        self.lock().cascades.get(&id).map(|e| e.events.clone()).ok_or(StoreError::NotFound(id))
+    }
+
+    async fn find_attempt(&self, adapter: &str, provider_message_id: &str) -> Result<Option<AttemptRef>, StoreError> {
+        let key = (ChannelName::new(adapter), provider_message_id.to_owned());
+        Ok(self.lock().by_provider.get(&key).copied())
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let due: Vec<(Timestamp, CascadeId)> =
+            g.due.iter().take_while(|(w, _)| *w <= now).take(limit).copied().collect();
+        let until = lease_end(now, lease);
+        let mut out = Vec::with_capacity(due.len());
+        for key in due {
+            g.due.remove(&key);
+            let Some(e) = g.cascades.get_mut(&key.1) else { continue };
+            e.record.wake_at = Some(until);
+            e.record.version += 1;
+            g.due.insert((until, key.1));
+            out.push(e.record.clone());
+        }
+        Ok(out)
+    }
+
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.lock().due.first().map(|(w, _)| *w))
+    }
+
+    async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
+        Ok(self.lock().by_address.get(&(channel.clone(), address.to_owned())).cloned().unwrap_or_default())
+    }
+
+    async fn touch_conversation(&self, c: Conversation) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let list = g.conversations.entry((c.channel.clone(), c.address.clone())).or_default();
+        let slot = match list.iter().position(|x| x.connection == c.connection) {
+            Some(i) => &mut list[i],
+            None => {
+                list.push(Conversation { last_inbound_at: None, last_delivery_at: None, ..c.clone() });
+                list.last_mut().expect("just pushed")
+            }
+        };
+        slot.last_inbound_at = slot.last_inbound_at.max(c.last_inbound_at);
+        slot.last_delivery_at = slot.last_delivery_at.max(c.last_delivery_at);
+        Ok(())
+    }
+
+    async fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
+        let g = self.lock();
+        let mut out: Vec<Conversation> = addresses
+            .iter()
+            .filter_map(|(ch, a)| g.conversations.get(&(ch.clone(), a.clone())))
+            .flatten()
+            .cloned()
+            .collect();
+        out.dedup();
+        out.sort_by(|a, b| (&a.channel, &a.connection).cmp(&(&b.channel, &b.connection)));
+        Ok(out)
+    }
+
+    async fn list(&self, f: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
+        let g = self.lock();
+        let mut out: Vec<&CascadeRecord> = g
+            .cascades
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| f.state.as_deref().is_none_or(|s| state_name(&r.state) == s))
+            .filter(|r| f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c)))
+            .filter(|r| f.since.is_none_or(|t| r.state.created_at >= t))
+            .filter(|r| f.before.is_none_or(|b| r.id() < b))
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse(r.id()));
+        Ok(out.into_iter().take(f.limit).cloned().collect())
+    }
+
+    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut g = self.lock();
+        let until = lease_end(now, lease);
+        let mut out = Vec::new();
+        for item in g.outbox.values_mut().filter(|i| !i.dead && i.next_at <= now).take(limit) {
+            item.next_at = until;
+            out.push(item.clone());
+        }
+        Ok(out)
+    }
+
+    async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        match result {
+            Ok(()) => {
+                g.outbox.remove(&id);
+            }
+            Err((error, retry_at)) => {
+                if let Some(item) = g.outbox.get_mut(&id) {
+                    item.tries += 1;
+                    item.last_error = Some(error);
+                    match retry_at {
+                        Some(at) => item.next_at = at,
+                        None => item.dead = true,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        Ok(self.lock().outbox.values().filter(|i| i.dead).take(limit).cloned().collect())
+    }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let old: Vec<CascadeId> = g
+            .cascades
+            .values()
+            .filter(|e| e.record.state.finished_at.is_some_and(|t| t < before))
+            .map(|e| e.record.id())
+            .take(limit)
+            .collect();
+        for id in &old {
+            if let Some(e) = g.cascades.remove(id) {
+                if let Some(k) = &e.record.meta.idempotency_key {
+                    g.by_key.remove(k);
+                }
+                g.by_provider.retain(|_, r| r.cascade != *id);
+            }
+        }
+        Ok(old.len())
+    }
+}

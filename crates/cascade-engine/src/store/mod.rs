@@ -1,0 +1,262 @@
+//! The [`Store`] trait: where cascades live between events, and the single source of truth for
+//! their timers.
+//!
+//! Each cascade is a [`CascadeRecord`]: the state machine's state, the request's metadata, a
+//! `version` that fences every write-back, and `wake_at`, its next deadline. Timers are data:
+//! [`Store::claim_due`] hands out cascades whose `wake_at` has passed and pushes `wake_at`
+//! forward by a lease at the same time, so work held by an instance that died falls due again
+//! by itself. [`MemoryStore`] implements it in memory; durable stores live in their own crates
+//! and pass the same conformance suite (`cascade-testkit`).
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::CascadeState;
+use crate::model::{CascadeId, ChannelName, ConnectionId, Contact, Event, Timestamp};
+
+pub use memory::MemoryStore;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The record changed since it was read (its version moved on): reload and apply again.
+    #[error("version conflict on cascade {0}")]
+    Conflict(CascadeId),
+    /// No such cascade.
+    #[error("no cascade {0}")]
+    NotFound(CascadeId),
+    /// The store cannot be reached or cannot persist right now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What the engine knows of an existing chat with a contact on a channel and connection.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The connection the chat is with.
+    pub connection: ConnectionId,
+    /// The contact's address on the channel.
+    pub address: String,
+    /// When the contact last wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inbound_at: Option<Timestamp>,
+    /// When a message of ours was last delivered there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_at: Option<Timestamp>,
+}
+
+impl Conversation {
+    /// The later of the last inbound message and the last delivery.
+    pub fn last_activity(&self) -> Option<Timestamp> {
+        self.last_inbound_at.max(self.last_delivery_at)
+    }
+}
+
+/// What a cascade was started with, beyond its plan.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct CascadeMeta {
+    /// The contact.
+    pub contact: Contact,
+    /// The idempotency key, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// A digest of the request, to tell a repeat from a different request with the same key.
+    pub fingerprint: String,
+    /// Where to POST the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Caller data returned with the outcome.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// One stored cascade.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct CascadeRecord {
+    /// The state machine's state (its id is the cascade's id).
+    pub state: CascadeState,
+    /// The request's metadata.
+    pub meta: Arc<CascadeMeta>,
+    /// Bumped by every write; writes name the version they read.
+    pub version: u64,
+    /// The next deadline, `None` once finished.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl CascadeRecord {
+    /// The cascade id.
+    pub fn id(&self) -> CascadeId {
+        self.state.id
+    }
+}
+
+/// The outcome of [`Store::create`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Created {
+    /// Stored as new.
+    New,
+    /// The idempotency key is taken; `same_request` tells whether the request matched.
+    Existing {
+        /// The cascade holding the key.
+        id: CascadeId,
+        /// Whether the stored request has the same fingerprint.
+        same_request: bool,
+    },
+}
+
+/// Links a provider message id to an attempt, so status webhooks find it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ProviderRef {
+    /// The adapter that sent it.
+    pub adapter: ChannelName,
+    /// The provider's message id.
+    pub provider_message_id: String,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// Where a provider message id points.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AttemptRef {
+    /// The cascade.
+    pub cascade: CascadeId,
+    /// The attempt number.
+    pub attempt: u32,
+}
+
+/// A write-back after a transition, fenced by `expected_version`.
+#[derive(Clone, Debug)]
+pub struct CascadeUpdate {
+    /// The state after the transition.
+    pub state: CascadeState,
+    /// The version that was read; the write fails with [`StoreError::Conflict`] if it moved.
+    pub expected_version: u64,
+    /// The next deadline.
+    pub wake_at: Option<Timestamp>,
+    /// Timeline entries to append.
+    pub events: Vec<Event>,
+    /// New provider message ids to index.
+    pub provider_refs: Vec<ProviderRef>,
+    /// A callback to deliver (written in the same transaction, so it is never lost).
+    pub outbox: Option<NewOutboxItem>,
+}
+
+/// A callback to enqueue.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct NewOutboxItem {
+    /// The cascade it reports on.
+    pub cascade: CascadeId,
+    /// Where to POST.
+    pub url: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+/// A callback waiting for delivery.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Store-assigned id.
+    pub id: u64,
+    /// The cascade it reports on.
+    pub cascade: CascadeId,
+    /// Where to POST.
+    pub url: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// Delivery tries made so far.
+    pub tries: u32,
+    /// When to try next.
+    pub next_at: Timestamp,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Given up on: kept for inspection, never tried again.
+    pub dead: bool,
+}
+
+/// A filter for [`Store::list`].
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct ListFilter {
+    /// `running`, `delivered`, `failed`, `cancelled` or `expired`.
+    pub state: Option<String>,
+    /// Only cascades whose plan uses this channel.
+    pub channel: Option<ChannelName>,
+    /// Only cascades created at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only cascades with ids before this one (newest first paging).
+    pub before: Option<CascadeId>,
+    /// The most to return.
+    pub limit: usize,
+}
+
+/// The state of a cascade as a list filter sees it.
+pub fn state_name(state: &CascadeState) -> &'static str {
+    state.outcome.as_ref().map_or("running", |o| o.state())
+}
+
+/// Where cascades, their timelines, timers, conversations and callbacks are kept.
+///
+/// Every method is atomic. Implementations must pass the conformance suite in
+/// `cascade-testkit` (`store_conformance`).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores a new cascade with its first timeline entries, unless its idempotency key is
+    /// taken. Durable once this returns.
+    async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError>;
+
+    /// Reads a cascade.
+    async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError>;
+
+    /// Writes a cascade back if its version is still `expected_version`; the new version is
+    /// `expected_version + 1`.
+    async fn save(&self, update: CascadeUpdate) -> Result<u64, StoreError>;
+
+    /// The cascade's timeline, in order.
+    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError>;
+
+    /// The attempt a provider message id belongs to.
+    async fn find_attempt(&self, adapter: &str, provider_message_id: &str) -> Result<Option<AttemptRef>, StoreError>;
+
+    /// Claims up to `limit` cascades due at `now`: pushes their `wake_at` to `now + lease`,
+    /// bumps their version, and returns them.
+    async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError>;
+
+    /// The earliest `wake_at` of any running cascade.
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Running cascades that send to `address` on `channel` (for replies).
+    async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError>;
+
+    /// Records a conversation, merging the timestamps (each keeps the later value).
+    async fn touch_conversation(&self, conversation: Conversation) -> Result<(), StoreError>;
+
+    /// The known conversations with any of these (channel, address) pairs.
+    async fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Cascades matching a filter, newest first.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError>;
+
+    /// Claims up to `limit` callbacks due at `now`, pushing their `next_at` by `lease`.
+    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Records the result of a delivery try: `Ok` removes the item; `Err` keeps it with its
+    /// error, to retry at `retry_at` or, if `None`, as dead.
+    async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError>;
+
+    /// Callbacks given up on.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Deletes up to `limit` finished cascades last updated before `before`; returns how many.
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError>;
+}

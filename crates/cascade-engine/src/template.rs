@@ -1,0 +1,223 @@
+//! Message templates: `{{contact.name}}`, `{{contact.fields.city}}`, `{{deal.name}}`, defaults
+//! with `{{contact.name | default("there")}}`, and the bracket masks CRM users know from their
+//! bot widgets (`[Contact.Name]`, `[Deal.Name]`), which mean the same variables.
+//!
+//! Rendering is strict: a variable that is neither in the context nor given a default is an
+//! error that names it. Templates are [MiniJinja](https://docs.rs/minijinja) (Jinja2 syntax).
+//!
+//! ```
+//! use cascade_engine::{Contact, template::{context, render}};
+//! let ctx = context(&Contact::default().name("Ann"), &serde_json::json!({"deal": {"name": "Roof"}}));
+//! assert_eq!(render("Hi [Contact.Name], about {{deal.name}}", &ctx).unwrap(), "Hi Ann, about Roof");
+//! let err = render("Hi {{contact.fields.city}}", &ctx).unwrap_err();
+//! assert_eq!(err.missing, vec!["contact.fields.city".to_string()]);
+//! ```
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value};
+
+use crate::model::Contact;
+
+/// A template that could not be rendered.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// The variables the template uses that the context lacks (dotted paths), if that is the
+    /// problem.
+    pub missing: Vec<String>,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env
+    })
+}
+
+/// The template context for a contact and caller-given variables (e.g. `{"deal": {...}}`).
+///
+/// The contact is under `contact` (`name`, `phone`, `email`, `fields`, `addresses`); every
+/// top-level key of `variables` is a variable of its own. A `contact` key in `variables` is
+/// ignored: the contact is the contact.
+pub fn context(contact: &Contact, variables: &Value) -> Value {
+    let mut root = Map::new();
+    if let Value::Object(vars) = variables {
+        for (k, v) in vars {
+            if k != "contact" {
+                root.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut c = Map::new();
+    if let Some(name) = &contact.name {
+        c.insert("name".into(), Value::String(name.clone()));
+    }
+    if let Some(phone) = &contact.phone {
+        c.insert("phone".into(), Value::String(phone.clone()));
+    }
+    if let Some(email) = &contact.email {
+        c.insert("email".into(), Value::String(email.clone()));
+    }
+    c.insert("fields".into(), Value::Object(contact.fields.clone().into_iter().collect()));
+    c.insert(
+        "addresses".into(),
+        Value::Object(contact.addresses.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect()),
+    );
+    root.insert("contact".into(), Value::Object(c));
+    Value::Object(root)
+}
+
+/// Whether `source` needs rendering at all (plain text is returned as is, cheaply).
+pub fn is_plain(source: &str) -> bool {
+    !(source.contains("{{") || source.contains("{%") || source.contains("{#") || source.contains('['))
+}
+
+/// Renders `source` against `ctx` (built by [`context`]).
+pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
+    if is_plain(source) {
+        return Ok(source.to_owned());
+    }
+    let source = expand_masks(source);
+    let tmpl = env().template_from_str(&source).map_err(|e| TemplateError {
+        missing: Vec::new(),
+        message: format!("template syntax error: {}", e.detail().unwrap_or(&e.to_string())),
+    })?;
+    tmpl.render(ctx).map_err(|e| {
+        let mut missing: Vec<String> =
+            tmpl.undeclared_variables(true).into_iter().filter(|path| lookup(ctx, path).is_none()).collect();
+        missing.sort();
+        if missing.is_empty() || e.kind() != minijinja::ErrorKind::UndefinedError {
+            TemplateError { missing: Vec::new(), message: format!("template error: {e}") }
+        } else {
+            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            TemplateError { message: format!("unknown template variable {list}"), missing }
+        }
+    })
+}
+
+/// Follows a dotted path through a JSON value.
+fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(value, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        _ => None,
+    })
+}
+
+/// Rewrites bracket masks (`[Contact.Name]`, `[Contact.Fields.City]`, `[Deal.Name]`) to
+/// MiniJinja expressions. A mask is `[` + two or more dot-separated identifiers + `]`; segments
+/// are lower-cased except custom field names (those after `Fields`). Other brackets stay text.
+pub fn expand_masks(source: &str) -> Cow<'_, str> {
+    if !source.contains('[') {
+        return Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len() + 16);
+    let mut rest = source;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find(']').map(|close| (&after[..close], close)) {
+            Some((inner, close)) if is_mask(inner) => {
+                out.push_str("{{ ");
+                let mut in_fields = false;
+                for (i, seg) in inner.split('.').enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    if in_fields {
+                        out.push_str(seg);
+                    } else {
+                        let lower = seg.to_ascii_lowercase();
+                        in_fields = i > 0 && lower == "fields";
+                        out.push_str(&lower);
+                    }
+                }
+                out.push_str(" }}");
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn is_mask(inner: &str) -> bool {
+    let mut segs = 0;
+    for seg in inner.split('.') {
+        let mut chars = seg.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return false;
+        }
+        segs += 1;
+    }
+    segs >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        let c = Contact::with_phone("+15551234567").name("Ann").field("City", "Austin");
+        context(&c, &json!({"deal": {"name": "Roof repair", "price": 1200}}))
+    }
+
+    #[test]
+    fn renders_contact_fields_and_variables() {
+        let out = render("Hi {{contact.name}} from {{contact.fields.City}}: {{deal.name}} ${{deal.price}}", &ctx());
+        assert_eq!(out.unwrap(), "Hi Ann from Austin: Roof repair $1200");
+    }
+
+    #[test]
+    fn default_filter_covers_missing_values() {
+        let c = context(&Contact::default(), &json!({}));
+        assert_eq!(render("Hi {{contact.name | default(\"there\")}}", &c).unwrap(), "Hi there");
+    }
+
+    #[test]
+    fn unknown_variable_is_named() {
+        let err = render("Hi {{contact.nickname}} and {{order.id}}", &ctx()).unwrap_err();
+        assert_eq!(err.missing, vec!["contact.nickname", "order.id"]);
+        assert!(err.message.contains("`contact.nickname`"), "{}", err.message);
+    }
+
+    #[test]
+    fn bracket_masks_are_the_same_variables() {
+        assert_eq!(
+            render("[Contact.Name], [Deal.Name], [Contact.Fields.City]", &ctx()).unwrap(),
+            "Ann, Roof repair, Austin"
+        );
+        let err = render("Hi [Lead.Title]", &ctx()).unwrap_err();
+        assert_eq!(err.missing, vec!["lead.title"]);
+    }
+
+    #[test]
+    fn other_brackets_stay_text() {
+        assert_eq!(
+            render("[Note] see [1] or [a.b c] {{contact.name}}", &ctx()).unwrap(),
+            "[Note] see [1] or [a.b c] Ann"
+        );
+        assert_eq!(render("plain text", &ctx()).unwrap(), "plain text");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let err = render("Hi {{ contact.name ", &ctx()).unwrap_err();
+        assert!(err.message.contains("syntax"), "{}", err.message);
+        assert!(err.missing.is_empty());
+    }
+}
