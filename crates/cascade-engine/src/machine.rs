@@ -383,6 +383,13 @@ impl Step<'_> {
     fn send_result(&mut self, number: u32, result: Result<Accepted, SendError>) {
         let is_current = self.s.phase == Phase::Sending { attempt: number };
         let Some(a) = self.s.attempt_mut(number) else { return };
+        if a.state == AttemptState::Accepted && a.statuses.len() > 1 && a.provider_message_id.is_some() {
+            // A status proved acceptance before the answer arrived: keep the answer's cost.
+            if let Ok(acc) = result {
+                a.cost = acc.cost.unwrap_or(a.cost);
+            }
+            return;
+        }
         if a.state != AttemptState::Sending && a.state != AttemptState::Unknown {
             return; // a duplicate answer: the first one counts
         }
@@ -508,10 +515,17 @@ impl Step<'_> {
         let Some(a) = self.s.attempt(number) else { return };
         let reached_before = a.highest.is_some_and(|h| h.reaches(self.s.plan.steps[a.step as usize].until));
         if a.state == AttemptState::Sending || a.state == AttemptState::Unknown {
-            // The status proves the provider took it.
+            // The status proves the provider took it, even if its answer is not in yet.
+            let timeout = self.s.plan.steps[a.step as usize].timeout;
             if let Some(a) = self.s.attempt_mut(number) {
                 a.state = AttemptState::Accepted;
                 a.provider_message_id.get_or_insert_with(|| update.provider_message_id.clone());
+                a.statuses.push(StatusRecord { status: Status::Accepted, at: self.now, provider_at: None });
+                a.highest = Status::max_progress(a.highest, Status::Accepted);
+            }
+            if self.s.phase == (Phase::Sending { attempt: number }) {
+                let deadline = self.now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+                self.s.phase = Phase::Waiting { attempt: number, deadline };
             }
         }
         let status = update.status;

@@ -213,7 +213,13 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
             }
         };
 
-        if content.text.trim().is_empty() && content.attachment.is_none() && content.template.is_none() {
+        let text_source = step
+            .content
+            .as_ref()
+            .and_then(|c| c.text.as_deref())
+            .or_else(|| channel_over.and_then(|c| c.text.as_deref()))
+            .unwrap_or(&message.text);
+        if text_source.trim().is_empty() && content.attachment.is_none() && content.template.is_none() {
             errors.push(ValidationError::new(
                 "message.text",
                 format!("nothing to send on `{}`: the text is empty and there is no file or template", step.channel),

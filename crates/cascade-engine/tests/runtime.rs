@@ -1,0 +1,241 @@
+//! The tokio runtime: real tasks, the in-memory store, stub and mock channels, and tokio's
+//! paused clock for every wait (no real sleeping).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cascade_engine::*;
+use cascade_testkit::{StubChannel, caps};
+
+struct Setup {
+    engine: Engine,
+    wa: StubChannel,
+    tg: StubChannel,
+    sms: StubChannel,
+}
+
+fn setup() -> Setup {
+    let wa = StubChannel::new("whatsapp", caps::whatsapp());
+    let tg = StubChannel::new("telegram", caps::telegram());
+    let sms = StubChannel::new("sms", caps::sms());
+    let engine = Engine::builder()
+        .connection(Connection::new("wa-1", wa.clone()))
+        .connection(Connection::new("tg-1", tg.clone()))
+        .connection(Connection::new("sms-1", sms.clone()).price(Cost::from_micros(7900)))
+        .build()
+        .expect("engine");
+    Setup { engine, wa, tg, sms }
+}
+
+fn ann() -> Contact {
+    Contact::with_phone("+15551234567").name("Ann").address("telegram", "777")
+}
+
+fn request() -> CascadeRequest {
+    CascadeRequest::new(ann(), Message::text("Hi {{contact.name}}"), Policy::chain(["whatsapp", "telegram", "sms"]))
+}
+
+/// Lets spawned tasks run (sends, results) without moving the paused clock.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn delivered(engine: &Engine, adapter: &str, pmid: &str, status: Status) -> StatusMatch {
+    let update = StatusUpdate { provider_message_id: pmid.into(), status, at: None, error: None };
+    engine.status(adapter, update).await.expect("status")
+}
+
+#[tokio::test(start_paused = true)]
+async fn falls_over_from_whatsapp_to_telegram_and_delivers() {
+    let s = setup();
+    s.wa.script("+15551234567", [Err(SendError::unreachable("131026", "not a WhatsApp user"))]);
+    let h = s.engine.submit(request()).await.expect("submit");
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 1);
+    assert_eq!(s.tg.sends().len(), 1, "fell over at once to telegram");
+    assert_eq!(s.tg.sends()[0].content().text, "Hi Ann");
+    assert_eq!(s.tg.sends()[0].request.address.value, "777");
+    let pmid = s.tg.accepted_ids()[0].clone();
+    // Telegram reports only `sent`: that is its success.
+    assert!(matches!(
+        delivered(&s.engine, "stub-telegram", &pmid, Status::Sent).await,
+        StatusMatch::Matched { attempt: 2, .. }
+    ));
+    let outcome = h.outcome().await.expect("outcome");
+    assert!(
+        matches!(outcome, Outcome::Delivered { ref channel, status: Status::Sent, .. } if channel.as_str() == "telegram")
+    );
+    assert!(s.sms.sends().is_empty(), "nothing sent after the outcome");
+    let view = s.engine.get(h.id()).await.expect("get").expect("exists");
+    assert!(view.events.iter().any(|e| matches!(e.kind, EventKind::StepFailed { .. })));
+    assert!(matches!(view.events.last().map(|e| &e.kind), Some(EventKind::Finished { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_times_out_and_falls_over_with_the_paused_clock() {
+    let s = setup();
+    let mut policy = Policy::new([Step::new("whatsapp").timeout(Duration::from_secs(60)), Step::new("sms")]);
+    policy.late_success_wins = false;
+    let h = s.engine.submit(CascadeRequest::new(ann(), Message::text("hello"), policy)).await.expect("submit");
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 1);
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    settle().await;
+    assert!(s.sms.sends().is_empty(), "not before the step timeout");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(s.sms.sends().len(), 1, "the step timed out and SMS was tried");
+    let pmid = s.sms.accepted_ids()[0].clone();
+    delivered(&s.engine, "stub-sms", &pmid, Status::Delivered).await;
+    let outcome = h.outcome().await.expect("outcome");
+    assert!(matches!(outcome, Outcome::Delivered { ref channel, .. } if channel.as_str() == "sms"));
+    let view = s.engine.get(h.id()).await.expect("get").expect("exists");
+    assert_eq!(view.record.state.cost(), Cost::from_micros(7900));
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_errors_are_retried_after_backoff() {
+    let s = setup();
+    s.wa.script(
+        "+15551234567",
+        [Err(SendError::transient("http_503", "down")), Err(SendError::transient("http_503", "down"))],
+    );
+    let h = s.engine.submit(request()).await.expect("submit");
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 2, "retried after 1 s");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 3, "retried after 2 s more");
+    let pmid = s.wa.accepted_ids()[0].clone();
+    delivered(&s.engine, "stub-whatsapp", &pmid, Status::Delivered).await;
+    assert!(h.outcome().await.expect("outcome").is_delivered());
+    assert!(s.tg.sends().is_empty() && s.sms.sends().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_start_returns_the_same_cascade_and_sends_nothing_new() {
+    let s = setup();
+    let req = request().idempotency_key("order-42");
+    let first = s.engine.submit(req.clone()).await.expect("first");
+    let again = s.engine.submit(req.clone()).await.expect("repeat");
+    assert_eq!(first.id(), again.id());
+    assert!(again.is_existing() && !first.is_existing());
+    settle().await;
+    assert_eq!(s.wa.sends().len(), 1, "exactly one send for two identical requests");
+    let mut different = req;
+    different.message = Message::text("something else");
+    let err = s.engine.submit(different).await.expect_err("conflict");
+    assert!(matches!(err, SubmitError::IdempotencyConflict { existing, .. } if existing == first.id()), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_requests_store_and_send_nothing() {
+    let s = setup();
+    let bad = CascadeRequest::new(ann(), Message::text("Hi {{deal.name}}"), Policy::chain(["whatsapp"]));
+    let err = s.engine.submit(bad).await.expect_err("invalid");
+    let SubmitError::Invalid(errors) = err else { panic!("wrong error") };
+    assert_eq!(errors[0].field, "message.text");
+    assert!(errors[0].message.contains("deal.name"));
+    settle().await;
+    assert!(s.wa.sends().is_empty());
+    let listed = s.engine.store().list(&store::ListFilter { limit: 10, ..Default::default() }).await.expect("list");
+    assert!(listed.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_reply() {
+    let s = setup();
+    let h = s.engine.submit(request()).await.expect("submit");
+    settle().await;
+    assert!(s.engine.cancel(h.id()).await.expect("cancel"));
+    assert_eq!(h.outcome().await.expect("outcome"), Outcome::Cancelled);
+    assert!(!s.engine.cancel(h.id()).await.expect("cancel again"), "already ended");
+
+    let h2 = s.engine.submit(request()).await.expect("submit");
+    settle().await;
+    let stopped = s
+        .engine
+        .inbound(&"wa-1".into(), InboundMessage { from: "+15551234567".into(), text: Some("yes!".into()), at: None })
+        .await
+        .expect("inbound");
+    assert_eq!(stopped, vec![h2.id()]);
+    assert!(matches!(h2.outcome().await.expect("outcome"), Outcome::Delivered { status: Status::Replied, .. }));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    settle().await;
+    assert!(s.tg.sends().is_empty(), "a reply stops the chain");
+
+    // The reply made an active WhatsApp conversation: the next cascade to Ann starts there,
+    // even though the policy puts WhatsApp last.
+    let h3 = s
+        .engine
+        .submit(CascadeRequest::new(ann(), Message::text("again"), Policy::chain(["sms", "whatsapp"])))
+        .await
+        .expect("submit");
+    settle().await;
+    let view = s.engine.get(h3.id()).await.expect("get").expect("exists");
+    assert_eq!(view.record.state.attempts[0].channel.as_str(), "whatsapp");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_that_beats_the_send_answer_is_held_and_applied() {
+    // A channel that answers only when told, so the status webhook can arrive first.
+    #[derive(Debug)]
+    struct Slow(ChannelInfo, Arc<tokio::sync::Notify>);
+    #[async_trait::async_trait]
+    impl Channel for Slow {
+        fn info(&self) -> &ChannelInfo {
+            &self.0
+        }
+        async fn send(&self, _: &SendRequest) -> Result<Accepted, SendError> {
+            self.1.notified().await;
+            Ok(Accepted::new("slow-1"))
+        }
+    }
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let info = ChannelInfo { channel: "sms".into(), adapter: "slow".into(), capabilities: caps::sms() };
+    let engine = Engine::builder().connection(Connection::new("s", Slow(info, gate.clone()))).build().expect("engine");
+    let h =
+        engine.submit(CascadeRequest::new(ann(), Message::text("x"), Policy::chain(["sms"]))).await.expect("submit");
+    settle().await;
+    assert_eq!(delivered(&engine, "slow", "slow-1", Status::Delivered).await, StatusMatch::Unmatched);
+    gate.notify_one();
+    settle().await;
+    assert!(h.outcome().await.expect("outcome").is_delivered(), "the held status was applied after the answer");
+}
+
+#[tokio::test(start_paused = true)]
+async fn mocked_channel_is_called_exactly_once_with_the_rendered_message() {
+    let mut mock = MockChannel::new();
+    let info = ChannelInfo { channel: "sms".into(), adapter: "mock-sms".into(), capabilities: caps::sms() };
+    mock.expect_info().return_const(info);
+    mock.expect_send()
+        .withf(|r| r.address.value == "+15551234567" && r.content.text == "Code 1234" && r.attempt == 1)
+        .times(1)
+        .returning(|_| Err(SendError::rejected("30007", "carrier filtering")));
+    let engine = Engine::builder().connection(Connection::new("m", mock)).build().expect("engine");
+    let req = CascadeRequest::new(ann(), Message::text("Code {{code}}"), Policy::chain(["sms"]))
+        .variables(serde_json::json!({"code": 1234}));
+    let h = engine.submit(req).await.expect("submit");
+    let outcome = h.outcome().await.expect("outcome");
+    let Outcome::Failed { steps } = outcome else { panic!("expected failed") };
+    assert_eq!(steps[0].class, Some(ErrorClass::Rejected));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_stream_and_graceful_shutdown() {
+    let s = setup();
+    let mut events = s.engine.events();
+    let h = s.engine.submit(request()).await.expect("submit");
+    settle().await;
+    let first = events.recv().await.expect("event");
+    assert_eq!(first.cascade, h.id());
+    assert!(matches!(first.event.kind, EventKind::Created));
+    s.engine.shutdown(Duration::from_secs(5)).await;
+    let err = s.engine.submit(request()).await.expect_err("stopped");
+    assert!(matches!(err, SubmitError::ShuttingDown));
+}

@@ -1,0 +1,298 @@
+//! The `Store` conformance suite: the same checks for every implementation.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cascade_engine::machine::{CascadeState, Phase};
+use cascade_engine::plan::{Plan, PlannedStep};
+use cascade_engine::store::{
+    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, NewOutboxItem, ProviderRef,
+};
+use cascade_engine::{
+    Address, AddressKind, CascadeId, ChannelName, ConnectionId, Contact, Content, Event, EventKind, Outcome,
+    RetryPolicy, Status, Store, StoreError, Timestamp,
+};
+
+fn t0() -> Timestamp {
+    chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+}
+
+fn secs(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+fn record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Timestamp) -> CascadeRecord {
+    let plan = Plan {
+        steps: vec![PlannedStep {
+            channel: ChannelName::new("sms"),
+            until: Status::Delivered,
+            timeout: Duration::from_secs(60),
+            address: Some(Address { kind: AddressKind::Phone, value: phone.into() }),
+            content: Arc::new(Content { text: "hi".into(), ..Content::default() }),
+            skip: None,
+            connections: None,
+            sticky: None,
+        }],
+        first: None,
+        late_success_wins: true,
+        retry: RetryPolicy::default(),
+        expires_at: t0() + secs(86_400),
+    };
+    let state = CascadeState::new(CascadeId::new(), plan, t0());
+    CascadeRecord {
+        state,
+        meta: Arc::new(CascadeMeta {
+            contact: Contact::with_phone(phone),
+            idempotency_key: key.map(Into::into),
+            fingerprint: fingerprint.into(),
+            callback_url: None,
+            metadata: serde_json::Value::Null,
+        }),
+        version: 1,
+        wake_at: Some(wake),
+    }
+}
+
+fn ev(kind: EventKind) -> Event {
+    Event { at: t0(), kind }
+}
+
+fn update(rec: &CascadeRecord, state: CascadeState, wake: Option<Timestamp>) -> CascadeUpdate {
+    CascadeUpdate {
+        state,
+        expected_version: rec.version,
+        wake_at: wake,
+        events: Vec::new(),
+        provider_refs: Vec::new(),
+        outbox: None,
+    }
+}
+
+fn finished(mut state: CascadeState, at: Timestamp) -> CascadeState {
+    state.phase = Phase::Finished;
+    state.outcome = Some(Outcome::Cancelled);
+    state.finished_at = Some(at);
+    state
+}
+
+macro_rules! check {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            panic!("store conformance: {}", format!($($msg)+));
+        }
+    };
+}
+
+/// Runs every conformance check against stores made by `make` (each check gets a fresh,
+/// empty store). Panics with the failed rule's description.
+pub async fn store_conformance<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    create_load_and_idempotency(make().await).await;
+    fenced_saves_and_events(make().await).await;
+    claiming_and_leases(make().await).await;
+    provider_ids_addresses_and_conversations(make().await).await;
+    outbox(make().await).await;
+    listing_and_retention(make().await).await;
+}
+
+async fn create_load_and_idempotency(store: Arc<dyn Store>) {
+    let a = record(Some("key-1"), "fp-a", "+15550000001", t0());
+    let created = store.create(a.clone(), vec![ev(EventKind::Created)]).await.expect("create");
+    check!(created == Created::New, "a new cascade is created as new, got {created:?}");
+    let loaded = store.load(a.id()).await.expect("load").expect("created cascade loads");
+    check!(loaded == a, "a loaded cascade equals what was created");
+    check!(store.load(CascadeId::new()).await.expect("load").is_none(), "an unknown id loads as none");
+
+    let same = record(Some("key-1"), "fp-a", "+15550000001", t0());
+    let r = store.create(same.clone(), vec![]).await.expect("create repeat");
+    check!(
+        r == Created::Existing { id: a.id(), same_request: true },
+        "a repeated key returns the first cascade, got {r:?}"
+    );
+    check!(store.load(same.id()).await.expect("load").is_none(), "a repeated key stores nothing new");
+
+    let other = record(Some("key-1"), "fp-b", "+15550000001", t0());
+    let r = store.create(other, vec![]).await.expect("create conflicting");
+    check!(
+        r == Created::Existing { id: a.id(), same_request: false },
+        "the same key with another request is flagged, got {r:?}"
+    );
+
+    let no_key = record(None, "fp-a", "+15550000001", t0());
+    check!(store.create(no_key, vec![]).await.expect("create") == Created::New, "no key never collides");
+}
+
+async fn fenced_saves_and_events(store: Arc<dyn Store>) {
+    let a = record(None, "fp", "+15550000002", t0());
+    store.create(a.clone(), vec![ev(EventKind::Created)]).await.expect("create");
+    let mut u = update(&a, a.state.clone(), Some(t0() + secs(5)));
+    u.events = vec![ev(EventKind::Replied { channel: "sms".into() })];
+    let v = store.save(u.clone()).await.expect("save");
+    check!(v == 2, "a save bumps the version to 2, got {v}");
+    let stale = store.save(u).await;
+    check!(matches!(stale, Err(StoreError::Conflict(_))), "a save naming an old version is refused, got {stale:?}");
+    let events = store.events(a.id()).await.expect("events");
+    check!(events.len() == 2, "events append in order: got {} events", events.len());
+    check!(matches!(events[1].kind, EventKind::Replied { .. }), "the appended event comes last");
+    let loaded = store.load(a.id()).await.expect("load").expect("exists");
+    check!(loaded.version == 2 && loaded.wake_at == Some(t0() + secs(5)), "version and wake_at are stored");
+}
+
+async fn claiming_and_leases(store: Arc<dyn Store>) {
+    let due = record(None, "fp", "+15550000003", t0());
+    let later = record(None, "fp", "+15550000004", t0() + secs(100));
+    store.create(due.clone(), vec![]).await.expect("create");
+    store.create(later.clone(), vec![]).await.expect("create");
+    check!(store.next_wake().await.expect("next_wake") == Some(t0()), "next_wake is the earliest deadline");
+
+    let lease = Duration::from_secs(30);
+    let claimed = store.claim_due(t0() + secs(1), 10, lease).await.expect("claim");
+    check!(claimed.len() == 1 && claimed[0].id() == due.id(), "only due cascades are claimed");
+    check!(claimed[0].wake_at == Some(t0() + secs(31)), "a claim pushes wake_at by the lease");
+    check!(claimed[0].version == due.version + 1, "a claim bumps the version");
+    let again = store.claim_due(t0() + secs(2), 10, lease).await.expect("claim");
+    check!(again.is_empty(), "a claimed cascade is not claimed again within its lease");
+    let stale = store.save(update(&due, due.state.clone(), None)).await;
+    check!(matches!(stale, Err(StoreError::Conflict(_))), "a claim fences out writers that read before it");
+    let expired = store.claim_due(t0() + secs(40), 10, lease).await.expect("claim");
+    check!(expired.len() == 1 && expired[0].id() == due.id(), "an expired lease falls due again");
+
+    let limited = store.claim_due(t0() + secs(1000), 1, lease).await.expect("claim");
+    check!(limited.len() == 1, "claims respect the limit");
+
+    let rec = store.load(later.id()).await.expect("load").expect("exists");
+    store.save(update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
+    let rest = store.claim_due(t0() + secs(10_000), 10, lease).await.expect("claim");
+    check!(rest.iter().all(|r| r.id() != later.id()), "a cascade with no wake_at is never claimed");
+}
+
+async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
+    let a = record(None, "fp", "+15550000005", t0());
+    store.create(a.clone(), vec![]).await.expect("create");
+    let mut u = update(&a, a.state.clone(), a.wake_at);
+    u.provider_refs = vec![ProviderRef { adapter: "twilio".into(), provider_message_id: "SM1".into(), attempt: 1 }];
+    store.save(u).await.expect("save");
+    let found = store.find_attempt("twilio", "SM1").await.expect("find");
+    check!(found.is_some_and(|r| r.cascade == a.id() && r.attempt == 1), "a provider id finds its attempt");
+    check!(store.find_attempt("other", "SM1").await.expect("find").is_none(), "provider ids are per adapter");
+
+    let sms = ChannelName::new("sms");
+    let running = store.running_for_address(&sms, "+15550000005").await.expect("by address");
+    check!(running == vec![a.id()], "a running cascade is found by its address, got {running:?}");
+    let rec = store.load(a.id()).await.expect("load").expect("exists");
+    store.save(update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
+    let running = store.running_for_address(&sms, "+15550000005").await.expect("by address");
+    check!(running.is_empty(), "a finished cascade is no longer found by address");
+
+    let conn = ConnectionId::new("sms-1");
+    let base = Conversation {
+        channel: sms.clone(),
+        connection: conn.clone(),
+        address: "+15550000005".into(),
+        last_inbound_at: Some(t0() + secs(10)),
+        last_delivery_at: None,
+    };
+    store.touch_conversation(base.clone()).await.expect("touch");
+    store
+        .touch_conversation(Conversation {
+            last_inbound_at: Some(t0()),
+            last_delivery_at: Some(t0() + secs(3)),
+            ..base.clone()
+        })
+        .await
+        .expect("touch");
+    let convs = store.conversations(&[(sms.clone(), "+15550000005".into())]).await.expect("conversations");
+    check!(convs.len() == 1, "one conversation per channel, address and connection, got {}", convs.len());
+    check!(
+        convs[0].last_inbound_at == Some(t0() + secs(10)) && convs[0].last_delivery_at == Some(t0() + secs(3)),
+        "conversation times keep the later value"
+    );
+    let none = store.conversations(&[(sms, "+15559999999".into())]).await.expect("conversations");
+    check!(none.is_empty(), "other addresses have no conversations");
+}
+
+async fn outbox(store: Arc<dyn Store>) {
+    let a = record(None, "fp", "+15550000006", t0());
+    store.create(a.clone(), vec![]).await.expect("create");
+    let mut u = update(&a, finished(a.state.clone(), t0()), None);
+    u.outbox = Some(NewOutboxItem {
+        cascade: a.id(),
+        url: "https://example.test/cb".into(),
+        body: serde_json::json!({"ok": true}),
+    });
+    store.save(u).await.expect("save");
+    let lease = Duration::from_secs(60);
+    let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim outbox");
+    check!(items.len() == 1 && items[0].cascade == a.id(), "a finishing save enqueues its callback");
+    check!(
+        store.claim_outbox(t0() + secs(2), 10, lease).await.expect("claim").is_empty(),
+        "a claimed callback is leased"
+    );
+    let id = items[0].id;
+    store.outbox_result(id, Err(("HTTP 500".into(), Some(t0() + secs(5))))).await.expect("retry");
+    let items = store.claim_outbox(t0() + secs(6), 10, lease).await.expect("claim");
+    check!(items.len() == 1 && items[0].tries == 1, "a failed try is retried at its time and counted");
+    store.outbox_result(id, Err(("gave up".into(), None))).await.expect("dead");
+    check!(
+        store.claim_outbox(t0() + secs(10_000), 10, lease).await.expect("claim").is_empty(),
+        "dead callbacks are not retried"
+    );
+    let dead = store.dead_letters(10).await.expect("dead letters");
+    check!(
+        dead.len() == 1 && dead[0].last_error.as_deref() == Some("gave up"),
+        "dead callbacks are listed with their error"
+    );
+
+    let b = record(None, "fp", "+15550000007", t0());
+    store.create(b.clone(), vec![]).await.expect("create");
+    let mut u = update(&b, finished(b.state.clone(), t0()), None);
+    u.outbox =
+        Some(NewOutboxItem { cascade: b.id(), url: "https://example.test/cb".into(), body: serde_json::json!({}) });
+    store.save(u).await.expect("save");
+    let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim");
+    store.outbox_result(items[0].id, Ok(())).await.expect("done");
+    check!(
+        store.claim_outbox(t0() + secs(10_000), 10, lease).await.expect("claim").is_empty(),
+        "a delivered callback is gone"
+    );
+}
+
+async fn listing_and_retention(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = record(Some(&format!("k{i}")), "fp", &format!("+1555000010{i}"), t0());
+        store.create(r.clone(), vec![]).await.expect("create");
+        ids.push(r.id());
+        if i % 2 == 0 {
+            store.save(update(&r, finished(r.state.clone(), t0() + secs(i)), None)).await.expect("save");
+        }
+    }
+    let all = store.list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list");
+    check!(all.len() == 5, "list returns every cascade, got {}", all.len());
+    check!(all.windows(2).all(|w| w[0].id() > w[1].id()), "list is newest first");
+    let running = store
+        .list(&ListFilter { state: Some("running".into()), limit: 10, ..ListFilter::default() })
+        .await
+        .expect("list");
+    check!(running.len() == 2, "list filters by state, got {}", running.len());
+    let page =
+        store.list(&ListFilter { before: Some(all[1].id()), limit: 10, ..ListFilter::default() }).await.expect("list");
+    check!(page.len() == 3 && page[0].id() == all[2].id(), "list pages with `before`");
+    let other = store
+        .list(&ListFilter { channel: Some("whatsapp".into()), limit: 10, ..ListFilter::default() })
+        .await
+        .expect("list");
+    check!(other.is_empty(), "list filters by channel");
+
+    let purged = store.purge_finished(t0() + secs(3), 10).await.expect("purge");
+    check!(purged == 2, "finished cascades older than the cut-off are purged, got {purged}");
+    check!(store.load(ids[0]).await.expect("load").is_none(), "a purged cascade is gone");
+    check!(store.load(ids[1]).await.expect("load").is_some(), "running cascades are never purged");
+    check!(store.load(ids[4]).await.expect("load").is_some(), "newer finished cascades stay");
+    let again = store.create(record(Some("k0"), "other", "+15550000100", t0()), vec![]).await.expect("create");
+    check!(again == Created::New, "a purged cascade's idempotency key is free again");
+}
