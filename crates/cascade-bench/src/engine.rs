@@ -1,0 +1,159 @@
+//! Scenario `engine`: two-step cascades through the runtime with the in-memory store and
+//! instant in-process channels. The first channel answers `unreachable`; the second accepts and
+//! its "provider" reports `delivered` at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cascade_engine::*;
+use tokio::sync::mpsc;
+
+use crate::alloc::live_bytes;
+use crate::report;
+
+#[derive(Debug)]
+struct Unreachable(ChannelInfo);
+
+#[async_trait]
+impl Channel for Unreachable {
+    fn info(&self) -> &ChannelInfo {
+        &self.0
+    }
+    async fn send(&self, _: &SendRequest) -> Result<Accepted, SendError> {
+        Err(SendError::unreachable("not_here", "the contact is not on this channel"))
+    }
+}
+
+/// Accepts every send; if `delivered` is set, its provider id goes there to be reported.
+#[derive(Debug)]
+struct Accepting {
+    info: ChannelInfo,
+    delivered: Option<mpsc::UnboundedSender<String>>,
+}
+
+#[async_trait]
+impl Channel for Accepting {
+    fn info(&self) -> &ChannelInfo {
+        &self.info
+    }
+    async fn send(&self, r: &SendRequest) -> Result<Accepted, SendError> {
+        let id = format!("{}-{}", r.cascade_id, r.attempt);
+        if let Some(tx) = &self.delivered {
+            let _ = tx.send(id.clone());
+        }
+        Ok(Accepted::new(id))
+    }
+}
+
+fn caps() -> Capabilities {
+    Capabilities::text_only([AddressKind::Phone], Status::Delivered)
+}
+
+fn engine(delivered: Option<mpsc::UnboundedSender<String>>) -> Engine {
+    let first = Unreachable(ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() });
+    let second = Accepting {
+        info: ChannelInfo { channel: "second".into(), adapter: "second".into(), capabilities: caps() },
+        delivered,
+    };
+    Engine::builder()
+        .connection(Connection::new("first-1", first))
+        .connection(Connection::new("second-1", second))
+        .build()
+        .expect("engine")
+}
+
+fn request(policy: &Arc<Policy>, i: usize) -> CascadeRequest {
+    CascadeRequest::new(
+        Contact::with_phone(format!("+1555{:07}", i % 10_000_000)).name("Ann"),
+        Message::text("Hi {{contact.name}}, your order has shipped"),
+        policy.clone(),
+    )
+}
+
+async fn submit_all(engine: &Engine, policy: &Arc<Policy>, count: usize) {
+    let workers = 64;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let engine = engine.clone();
+        let policy = policy.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < count {
+                engine.submit(request(&policy, i)).await.expect("submit");
+                i += workers;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+}
+
+/// Runs the scenario.
+pub fn run(count: Option<usize>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let policy = Arc::new(Policy::chain(["first", "second"]));
+
+        // Memory: cascades waiting on a status after falling over.
+        let waiting = 100_000;
+        let e = engine(None);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = live_bytes();
+        submit_all(&e, &policy, waiting).await;
+        // Let every send finish and be recorded.
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let sending =
+                e.pools().pools().map(|p| p.members().iter().map(|m| m.health().sends).sum::<u64>()).sum::<u64>();
+            if sending >= 2 * waiting as u64 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let held = live_bytes() - before;
+        report("engine", "bytes_per_waiting_cascade", (held as f64 / waiting as f64).round());
+        e.shutdown(Duration::from_secs(5)).await;
+        drop(e);
+
+        // Throughput: every cascade falls over and is delivered.
+        let n = count.unwrap_or(200_000);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let e = engine(Some(tx));
+        let reporter = {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let mut done = 0usize;
+                while let Some(id) = rx.recv().await {
+                    let update =
+                        StatusUpdate { provider_message_id: id, status: Status::Delivered, at: None, error: None };
+                    // `Unmatched` means the send's answer is not recorded yet: the engine holds
+                    // the status and applies it when it is.
+                    e.status("second", update).await.expect("status");
+                    done += 1;
+                    if done == n {
+                        break;
+                    }
+                }
+            })
+        };
+        let start = Instant::now();
+        submit_all(&e, &policy, n).await;
+        reporter.await.expect("reporter");
+        // Wait until every cascade has its outcome.
+        let store = e.store().clone();
+        loop {
+            let running = store
+                .list(&store::ListFilter { state: Some("running".into()), limit: 1, ..Default::default() })
+                .await
+                .expect("list");
+            if running.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        report("engine", "cascades_per_sec", (n as f64 / secs).round());
+    });
+}
