@@ -257,8 +257,11 @@ struct Inner {
     stopping: AtomicBool,
     sends: AtomicUsize,
     sends_done: Notify,
-    orphans: Mutex<HashMap<(String, String), Vec<(StatusUpdate, Timestamp)>>>,
+    orphans: Mutex<HashMap<(String, String), Vec<HeldStatus>>>,
 }
+
+/// A status waiting for its send's answer, with when it arrived.
+type HeldStatus = (StatusUpdate, Timestamp);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
