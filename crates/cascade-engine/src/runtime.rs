@@ -372,7 +372,7 @@ impl Engine {
         let mut state = CascadeState::new(id, plan, now);
         let t = state.apply(Input::Start, now, &mut inner.pools.picker(now));
         let meta = CascadeMeta {
-            fingerprint: request.fingerprint(),
+            fingerprint: if request.idempotency_key.is_some() { request.fingerprint() } else { String::new() },
             contact: request.contact,
             idempotency_key: request.idempotency_key,
             callback_url: request.callback_url,
@@ -580,10 +580,13 @@ impl Engine {
             let rec = inner.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
             let Some(inp) = input(&rec.state) else { return Ok(None) };
             let now = inner.clock.now();
-            let mut state = rec.state.clone();
+            let before_refs: Vec<bool> = rec.state.attempts.iter().map(|a| a.provider_message_id.is_some()).collect();
+            let (rec_version, rec_wake) = (rec.version, rec.wake_at);
+            let meta = rec.meta;
+            let mut state = rec.state;
             let t = state.apply(inp, now, &mut inner.pools.picker(now));
-            let provider_refs = self.new_provider_refs(&rec.state, &state);
-            let outbox = self.outbox_for(&state, &rec.meta, &t.actions);
+            let provider_refs = self.new_provider_refs(&before_refs, &state);
+            let outbox = self.outbox_for(&state, &meta, &t.actions);
             let wake_at = self.wake_for(&state, now);
             let sends: Vec<u32> = t
                 .actions
@@ -593,7 +596,7 @@ impl Engine {
             lock(&inner.in_flight).extend(sends.iter().map(|a| (id, *a)));
             let update = CascadeUpdate {
                 state: state.clone(),
-                expected_version: rec.version,
+                expected_version: rec_version,
                 wake_at,
                 events: t.events.clone(),
                 provider_refs: provider_refs.clone(),
@@ -601,7 +604,7 @@ impl Engine {
             };
             match inner.store.save(update).await {
                 Ok(_) => {
-                    if wake_at.is_some_and(|w| rec.wake_at.is_none_or(|old| w < old)) {
+                    if wake_at.is_some_and(|w| rec_wake.is_none_or(|old| w < old)) {
                         inner.wake.notify_one();
                     }
                     self.after_transition(&state, t.events, &t.actions);
@@ -622,12 +625,14 @@ impl Engine {
         Err(EngineError::Store(StoreError::Conflict(id)))
     }
 
-    fn new_provider_refs(&self, before: &CascadeState, after: &CascadeState) -> Vec<ProviderRef> {
+    /// Provider ids that `after` has and `before` (which attempts had one) did not.
+    fn new_provider_refs(&self, before: &[bool], after: &CascadeState) -> Vec<ProviderRef> {
         after
             .attempts
             .iter()
-            .filter(|a| a.provider_message_id.is_some())
-            .filter(|a| before.attempt(a.number).is_none_or(|b| b.provider_message_id.is_none()))
+            .enumerate()
+            .filter(|(i, a)| a.provider_message_id.is_some() && !before.get(*i).copied().unwrap_or(false))
+            .map(|(_, a)| a)
             .filter_map(|a| {
                 let member = self.inner.pools.member(a.connection.as_ref()?)?;
                 Some(ProviderRef {
