@@ -100,8 +100,7 @@ pub fn run(count: Option<usize>) {
         let waiting = 100_000;
         let e = engine(None);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // Counting starts with the engine already built: frees of memory allocated before it
-        // would count negative, so only what the cascades add is measured (frees of it included).
+        // Counting starts with the engine already built, so its own set-up is not measured.
         start_counting();
         submit_all(&e, &policy, waiting).await;
         // Let every send finish and be recorded.
