@@ -409,8 +409,8 @@ impl Engine {
             }
         }
         if let Some(o) = outbox {
-            // A cascade that ends at once (it cannot, after validation, but stay correct) still
-            // reports through the outbox: write it now.
+            // A cascade can end at `Start` (every step's connections out of their pools): its
+            // callback goes to the outbox like any other.
             let update = CascadeUpdate {
                 state: record.state.clone(),
                 expected_version: record.version,
