@@ -324,6 +324,8 @@ impl Step<'_> {
         };
         let number = self.s.attempts.len() as u32 + 1;
         let channel = step.channel.clone();
+        // Cascades are many and small: grow their lists one element at a time.
+        self.s.attempts.reserve_exact(1);
         self.s.attempts.push(Attempt {
             number,
             step: idx,
@@ -350,6 +352,7 @@ impl Step<'_> {
     fn fail_step(&mut self, idx: u16, class: Option<ErrorClass>, reason: String) {
         let channel = self.s.plan.steps[idx as usize].channel.clone();
         let failure = StepFailure { step: idx, channel, class, reason };
+        self.s.failures.reserve_exact(1);
         self.s.failures.push(failure.clone());
         self.event(EventKind::StepFailed { failure });
         self.s.cursor += 1;
@@ -418,7 +421,7 @@ impl Step<'_> {
                 a.cost = Cost::ZERO;
                 let connection = a.connection.clone();
                 if !is_current || self.s.is_finished() {
-                    self.event(EventKind::SendFailed { attempt: number, error: err, retry_at: None });
+                    self.event(EventKind::SendFailed { attempt: number, error: Box::new(err), retry_at: None });
                     return;
                 }
                 self.on_send_error(step, number, connection, err);
@@ -432,11 +435,11 @@ impl Step<'_> {
         match err.class {
             ErrorClass::Unreachable | ErrorClass::Rejected => {
                 let reason = format!("{}: {} ({})", err.class, err.detail, err.code);
-                self.event(EventKind::SendFailed { attempt: number, error: err.clone(), retry_at: None });
+                self.event(EventKind::SendFailed { attempt: number, error: Box::new(err.clone()), retry_at: None });
                 self.fail_step(idx, Some(err.class), reason);
             }
             ErrorClass::Connection => {
-                self.event(EventKind::SendFailed { attempt: number, error: err.clone(), retry_at: None });
+                self.event(EventKind::SendFailed { attempt: number, error: Box::new(err.clone()), retry_at: None });
                 if let Some(c) = connection {
                     self.s.excluded.push(c);
                 }
@@ -451,12 +454,12 @@ impl Step<'_> {
                 let at = self.now + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::MAX);
                 let window_end = self.window_end(idx);
                 if sends >= max || at >= window_end {
-                    self.event(EventKind::SendFailed { attempt: number, error: err.clone(), retry_at: None });
+                    self.event(EventKind::SendFailed { attempt: number, error: Box::new(err.clone()), retry_at: None });
                     let reason =
                         format!("transient errors persisted after {sends} send(s) ({}: {})", err.code, err.detail);
                     return self.fail_step(idx, Some(ErrorClass::Transient), reason);
                 }
-                self.event(EventKind::SendFailed { attempt: number, error: err, retry_at: Some(at) });
+                self.event(EventKind::SendFailed { attempt: number, error: Box::new(err), retry_at: Some(at) });
                 self.s.phase = Phase::RetryAt { at, avoid: connection };
             }
         }
@@ -504,10 +507,11 @@ impl Step<'_> {
     ) {
         let now = self.now;
         let Some(a) = self.s.attempt_mut(number) else { return };
+        a.statuses.reserve_exact(1);
         a.statuses.push(StatusRecord { status, at: now, provider_at });
         a.highest = Status::max_progress(a.highest, status);
         if emit {
-            self.event(EventKind::Status { attempt: number, status, provider_at, error });
+            self.event(EventKind::Status { attempt: number, status, provider_at, error: error.map(Box::new) });
         }
     }
 

@@ -481,8 +481,14 @@ impl Engine {
         let ids = self.inner.store.running_for_address(&channel, &message.from).await?;
         let mut stopped = Vec::new();
         for id in ids {
-            let state =
-                self.apply(id, |s| (!s.is_finished()).then(|| Input::Reply { channel: channel.clone() })).await?;
+            let state = self
+                .apply(id, |s| {
+                    let to_sender = s.plan.steps.iter().any(|st| {
+                        st.channel == channel && st.address.as_ref().is_some_and(|a| a.value == message.from)
+                    });
+                    (to_sender && !s.is_finished()).then(|| Input::Reply { channel: channel.clone() })
+                })
+                .await?;
             if state.is_some_and(|s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. }))) {
                 stopped.push(id);
             }

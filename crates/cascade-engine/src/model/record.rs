@@ -227,7 +227,7 @@ pub enum EventKind {
         /// The attempt.
         attempt: u32,
         /// The classified error.
-        error: SendError,
+        error: Box<SendError>,
         /// When it will be retried, if it will.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<Timestamp>,
@@ -248,7 +248,7 @@ pub enum EventKind {
         provider_at: Option<Timestamp>,
         /// For `failed`: the classified error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<SendError>,
+        error: Option<Box<SendError>>,
     },
     /// A step ended without success and the cascade moves on.
     StepFailed {

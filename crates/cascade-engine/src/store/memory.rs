@@ -16,11 +16,12 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    cascades: HashMap<CascadeId, Entry>,
+    cascades: HashMap<CascadeId, Box<Entry>>,
     by_key: HashMap<String, CascadeId>,
     by_provider: HashMap<(ChannelName, String), AttemptRef>,
     due: BTreeSet<(Timestamp, CascadeId)>,
-    by_address: HashMap<(ChannelName, String), Vec<CascadeId>>,
+    /// Running cascades by a hash of (channel, address); callers check the real address.
+    by_address: HashMap<u64, Vec<CascadeId>>,
     conversations: HashMap<(ChannelName, String), Vec<Conversation>>,
     outbox: BTreeMap<u64, OutboxItem>,
     next_outbox: u64,
@@ -30,6 +31,14 @@ struct Inner {
 struct Entry {
     record: CascadeRecord,
     events: Vec<Event>,
+}
+
+fn address_key(channel: &ChannelName, address: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    channel.as_str().hash(&mut h);
+    address.hash(&mut h);
+    h.finish()
 }
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
@@ -63,10 +72,11 @@ impl Inner {
     fn index_addresses(&mut self, state: &CascadeState, add: bool) {
         for step in &state.plan.steps {
             let Some(addr) = &step.address else { continue };
-            let key = (step.channel.clone(), addr.value.clone());
+            let key = address_key(&step.channel, &addr.value);
             if add {
                 let ids = self.by_address.entry(key).or_default();
                 if !ids.contains(&state.id) {
+                    ids.reserve_exact(1);
                     ids.push(state.id);
                 }
             } else if let Some(ids) = self.by_address.get_mut(&key) {
@@ -100,7 +110,7 @@ impl Store for MemoryStore {
         if !record.state.is_finished() {
             g.index_addresses(&record.state, true);
         }
-        g.cascades.insert(id, Entry { record, events });
+        g.cascades.insert(id, Box::new(Entry { record, events }));
         Ok(Created::New)
     }
 
@@ -127,6 +137,7 @@ impl Store for MemoryStore {
         entry.record.version += 1;
         entry.record.wake_at = u.wake_at;
         entry.record.state = u.state;
+        entry.events.reserve_exact(u.events.len());
         entry.events.extend(u.events);
         let version = entry.record.version;
         if finished_now {
@@ -185,7 +196,22 @@ impl Store for MemoryStore {
     }
 
     async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
-        Ok(self.lock().by_address.get(&(channel.clone(), address.to_owned())).cloned().unwrap_or_default())
+        let g = self.lock();
+        let ids = g.by_address.get(&address_key(channel, address)).cloned().unwrap_or_default();
+        // Keep only true matches: the index is keyed by a hash.
+        Ok(ids
+            .into_iter()
+            .filter(|id| {
+                g.cascades.get(id).is_some_and(|e| {
+                    e.record
+                        .state
+                        .plan
+                        .steps
+                        .iter()
+                        .any(|s| &s.channel == channel && s.address.as_ref().is_some_and(|a| a.value == address))
+                })
+            })
+            .collect())
     }
 
     async fn touch_conversation(&self, c: Conversation) -> Result<(), StoreError> {
