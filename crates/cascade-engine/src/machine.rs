@@ -345,7 +345,7 @@ impl Step<'_> {
     }
 
     fn sends_in_step(&self, idx: u16) -> u32 {
-        // Attempts of the current run of this step: the step runs once, so all of its attempts.
+        // A step runs once per cascade, so every attempt of it belongs to this run.
         self.s.attempts.iter().filter(|a| a.step == idx).count() as u32
     }
 
@@ -386,7 +386,7 @@ impl Step<'_> {
     fn send_result(&mut self, number: u32, result: Result<Accepted, SendError>) {
         let is_current = self.s.phase == Phase::Sending { attempt: number };
         let Some(a) = self.s.attempt_mut(number) else { return };
-        if a.state == AttemptState::Accepted && a.statuses.len() > 1 && a.provider_message_id.is_some() {
+        if a.state == AttemptState::Accepted {
             // A status proved acceptance before the answer arrived: keep the answer's cost.
             if let Ok(acc) = result {
                 a.cost = acc.cost.unwrap_or(a.cost);

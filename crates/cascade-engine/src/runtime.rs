@@ -614,7 +614,7 @@ impl Engine {
                         inner.wake.notify_one();
                     }
                     self.after_transition(&state, t.events, &t.actions);
-                    self.replay_orphans(id, &provider_refs);
+                    self.replay_orphans(&provider_refs);
                     return Ok(Some(state));
                 }
                 Err(e) => {
@@ -651,7 +651,7 @@ impl Engine {
     }
 
     /// Statuses that arrived before their send's answer was recorded are applied now.
-    fn replay_orphans(&self, _id: CascadeId, refs: &[ProviderRef]) {
+    fn replay_orphans(&self, refs: &[ProviderRef]) {
         if refs.is_empty() {
             return;
         }

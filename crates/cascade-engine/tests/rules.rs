@@ -185,12 +185,7 @@ fn steps_without_an_address_are_skipped_with_the_reason() {
 #[test]
 fn a_file_too_large_for_a_channel_skips_it() {
     let mut message = Message::text("video");
-    message.attachment = Some(Attachment {
-        url: "https://files.test/v.mp4".into(),
-        media_type: "video/mp4".into(),
-        size: 70 * 1024 * 1024,
-        filename: None,
-    });
+    message.attachment = Some(file("video/mp4", 70 * 1024 * 1024));
     let p = pools();
     let contact = everywhere();
     let policy = Policy::chain(["telegram", "whatsapp"]);
@@ -331,6 +326,19 @@ fn a_lost_send_is_unknown_and_waits_until_the_step_deadline() {
 }
 
 #[test]
+fn a_status_before_the_send_answer_counts_and_the_answer_still_sets_the_cost() {
+    let mut d = Driver::new(Contact::with_phone("+15551234567"), Policy::chain(["sms"]));
+    let update = StatusUpdate { provider_message_id: "SM1".into(), status: Status::Sent, at: None, error: None };
+    d.input(Input::Status { attempt: 1, update });
+    assert!(matches!(d.state.phase, Phase::Waiting { attempt: 1, .. }), "the status proves acceptance");
+    let accepted = Accepted { provider_message_id: "SM1".into(), cost: Some(Cost::from_micros(8300)), status: None };
+    d.input(Input::SendResult { attempt: 1, result: Ok(accepted) });
+    assert_eq!(d.state.cost(), Cost::from_micros(8300), "the provider's reported cost wins over the price");
+    status(&mut d, 1, Status::Delivered);
+    assert!(d.state.outcome.as_ref().is_some_and(Outcome::is_delivered));
+}
+
+#[test]
 fn cost_adds_up_over_attempts() {
     let mut d = Driver::new(Contact::with_phone("+15551234567"), Policy::chain(["sms"]));
     answer(&mut d, Ok(Accepted::new("SM1")));
@@ -390,12 +398,7 @@ mod validation {
     #[test]
     fn files_over_the_global_limit_are_refused() {
         let mut m = Message::text("big");
-        m.attachment = Some(Attachment {
-            url: "u".into(),
-            media_type: "application/pdf".into(),
-            size: 200 * 1024 * 1024,
-            filename: None,
-        });
+        m.attachment = Some(file("application/pdf", 200 * 1024 * 1024));
         let e = errors(everywhere(), m, chain());
         assert!(e.iter().any(|e| e.field == "message.attachment.size"));
     }

@@ -27,8 +27,6 @@ pub use clock::ManualClock;
 pub use conformance::store_conformance;
 pub use stub::{SentMessage, StubChannel};
 
-use cascade_engine::Channel;
-
 /// Capability presets shaped like the real channels.
 pub mod caps {
     use std::time::Duration;
@@ -71,6 +69,3 @@ pub mod caps {
         Capabilities::text_only([AddressKind::ChannelId, AddressKind::Phone], Status::Delivered)
     }
 }
-
-/// Asserts at compile time that a type is a usable channel.
-pub fn assert_channel<C: Channel>(_: &C) {}

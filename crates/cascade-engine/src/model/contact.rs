@@ -82,12 +82,6 @@ impl Contact {
             (!value.trim().is_empty()).then(|| Address { kind: *kind, value: value.clone() })
         })
     }
-
-    /// Every address the contact has, as (channel or kind, value) pairs, for matching inbound
-    /// messages and conversations.
-    pub fn all_addresses(&self) -> impl Iterator<Item = &str> {
-        self.phone.iter().chain(self.email.iter()).chain(self.addresses.values()).map(String::as_str)
-    }
 }
 
 /// Which of a contact's addresses a channel can send to.

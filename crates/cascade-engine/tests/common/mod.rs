@@ -23,6 +23,16 @@ pub fn pools() -> Pools {
     .expect("valid pools")
 }
 
+/// A file reference of a media type and size.
+pub fn file(media_type: &str, size: u64) -> cascade_engine::Attachment {
+    cascade_engine::Attachment {
+        url: "https://files.test/f".into(),
+        media_type: media_type.into(),
+        size,
+        filename: None,
+    }
+}
+
 pub fn t0() -> Timestamp {
     chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid")
 }
