@@ -1,0 +1,251 @@
+//! Group commit: writes from many tasks share transactions.
+//!
+//! Every write becomes a [`WriteOp`] on a queue. A writer task takes whatever has queued up
+//! (up to a limit), runs it all in one transaction, commits once, then answers each caller.
+//! While one batch commits, the next one gathers, so under load the cost of a commit (an fsync)
+//! is shared by many writes; with no load a write commits at once, without waiting for company.
+//!
+//! A batch that fails as a whole (a lost connection, a deadlock) is rolled back and its writes
+//! are tried again one by one, so one bad write never fails its neighbours.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cascade_engine::StoreError;
+use cascade_engine::store::{CascadeRecord, Created, OutboxItem};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::codec::{ConversationRow, NewCascade, SaveRow, unavailable};
+
+/// One write.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    Create(Box<NewCascade>),
+    Save(Box<SaveRow>),
+    Touch(ConversationRow),
+    Claim {
+        now: i64,
+        limit: i64,
+        until: i64,
+    },
+    ClaimOutbox {
+        now: i64,
+        limit: i64,
+        until: i64,
+    },
+    /// `error` is `None` on success; else the error and when to retry (`None`: give up).
+    OutboxResult {
+        id: i64,
+        error: Option<(String, Option<i64>)>,
+    },
+    Purge {
+        before: i64,
+        limit: i64,
+    },
+}
+
+/// What a write returns.
+#[derive(Debug)]
+pub(crate) enum WriteOut {
+    Created(Created),
+    Saved(u64),
+    Claimed(Vec<CascadeRecord>),
+    Outbox(Vec<OutboxItem>),
+    Purged(usize),
+    Done,
+}
+
+/// A database that can run a batch of writes in one transaction.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Runs `ops` in one transaction and commits it. An `Err` means nothing was committed;
+    /// per-write refusals (a version conflict, a taken key) are in the `Ok` list.
+    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, sqlx::Error>;
+}
+
+type Job = (WriteOp, oneshot::Sender<Result<WriteOut, StoreError>>);
+
+/// Counters of the writer, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl WriterStats {
+    /// Transactions committed.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Writes committed.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// The queue in front of the writer tasks.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts `workers` writer tasks (one for SQLite, which has one writer anyway) taking up
+    /// to `max_batch` writes per transaction. They stop when the `Writer` is dropped.
+    pub(crate) fn start<B: Backend>(backend: Arc<B>, workers: usize, max_batch: usize) -> Self {
+        let (queue, rx) = mpsc::channel::<Job>(max_batch.max(1) * 8);
+        let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(WriterStats::default());
+        for _ in 0..workers.max(1) {
+            tokio::spawn(work(backend.clone(), rx.clone(), max_batch.max(1), stats.clone()));
+        }
+        Self { queue, stats }
+    }
+
+    /// Queues a write and waits until it is committed (or refused).
+    pub(crate) async fn write(&self, op: WriteOp) -> Result<WriteOut, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let closed = || StoreError::Unavailable("the store's writer has stopped".into());
+        self.queue.send((op, tx)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    pub(crate) fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+}
+
+async fn work<B: Backend>(
+    backend: Arc<B>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    stats: Arc<WriterStats>,
+) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < max_batch
+                && let Ok(job) = rx.try_recv()
+            {
+                jobs.push(job);
+            }
+        }
+        let (ops, replies): (Vec<WriteOp>, Vec<_>) = jobs.into_iter().unzip();
+        match backend.run(&ops).await {
+            Ok(results) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) if ops.len() == 1 => {
+                let _ = replies.into_iter().next().map(|r| r.send(Err(unavailable(e))));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, writes = ops.len(), "a write batch failed; retrying its writes one by one");
+                for (op, reply) in ops.into_iter().zip(replies) {
+                    let result = match backend.run(std::slice::from_ref(&op)).await {
+                        Ok(mut r) => {
+                            stats.batches.fetch_add(1, Ordering::Relaxed);
+                            stats.writes.fetch_add(1, Ordering::Relaxed);
+                            r.pop().unwrap_or_else(|| Err(StoreError::Unavailable("empty batch result".into())))
+                        }
+                        Err(e) => Err(unavailable(e)),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn unexpected(out: WriteOut) -> StoreError {
+    StoreError::Unavailable(format!("the writer answered with {out:?}"))
+}
+
+/// The write half of the `Store` trait, the same for every backend.
+impl Writer {
+    pub(crate) async fn create(
+        &self,
+        record: &CascadeRecord,
+        events: &[cascade_engine::Event],
+    ) -> Result<Created, StoreError> {
+        match self.write(WriteOp::Create(Box::new(NewCascade::encode(record, events)?))).await? {
+            WriteOut::Created(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn save(&self, update: &cascade_engine::store::CascadeUpdate) -> Result<u64, StoreError> {
+        match self.write(WriteOp::Save(Box::new(SaveRow::encode(update)?))).await? {
+            WriteOut::Saved(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn claim_due(
+        &self,
+        now: cascade_engine::Timestamp,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<CascadeRecord>, StoreError> {
+        let op =
+            WriteOp::Claim { now: crate::codec::ts(now), limit: limit as i64, until: crate::codec::after(now, lease) };
+        match self.write(op).await? {
+            WriteOut::Claimed(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn touch(&self, c: &cascade_engine::store::Conversation) -> Result<(), StoreError> {
+        match self.write(WriteOp::Touch(c.into())).await? {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn claim_outbox(
+        &self,
+        now: cascade_engine::Timestamp,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let op = WriteOp::ClaimOutbox {
+            now: crate::codec::ts(now),
+            limit: limit as i64,
+            until: crate::codec::after(now, lease),
+        };
+        match self.write(op).await? {
+            WriteOut::Outbox(items) => Ok(items),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn outbox_result(
+        &self,
+        id: u64,
+        result: Result<(), (String, Option<cascade_engine::Timestamp>)>,
+    ) -> Result<(), StoreError> {
+        let error = result.err().map(|(e, at)| (e, at.map(crate::codec::ts)));
+        match self.write(WriteOp::OutboxResult { id: id as i64, error }).await? {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn purge(&self, before: cascade_engine::Timestamp, limit: usize) -> Result<usize, StoreError> {
+        match self.write(WriteOp::Purge { before: crate::codec::ts(before), limit: limit as i64 }).await? {
+            WriteOut::Purged(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Schema migrations, embedded in the binary and applied at start-up with sqlx's migrator
+//! (which records them in `_sqlx_migrations` and refuses a database whose applied scripts
+//! were changed).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cascade_engine::StoreError;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+/// An embedded set of migrations: (version, description, SQL).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+/// The SQLite schema.
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE: Embedded = Embedded(&[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))]);
+
+/// The PostgreSQL schema.
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: Embedded =
+    Embedded(&[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(*version, (*description).into(), MigrationType::Simple, (*sql).into(), false)
+                })
+                .collect())
+        })
+    }
+}
+
+/// A migrator over an embedded set.
+pub(crate) async fn migrator(set: Embedded) -> Result<Migrator, StoreError> {
+    Migrator::new(set).await.map_err(|e| StoreError::Unavailable(format!("loading migrations: {e}")))
+}
+
+/// A failed migration as a store error.
+pub(crate) fn failed(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Unavailable(format!("migrating the schema: {e}"))
+}
