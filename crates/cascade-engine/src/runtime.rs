@@ -55,6 +55,16 @@ pub struct EngineConfig {
     /// is still on its way (60 s).
     #[serde(with = "crate::model::duration")]
     pub status_grace: Duration,
+    /// Finished cascades older than this are deleted with their timelines (30 days); `None`
+    /// keeps them for ever.
+    #[serde(with = "crate::model::duration::option")]
+    pub retention: Option<Duration>,
+    /// How often the retention sweep runs (1 min). It deletes in batches of
+    /// `retention_batch` (500), yielding between batches, so live work is never held up.
+    #[serde(with = "crate::model::duration")]
+    pub retention_interval: Duration,
+    /// Cascades deleted per retention batch (500).
+    pub retention_batch: usize,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +77,9 @@ impl Default for EngineConfig {
             claim_batch: 256,
             poll_interval: Duration::from_secs(1),
             status_grace: Duration::from_secs(60),
+            retention: Some(Duration::from_secs(30 * 86_400)),
+            retention_interval: Duration::from_secs(60),
+            retention_batch: 500,
         }
     }
 }
@@ -225,6 +238,7 @@ impl EngineBuilder {
             watchers: Mutex::new(HashMap::new()),
             events,
             wake: Notify::new(),
+            stop: Notify::new(),
             stopping: AtomicBool::new(false),
             sends: AtomicUsize::new(0),
             sends_done: Notify::new(),
@@ -233,6 +247,10 @@ impl EngineBuilder {
         let engine = Engine { inner };
         let scheduler = engine.clone();
         tokio::spawn(async move { scheduler.run_scheduler().await });
+        if engine.inner.config.retention.is_some() {
+            let sweeper = engine.clone();
+            tokio::spawn(async move { sweeper.run_retention().await });
+        }
         Ok(engine)
     }
 }
@@ -254,6 +272,7 @@ struct Inner {
     watchers: Mutex<HashMap<CascadeId, broadcast::Sender<Event>>>,
     events: broadcast::Sender<EngineEvent>,
     wake: Notify,
+    stop: Notify,
     stopping: AtomicBool,
     sends: AtomicUsize,
     sends_done: Notify,
@@ -269,6 +288,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub_signed(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 /// A submitted cascade.
@@ -534,6 +558,7 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.wake.notify_waiters();
+        self.inner.stop.notify_waiters();
         let deadline = tokio::time::Instant::now() + grace;
         while self.inner.sends.load(Ordering::Acquire) > 0 {
             let done = self.inner.sends_done.notified();
@@ -767,6 +792,43 @@ impl Engine {
                 inner.sends_done.notify_waiters();
             }
         });
+    }
+
+    /// Deletes finished cascades past the retention age, a batch at a time, until stopped.
+    async fn run_retention(self) {
+        let inner = &self.inner;
+        let Some(age) = inner.config.retention else { return };
+        let batch = inner.config.retention_batch.max(1);
+        loop {
+            let stop = inner.stop.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(inner.config.retention_interval) => {}
+                _ = stop => {}
+            }
+            if inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            match self.purge_finished_before(sub(inner.clock.now(), age), batch).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(cascades = n, "retention: deleted finished cascades"),
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+        }
+    }
+
+    /// Deletes every finished cascade that finished before `before`, in batches of `batch`
+    /// (yielding between them). Returns how many went. The retention sweep calls this; an
+    /// operator may too.
+    pub async fn purge_finished_before(&self, before: Timestamp, batch: usize) -> Result<usize, EngineError> {
+        let mut total = 0;
+        loop {
+            let n = self.inner.store.purge_finished(before, batch.max(1)).await?;
+            total += n;
+            if n < batch.max(1) || self.inner.stopping.load(Ordering::Acquire) {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn run_scheduler(self) {

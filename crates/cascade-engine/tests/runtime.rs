@@ -239,3 +239,33 @@ async fn events_stream_and_graceful_shutdown() {
     let err = s.engine.submit(request()).await.expect_err("stopped");
     assert!(matches!(err, SubmitError::ShuttingDown));
 }
+
+#[tokio::test(start_paused = true)]
+async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_ones() {
+    let wa = StubChannel::new("whatsapp", caps::whatsapp());
+    let config = EngineConfig {
+        retention: Some(Duration::from_secs(7 * 86_400)),
+        retention_interval: Duration::from_secs(3600),
+        // Nothing else is due: keep the scheduler from waking every second for a week.
+        poll_interval: Duration::from_secs(3600),
+        ..EngineConfig::default()
+    };
+    let engine =
+        Engine::builder().connection(Connection::new("wa-1", wa.clone())).config(config).build().expect("engine");
+    let mut p = Policy::new([Step::new("whatsapp").timeout(Duration::from_secs(30 * 86_400))]);
+    p.ttl = Some(Duration::from_secs(40 * 86_400));
+    let done = engine.submit(CascadeRequest::new(ann(), Message::text("a"), p.clone())).await.expect("submit");
+    let running = engine.submit(CascadeRequest::new(ann(), Message::text("b"), p)).await.expect("submit");
+    settle().await;
+    assert!(engine.cancel(done.id()).await.expect("cancel"));
+
+    tokio::time::sleep(Duration::from_secs(6 * 86_400)).await;
+    settle().await;
+    assert!(engine.get(done.id()).await.expect("get").is_some(), "younger than the retention age: kept");
+
+    tokio::time::sleep(Duration::from_secs(2 * 86_400)).await;
+    settle().await;
+    assert!(engine.get(done.id()).await.expect("get").is_none(), "older than the retention age: deleted");
+    let view = engine.get(running.id()).await.expect("get").expect("a running cascade is never deleted");
+    assert!(view.record.state.outcome.is_none());
+}
