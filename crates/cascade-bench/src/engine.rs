@@ -50,20 +50,24 @@ fn caps() -> Capabilities {
     Capabilities::text_only([AddressKind::Phone], Status::Delivered)
 }
 
-fn engine(delivered: Option<mpsc::UnboundedSender<String>>) -> Engine {
+/// An engine with the two bench channels on `store` (the in-memory store if `None`).
+pub(crate) fn engine(store: Option<Arc<dyn Store>>, delivered: Option<mpsc::UnboundedSender<String>>) -> Engine {
     let first = Unreachable(ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() });
     let second = Accepting {
         info: ChannelInfo { channel: "second".into(), adapter: "second".into(), capabilities: caps() },
         delivered,
     };
-    Engine::builder()
-        .connection(Connection::new("first-1", first))
+    let mut b = Engine::builder();
+    if let Some(store) = store {
+        b = b.store(store);
+    }
+    b.connection(Connection::new("first-1", first))
         .connection(Connection::new("second-1", second))
         .build()
         .expect("engine")
 }
 
-fn request(policy: &Arc<Policy>, i: usize) -> CascadeRequest {
+pub(crate) fn request(policy: &Arc<Policy>, i: usize) -> CascadeRequest {
     CascadeRequest::new(
         Contact::with_phone(format!("+1555{:07}", i % 10_000_000)).name("Ann"),
         Message::text("Hi {{contact.name}}, your order has shipped"),
@@ -71,7 +75,7 @@ fn request(policy: &Arc<Policy>, i: usize) -> CascadeRequest {
     )
 }
 
-async fn submit_all(engine: &Engine, policy: &Arc<Policy>, count: usize) {
+pub(crate) async fn submit_all(engine: &Engine, policy: &Arc<Policy>, count: usize) {
     let workers = 64;
     let mut tasks = Vec::new();
     for w in 0..workers {
@@ -95,10 +99,9 @@ pub fn run(count: Option<usize>) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let policy = Arc::new(Policy::chain(["first", "second"]));
-
         // Memory: cascades waiting on a status after falling over.
         let waiting = 100_000;
-        let e = engine(None);
+        let e = engine(None, None);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Counting starts with the engine already built, so its own set-up is not measured.
         start_counting();
@@ -121,41 +124,42 @@ pub fn run(count: Option<usize>) {
 
         // Throughput: every cascade falls over and is delivered.
         let n = count.unwrap_or(200_000);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let e = engine(Some(tx));
-        let reporter = {
-            let e = e.clone();
-            tokio::spawn(async move {
-                let mut done = 0usize;
-                while let Some(id) = rx.recv().await {
-                    let update =
-                        StatusUpdate { provider_message_id: id, status: Status::Delivered, at: None, error: None };
-                    // `Unmatched` means the send's answer is not recorded yet: the engine holds
-                    // the status and applies it when it is.
-                    e.status("second", update).await.expect("status");
-                    done += 1;
-                    if done == n {
-                        break;
-                    }
-                }
-            })
-        };
-        let start = Instant::now();
-        submit_all(&e, &policy, n).await;
-        reporter.await.expect("reporter");
-        // Wait until every cascade has its outcome.
-        let store = e.store().clone();
-        loop {
-            let running = store
-                .list(&store::ListFilter { state: Some("running".into()), limit: 1, ..Default::default() })
-                .await
-                .expect("list");
-            if running.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        report("engine", "cascades_per_sec", (n as f64 / secs).round());
+        report("engine", "cascades_per_sec", throughput(None, n).await.round());
     });
+}
+
+/// Runs `n` two-step cascades to their outcome on `store` (in memory if `None`) and returns
+/// cascades per second. Every cascade falls over from `first` to `second`, whose provider
+/// reports `delivered` as soon as it accepts.
+pub(crate) async fn throughput(store: Option<Arc<dyn Store>>, n: usize) -> f64 {
+    let policy = Arc::new(Policy::chain(["first", "second"]));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let e = engine(store, Some(tx));
+    let reporter = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            let mut done = 0usize;
+            while let Some(id) = rx.recv().await {
+                let update = StatusUpdate { provider_message_id: id, status: Status::Delivered, at: None, error: None };
+                // `Unmatched` means the send's answer is not recorded yet: the engine holds
+                // the status and applies it when it is.
+                e.status("second", update).await.expect("status");
+                done += 1;
+                if done == n {
+                    break;
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    submit_all(&e, &policy, n).await;
+    reporter.await.expect("reporter");
+    // Wait until every cascade has its outcome: then none has a next deadline.
+    let store = e.store().clone();
+    while store.next_wake().await.expect("next wake").is_some() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    e.shutdown(Duration::from_secs(5)).await;
+    rate
 }

@@ -6,12 +6,18 @@
 //! ```text
 //! cargo run --release -p cascade-bench -- engine            # all figures of a scenario
 //! cargo run --release -p cascade-bench -- engine --count 50000
+//! cargo run --release -p cascade-bench -- sqlite --waiting 1000000
+//! cargo run --release -p cascade-bench -- postgres
 //! ```
 //!
-//! Scenarios: `engine` (the runtime with the in-memory store and instant in-process channels).
+//! Scenarios: `engine` (the runtime with the in-memory store and instant in-process channels),
+//! `sqlite` and `postgres` (the same cascades on a durable store; `sqlite` also measures the
+//! memory of a process with `--waiting N` cascades waiting, default 1,000,000, 0 to skip).
+//! `postgres` uses `CASCADE_BENCH_DATABASE_URL` (default: the local server's `test` database).
 //! Budgets and recorded results live in `docs/performance.md`.
 
 mod alloc;
+mod durable;
 mod engine;
 
 use std::process::ExitCode;
@@ -27,25 +33,33 @@ pub fn report(scenario: &str, metric: &str, value: f64) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cascade-bench <scenario> [--count N]\nscenarios: engine");
+    eprintln!("usage: cascade-bench <scenario> [--count N] [--waiting N]\nscenarios: engine, sqlite, postgres");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(scenario) = args.first() else { return usage() };
-    let count = match args.iter().position(|a| a == "--count") {
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
-            Some(n) if n > 0 => Some(n),
-            _ => {
-                eprintln!("--count needs a positive whole number");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
+    let number = |flag: &str| -> Result<Option<usize>, ExitCode> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
+                Some(n) => Ok(Some(n)),
+                None => {
+                    eprintln!("{flag} needs a whole number");
+                    Err(ExitCode::from(2))
+                }
+            },
+            None => Ok(None),
+        }
+    };
+    let (count, waiting) = match (number("--count"), number("--waiting")) {
+        (Ok(c), Ok(w)) => (c.filter(|n| *n > 0), w),
+        (Err(code), _) | (_, Err(code)) => return code,
     };
     match scenario.as_str() {
         "engine" => engine::run(count),
+        "sqlite" => durable::sqlite(count, waiting.unwrap_or(1_000_000)),
+        "postgres" => durable::postgres(count),
         other => {
             eprintln!("unknown scenario `{other}`");
             return usage();

@@ -65,6 +65,10 @@ pub struct EngineConfig {
     pub retention_interval: Duration,
     /// Cascades deleted per retention batch (500).
     pub retention_batch: usize,
+    /// Records of cascades in motion kept in memory (16,384), so a send result or a status
+    /// that follows soon after needs no read from the store. Writes stay fenced by version, so
+    /// an entry another instance made stale only costs a reload. 0 turns the cache off.
+    pub cache_size: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +84,7 @@ impl Default for EngineConfig {
             retention: Some(Duration::from_secs(30 * 86_400)),
             retention_interval: Duration::from_secs(60),
             retention_batch: 500,
+            cache_size: 16_384,
         }
     }
 }
@@ -227,13 +232,14 @@ impl EngineBuilder {
             return Err(BuildError::NoConnections);
         }
         let pools = Pools::new(self.connections, self.config.health)?;
+        let per_shard = self.config.cache_size.div_ceil(SHARDS);
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             pools,
             config: self.config,
             clock: TokioClock::new(),
-            shards: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            shards: (0..SHARDS).map(|_| tokio::sync::Mutex::new(RecordCache::new(per_shard))).collect(),
             in_flight: Mutex::new(HashSet::new()),
             watchers: Mutex::new(HashMap::new()),
             events,
@@ -267,7 +273,9 @@ struct Inner {
     pools: Pools,
     config: EngineConfig,
     clock: TokioClock,
-    shards: Box<[tokio::sync::Mutex<()>]>,
+    /// One lock per shard of cascade ids: transitions of one cascade never overlap. Each
+    /// holds the shard's cache of recent records.
+    shards: Box<[tokio::sync::Mutex<RecordCache>]>,
     in_flight: Mutex<HashSet<(CascadeId, u32)>>,
     watchers: Mutex<HashMap<CascadeId, broadcast::Sender<Event>>>,
     events: broadcast::Sender<EngineEvent>,
@@ -277,6 +285,46 @@ struct Inner {
     sends: AtomicUsize,
     sends_done: Notify,
     orphans: Mutex<HashMap<(String, String), Vec<HeldStatus>>>,
+}
+
+const SHARDS: usize = 256;
+
+/// Recent records of one shard, evicted oldest first.
+#[derive(Debug)]
+struct RecordCache {
+    records: HashMap<CascadeId, CascadeRecord>,
+    order: std::collections::VecDeque<CascadeId>,
+    capacity: usize,
+}
+
+impl RecordCache {
+    fn new(capacity: usize) -> Self {
+        Self { records: HashMap::new(), order: std::collections::VecDeque::new(), capacity }
+    }
+
+    fn take(&mut self, id: CascadeId) -> Option<CascadeRecord> {
+        self.records.remove(&id)
+    }
+
+    fn put(&mut self, record: CascadeRecord) {
+        if self.capacity == 0 || record.state.is_finished() {
+            self.records.remove(&record.id());
+            return;
+        }
+        let id = record.id();
+        if self.records.insert(id, record).is_none() {
+            self.order.push_back(id);
+        }
+        while self.records.len() > self.capacity {
+            let Some(old) = self.order.pop_front() else { break };
+            self.records.remove(&old);
+        }
+        if self.order.len() > 4 * self.capacity.max(4) {
+            // Ids taken out and never put back linger in `order`: rebuild it.
+            let records = &self.records;
+            self.order.retain(|id| records.contains_key(id));
+        }
+    }
 }
 
 /// A status waiting for its send's answer, with when it arrived.
@@ -403,7 +451,7 @@ impl Engine {
             metadata: request.metadata,
         };
         let outbox = self.outbox_for(&state, &meta, &t.actions);
-        let record = CascadeRecord { wake_at: self.wake_for(&state, now), state, meta: Arc::new(meta), version: 1 };
+        let mut record = CascadeRecord { wake_at: self.wake_for(&state, now), state, meta: Arc::new(meta), version: 1 };
         let sends: Vec<u32> = t
             .actions
             .iter()
@@ -443,10 +491,16 @@ impl Engine {
                 provider_refs: Vec::new(),
                 outbox: Some(o),
             };
-            inner.store.save(update).await?;
+            inner.store.save(&update).await?;
+            record.version += 1;
         }
         tracing::debug!(cascade = %id, "cascade created");
+        // The shard stays locked until the record is cached, so the send results that follow
+        // find it there.
+        let mut cache = self.shard(id).lock().await;
         self.after_transition(&record.state, t.events, &t.actions);
+        cache.put(record);
+        drop(cache);
         Ok(CascadeHandle { id, existing: false, engine: self.clone() })
     }
 
@@ -465,20 +519,29 @@ impl Engine {
             return Ok(StatusMatch::Unmatched);
         };
         let delivered = update.status.reaches(Status::Delivered);
-        let state =
-            self.apply(r.cascade, |_| Some(Input::Status { attempt: r.attempt, update: update.clone() })).await?;
-        if delivered
-            && let Some(state) = state
-            && let Some(a) = state.attempt(r.attempt)
-            && let (Some(conn), Some(addr)) = (&a.connection, &state.plan.steps[a.step as usize].address)
-        {
-            let conv = Conversation {
+        let now = self.now();
+        // A delivery opens (or keeps open) a conversation, on channels that have them.
+        let conversation = |state: &CascadeState| {
+            let a = state.attempt(r.attempt)?;
+            let window = self.inner.pools.pool(&a.channel)?.capabilities().conversation_window;
+            window?;
+            Some(Conversation {
                 channel: a.channel.clone(),
-                connection: conn.clone(),
-                address: addr.value.clone(),
+                connection: a.connection.clone()?,
+                address: state.plan.steps[a.step as usize].address.as_ref()?.value.clone(),
                 last_inbound_at: None,
-                last_delivery_at: Some(self.now()),
-            };
+                last_delivery_at: Some(now),
+            })
+        };
+        let applied = self
+            .apply(
+                r.cascade,
+                None,
+                |_| Some(Input::Status { attempt: r.attempt, update: update.clone() }),
+                |state| if delivered { conversation(state) } else { None },
+            )
+            .await?;
+        if let Some(Some(conv)) = applied {
             self.inner.store.touch_conversation(conv).await?;
         }
         Ok(StatusMatch::Matched { cascade: r.cascade, attempt: r.attempt })
@@ -505,15 +568,20 @@ impl Engine {
         let ids = self.inner.store.running_for_address(&channel, &message.from).await?;
         let mut stopped = Vec::new();
         for id in ids {
-            let state = self
-                .apply(id, |s| {
-                    let to_sender = s.plan.steps.iter().any(|st| {
-                        st.channel == channel && st.address.as_ref().is_some_and(|a| a.value == message.from)
-                    });
-                    (to_sender && !s.is_finished()).then(|| Input::Reply { channel: channel.clone() })
-                })
+            let replied = self
+                .apply(
+                    id,
+                    None,
+                    |s| {
+                        let to_sender = s.plan.steps.iter().any(|st| {
+                            st.channel == channel && st.address.as_ref().is_some_and(|a| a.value == message.from)
+                        });
+                        (to_sender && !s.is_finished()).then(|| Input::Reply { channel: channel.clone() })
+                    },
+                    |s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. })),
+                )
                 .await?;
-            if state.is_some_and(|s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. }))) {
+            if replied == Some(true) {
                 stopped.push(id);
             }
         }
@@ -522,8 +590,8 @@ impl Engine {
 
     /// Cancels a running cascade. Returns `false` if it had already ended.
     pub async fn cancel(&self, id: CascadeId) -> Result<bool, EngineError> {
-        let state = self.apply(id, |s| (!s.is_finished()).then_some(Input::Cancel)).await?;
-        Ok(state.is_some())
+        let applied = self.apply(id, None, |s| (!s.is_finished()).then_some(Input::Cancel), |_| ()).await?;
+        Ok(applied.is_some())
     }
 
     /// A cascade with its timeline.
@@ -596,20 +664,38 @@ impl Engine {
         Some(NewOutboxItem { cascade: state.id, url, body: outcome_report(state, meta) })
     }
 
-    /// Applies an input to a stored cascade: load, transition, save (retrying on version
-    /// conflicts), then act. `input` sees the current state and may decline (`None`).
-    /// Returns the new state if a transition was applied.
-    async fn apply(
+    fn shard(&self, id: CascadeId) -> &tokio::sync::Mutex<RecordCache> {
+        &self.inner.shards[(id.as_uuid().as_u128() % SHARDS as u128) as usize]
+    }
+
+    /// Applies an input to a stored cascade: read (from `fresh`, the cache or the store),
+    /// transition, save (fenced; on a version conflict, reload and apply again), then act.
+    /// `input` sees the current state and may decline (`None`). Returns the outcome after the
+    /// transition seen through `observe`, or `None` if `input` declined.
+    async fn apply<R>(
         &self,
         id: CascadeId,
+        fresh: Option<CascadeRecord>,
         input: impl Fn(&CascadeState) -> Option<Input>,
-    ) -> Result<Option<CascadeState>, EngineError> {
+        observe: impl FnOnce(&CascadeState) -> R,
+    ) -> Result<Option<R>, EngineError> {
         let inner = &self.inner;
-        let shard = &inner.shards[(id.as_uuid().as_u128() % inner.shards.len() as u128) as usize];
-        let _guard = shard.lock().await;
+        let mut cache = self.shard(id).lock().await;
+        let cached = cache.take(id);
+        let mut next = fresh.map(|r| (r, false)).or(cached.map(|r| (r, true)));
         for _ in 0..8 {
-            let rec = inner.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
-            let Some(inp) = input(&rec.state) else { return Ok(None) };
+            let (rec, from_cache) = match next.take() {
+                Some(r) => r,
+                None => (inner.store.load(id).await?.ok_or(EngineError::NotFound(id))?, false),
+            };
+            let Some(inp) = input(&rec.state) else {
+                if from_cache {
+                    // A cached record may be stale: decide on the stored one.
+                    continue;
+                }
+                cache.put(rec);
+                return Ok(None);
+            };
             let now = inner.clock.now();
             let before_refs: Vec<bool> = rec.state.attempts.iter().map(|a| a.provider_message_id.is_some()).collect();
             let (rec_version, rec_wake) = (rec.version, rec.wake_at);
@@ -626,21 +712,24 @@ impl Engine {
                 .collect();
             lock(&inner.in_flight).extend(sends.iter().map(|a| (id, *a)));
             let update = CascadeUpdate {
-                state: state.clone(),
+                state,
                 expected_version: rec_version,
                 wake_at,
-                events: t.events.clone(),
-                provider_refs: provider_refs.clone(),
+                events: t.events,
+                provider_refs,
                 outbox,
             };
-            match inner.store.save(update).await {
-                Ok(_) => {
+            match inner.store.save(&update).await {
+                Ok(version) => {
                     if wake_at.is_some_and(|w| rec_wake.is_none_or(|old| w < old)) {
                         inner.wake.notify_one();
                     }
-                    self.after_transition(&state, t.events, &t.actions);
+                    let CascadeUpdate { state, events, provider_refs, .. } = update;
+                    self.after_transition(&state, events, &t.actions);
                     self.replay_orphans(&provider_refs);
-                    return Ok(Some(state));
+                    let seen = observe(&state);
+                    cache.put(CascadeRecord { state, meta, version, wake_at });
+                    return Ok(Some(seen));
                 }
                 Err(e) => {
                     let mut f = lock(&inner.in_flight);
@@ -777,7 +866,9 @@ impl Engine {
             }
             let mut delay = Duration::from_millis(50);
             for _ in 0..6 {
-                let r = engine.apply(id, |_| Some(Input::SendResult { attempt: number, result: result.clone() })).await;
+                let r = engine
+                    .apply(id, None, |_| Some(Input::SendResult { attempt: number, result: result.clone() }), |_| ())
+                    .await;
                 match r {
                     Ok(_) | Err(EngineError::NotFound(_)) => break,
                     Err(e) => {
@@ -848,14 +939,19 @@ impl Engine {
             let full = claimed.len() == inner.config.claim_batch;
             for rec in claimed {
                 let id = rec.id();
+                // `rec` is fresh from the claim: no reload needed.
                 let r = self
-                    .apply(id, |s| match s.phase {
-                        Phase::Finished => None,
-                        Phase::Sending { attempt } => {
-                            (!lock(&inner.in_flight).contains(&(id, attempt))).then_some(Input::SendLost { attempt })
-                        }
-                        _ => Some(Input::Tick),
-                    })
+                    .apply(
+                        id,
+                        Some(rec),
+                        |s| match s.phase {
+                            Phase::Finished => None,
+                            Phase::Sending { attempt } => (!lock(&inner.in_flight).contains(&(id, attempt)))
+                                .then_some(Input::SendLost { attempt }),
+                            _ => Some(Input::Tick),
+                        },
+                        |_| (),
+                    )
                     .await;
                 if let Err(e) = r {
                     tracing::warn!(cascade = %id, error = %e, "processing a due cascade failed");

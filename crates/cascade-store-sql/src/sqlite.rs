@@ -378,8 +378,8 @@ impl Store for SqliteStore {
         row.as_ref().map(record_row).transpose()
     }
 
-    async fn save(&self, update: CascadeUpdate) -> Result<u64, StoreError> {
-        self.writer.save(&update).await
+    async fn save(&self, update: &CascadeUpdate) -> Result<u64, StoreError> {
+        self.writer.save(update).await
     }
 
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {

@@ -131,9 +131,9 @@ async fn fenced_saves_and_events(store: Arc<dyn Store>) {
     store.create(a.clone(), vec![ev(EventKind::Created)]).await.expect("create");
     let mut u = update(&a, a.state.clone(), Some(t0() + secs(5)));
     u.events = vec![ev(EventKind::Replied { channel: "sms".into() })];
-    let v = store.save(u.clone()).await.expect("save");
+    let v = store.save(&u).await.expect("save");
     check!(v == 2, "a save bumps the version to 2, got {v}");
-    let stale = store.save(u).await;
+    let stale = store.save(&u).await;
     check!(matches!(stale, Err(StoreError::Conflict(_))), "a save naming an old version is refused, got {stale:?}");
     let events = store.events(a.id()).await.expect("events");
     check!(events.len() == 2, "events append in order: got {} events", events.len());
@@ -156,7 +156,7 @@ async fn claiming_and_leases(store: Arc<dyn Store>) {
     check!(claimed[0].version == due.version + 1, "a claim bumps the version");
     let again = store.claim_due(t0() + secs(2), 10, lease).await.expect("claim");
     check!(again.is_empty(), "a claimed cascade is not claimed again within its lease");
-    let stale = store.save(update(&due, due.state.clone(), None)).await;
+    let stale = store.save(&update(&due, due.state.clone(), None)).await;
     check!(matches!(stale, Err(StoreError::Conflict(_))), "a claim fences out writers that read before it");
     let expired = store.claim_due(t0() + secs(40), 10, lease).await.expect("claim");
     check!(expired.len() == 1 && expired[0].id() == due.id(), "an expired lease falls due again");
@@ -165,7 +165,7 @@ async fn claiming_and_leases(store: Arc<dyn Store>) {
     check!(limited.len() == 1, "claims respect the limit");
 
     let rec = store.load(later.id()).await.expect("load").expect("exists");
-    store.save(update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
+    store.save(&update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
     let rest = store.claim_due(t0() + secs(10_000), 10, lease).await.expect("claim");
     check!(rest.iter().all(|r| r.id() != later.id()), "a cascade with no wake_at is never claimed");
 }
@@ -175,7 +175,7 @@ async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
     store.create(a.clone(), vec![]).await.expect("create");
     let mut u = update(&a, a.state.clone(), a.wake_at);
     u.provider_refs = vec![ProviderRef { adapter: "twilio".into(), provider_message_id: "SM1".into(), attempt: 1 }];
-    store.save(u).await.expect("save");
+    store.save(&u).await.expect("save");
     let found = store.find_attempt("twilio", "SM1").await.expect("find");
     check!(found.is_some_and(|r| r.cascade == a.id() && r.attempt == 1), "a provider id finds its attempt");
     check!(store.find_attempt("other", "SM1").await.expect("find").is_none(), "provider ids are per adapter");
@@ -184,7 +184,7 @@ async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
     let running = store.running_for_address(&sms, "+15550000005").await.expect("by address");
     check!(running == vec![a.id()], "a running cascade is found by its address, got {running:?}");
     let rec = store.load(a.id()).await.expect("load").expect("exists");
-    store.save(update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
+    store.save(&update(&rec, finished(rec.state.clone(), t0()), None)).await.expect("save");
     let running = store.running_for_address(&sms, "+15550000005").await.expect("by address");
     check!(running.is_empty(), "a finished cascade is no longer found by address");
 
@@ -224,7 +224,7 @@ async fn outbox(store: Arc<dyn Store>) {
         url: "https://example.test/cb".into(),
         body: serde_json::json!({"ok": true}),
     });
-    store.save(u).await.expect("save");
+    store.save(&u).await.expect("save");
     let lease = Duration::from_secs(60);
     let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim outbox");
     check!(items.len() == 1 && items[0].cascade == a.id(), "a finishing save enqueues its callback");
@@ -252,7 +252,7 @@ async fn outbox(store: Arc<dyn Store>) {
     let mut u = update(&b, finished(b.state.clone(), t0()), None);
     u.outbox =
         Some(NewOutboxItem { cascade: b.id(), url: "https://example.test/cb".into(), body: serde_json::json!({}) });
-    store.save(u).await.expect("save");
+    store.save(&u).await.expect("save");
     let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim");
     store.outbox_result(items[0].id, Ok(())).await.expect("done");
     check!(
@@ -268,7 +268,7 @@ async fn listing_and_retention(store: Arc<dyn Store>) {
         store.create(r.clone(), vec![]).await.expect("create");
         ids.push(r.id());
         if i % 2 == 0 {
-            store.save(update(&r, finished(r.state.clone(), t0() + secs(i)), None)).await.expect("save");
+            store.save(&update(&r, finished(r.state.clone(), t0() + secs(i)), None)).await.expect("save");
         }
     }
     let all = store.list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list");

@@ -118,7 +118,10 @@ impl Store for MemoryStore {
         Ok(self.lock().cascades.get(&id).map(|e| e.record.clone()))
     }
 
-    async fn save(&self, u: CascadeUpdate) -> Result<u64, StoreError> {
+    async fn save(&self, u: &CascadeUpdate) -> Result<u64, StoreError> {
+        // Copy outside the lock.
+        let new_state = u.state.clone();
+        let new_events = u.events.clone();
         let mut g = self.lock();
         let id = u.state.id;
         let g = &mut *g;
@@ -136,18 +139,19 @@ impl Store for MemoryStore {
         let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
         entry.record.version += 1;
         entry.record.wake_at = u.wake_at;
-        entry.record.state = u.state;
-        entry.events.reserve_exact(u.events.len());
-        entry.events.extend(u.events);
+        entry.record.state = new_state;
+        entry.events.reserve_exact(new_events.len());
+        entry.events.extend(new_events);
         let version = entry.record.version;
         if finished_now {
             let state = entry.record.state.clone();
             g.index_addresses(&state, false);
         }
-        for r in u.provider_refs {
-            g.by_provider.insert((r.adapter, r.provider_message_id), AttemptRef { cascade: id, attempt: r.attempt });
+        for r in &u.provider_refs {
+            let key = (r.adapter.clone(), r.provider_message_id.clone());
+            g.by_provider.insert(key, AttemptRef { cascade: id, attempt: r.attempt });
         }
-        if let Some(o) = u.outbox {
+        if let Some(o) = u.outbox.clone() {
             g.next_outbox += 1;
             let item = OutboxItem {
                 id: g.next_outbox,

@@ -220,7 +220,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Writes a cascade back if its version is still `expected_version`; the new version is
     /// `expected_version + 1`.
-    async fn save(&self, update: CascadeUpdate) -> Result<u64, StoreError>;
+    async fn save(&self, update: &CascadeUpdate) -> Result<u64, StoreError>;
 
     /// The cascade's timeline, in order.
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError>;

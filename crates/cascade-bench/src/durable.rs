@@ -1,0 +1,175 @@
+//! Scenarios `sqlite` and `postgres`: the `engine` scenario's two-step cascades on a durable
+//! store, plus the reference figure of what no batching would give (`fsync_per_sec`) and, for
+//! SQLite, the memory of a process holding a million waiting cascades (`rss_mb_1m_waiting`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cascade_engine::*;
+use cascade_store_sql::{PgConfig, PgStore, SqliteStore, WriterStats};
+
+use crate::engine::{request, throughput};
+use crate::report;
+
+/// A scratch directory for database files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::var_os("CASCADE_BENCH_DIR")
+            .map_or_else(|| std::env::temp_dir().join(format!("cascade-bench-{}", std::process::id())), PathBuf::from);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Single small writes, each made durable with its own fdatasync, for two seconds: what a
+/// store that commits every write on its own could reach at most on this disk.
+fn fsync_per_sec(dir: &Path) -> f64 {
+    let path = dir.join("fsync.probe");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("probe file");
+    let line = [b'x'; 100];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        f.write_all(&line).expect("write");
+        f.sync_data().expect("fdatasync");
+        n += 1;
+    }
+    let _ = std::fs::remove_file(&path);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn batching(scenario: &str, stats: &WriterStats) {
+    if stats.batches() > 0 {
+        report(scenario, "writes_per_commit", stats.writes() as f64 / stats.batches() as f64);
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// Runs scenario `sqlite`.
+pub fn sqlite(count: Option<usize>, waiting: usize) {
+    let scratch = Scratch::new();
+    report("sqlite", "fsync_per_sec", fsync_per_sec(&scratch.0).round());
+    runtime().block_on(async {
+        let store = SqliteStore::open(scratch.0.join("throughput.db")).await.expect("open sqlite");
+        let stats = store.writer_stats();
+        let n = count.unwrap_or(50_000);
+        report("sqlite", "cascades_per_sec", throughput(Some(Arc::new(store)), n).await.round());
+        batching("sqlite", &stats);
+    });
+    if waiting > 0 {
+        let rss = waiting_rss(&scratch.0.join("waiting.db"), waiting);
+        report("sqlite", if waiting == 1_000_000 { "rss_mb_1m_waiting" } else { "rss_mb_waiting" }, rss);
+    }
+}
+
+/// Runs scenario `postgres` against `CASCADE_BENCH_DATABASE_URL` (default: the local test
+/// server), in a schema of its own that it drops afterwards.
+pub fn postgres(count: Option<usize>) {
+    let url = std::env::var("CASCADE_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let scratch = Scratch::new();
+    report("postgres", "fsync_per_sec", fsync_per_sec(&scratch.0).round());
+    let schema = format!("cascade_bench_{}", std::process::id());
+    runtime().block_on(async {
+        let store = PgStore::connect_with(PgConfig::new(&url).schema(&schema)).await.expect("connect to PostgreSQL");
+        let stats = store.writer_stats();
+        let n = count.unwrap_or(20_000);
+        report("postgres", "cascades_per_sec", throughput(Some(Arc::new(store)), n).await.round());
+        batching("postgres", &stats);
+        drop_schema(&url, &schema).await;
+    });
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let Ok(options) = url.parse::<sqlx::postgres::PgConnectOptions>() else { return };
+    if let Ok(mut conn) = options.connect().await {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await;
+        let _ = conn.close().await;
+    }
+}
+
+/// Accepts every send and never reports a status: its cascades wait.
+#[derive(Debug)]
+struct Silent(ChannelInfo);
+
+#[async_trait]
+impl Channel for Silent {
+    fn info(&self) -> &ChannelInfo {
+        &self.0
+    }
+    async fn send(&self, r: &SendRequest) -> Result<Accepted, SendError> {
+        Ok(Accepted::new(format!("{}-{}", r.cascade_id, r.attempt)))
+    }
+}
+
+/// Resident memory (MB) of this process once `n` cascades wait on statuses in a SQLite file.
+fn waiting_rss(path: &Path, n: usize) -> f64 {
+    runtime().block_on(async {
+        let store = Arc::new(SqliteStore::open(path).await.expect("open sqlite"));
+        let caps = Capabilities::text_only([AddressKind::Phone], Status::Delivered);
+        let channel = Silent(ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps });
+        let engine = Engine::builder()
+            .store(store.clone())
+            .connection(Connection::new("first-1", channel))
+            .build()
+            .expect("engine");
+        let policy = Arc::new(Policy::new([Step::new("first").timeout(Duration::from_secs(86_400))]));
+        let start = Instant::now();
+        let workers = 64;
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let (engine, policy) = (engine.clone(), policy.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in (w..n).step_by(workers) {
+                    engine.submit(request(&policy, i)).await.expect("submit");
+                    if w == 0 && i % 100_000 < workers {
+                        eprintln!("  {i} of {n} waiting cascades submitted ({:.0?})", start.elapsed());
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("submitter");
+        }
+        // Let the last sends be recorded, then read the resident set.
+        let quiet = Duration::from_millis(500);
+        let mut last = store.writer_stats().writes();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = store.writer_stats().writes();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let rss = resident_mb();
+        engine.shutdown(Duration::from_secs(5)).await;
+        rss
+    })
+}
+
+/// This process's resident set (VmRSS), in MB.
+fn resident_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kb / 1024.0
+}
