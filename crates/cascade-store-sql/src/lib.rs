@@ -26,6 +26,7 @@
 
 mod batch;
 mod codec;
+mod hot;
 mod migrate;
 #[cfg(feature = "postgres")]
 mod postgres;

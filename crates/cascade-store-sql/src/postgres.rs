@@ -121,21 +121,25 @@ impl PgStore {
 impl Backend for PgBackend {
     async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, sqlx::Error> {
         let mut tx = self.write.begin().await?;
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(exec(&mut tx, op).await?);
+        let mut out: Vec<Option<Result<WriteOut, StoreError>>> = ops.iter().map(|_| None).collect();
+        hot_writes(&mut tx, ops, &mut out).await?;
+        for (op, slot) in ops.iter().zip(out.iter_mut()) {
+            if slot.is_none() {
+                *slot = Some(exec(&mut tx, op).await?);
+            }
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into())))).collect())
     }
 }
 
 type Tx<'a> = Transaction<'a, Postgres>;
 
+crate::hot::define_hot_writes!(Postgres);
+
 async fn exec(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Result<WriteOut, StoreError>, sqlx::Error> {
     Ok(match op {
-        WriteOp::Create(c) => create(tx, c).await?.map(WriteOut::Created),
-        WriteOp::Save(s) => save(tx, s).await?.map(WriteOut::Saved),
+        WriteOp::Create(_) | WriteOp::Save(_) => Err(StoreError::Unavailable("a hot write reached exec".into())),
         WriteOp::Touch(c) => {
             sqlx::query(
                 "INSERT INTO conversations (channel, address, connection, last_inbound_at, last_delivery_at) \
@@ -221,121 +225,6 @@ async fn exec(tx: &mut Tx<'_>, op: &WriteOp) -> Result<Result<WriteOut, StoreErr
             Ok(WriteOut::Purged(ids.len()))
         }
     })
-}
-
-async fn create(tx: &mut Tx<'_>, c: &codec::NewCascade) -> Result<Result<Created, StoreError>, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
-         fingerprint, channels, event_count, body, meta) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-    )
-    .bind(c.id)
-    .bind(c.version)
-    .bind(c.wake_at)
-    .bind(c.state)
-    .bind(c.created_at)
-    .bind(c.finished_at)
-    .bind(&c.idempotency_key)
-    .bind(&c.fingerprint)
-    .bind(&c.channels)
-    .bind(c.events.len() as i64)
-    .bind(&c.body)
-    .bind(&c.meta)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        let Some(key) = &c.idempotency_key else {
-            return Ok(Err(StoreError::Corrupt(format!("cascade {} already exists", c.id))));
-        };
-        let row = sqlx::query("SELECT id, fingerprint FROM cascades WHERE idempotency_key = $1")
-            .bind(key)
-            .fetch_one(&mut **tx)
-            .await?;
-        let id: Uuid = row.try_get(0)?;
-        let fingerprint: String = row.try_get(1)?;
-        return Ok(Ok(Created::Existing { id: CascadeId::from_uuid(id), same_request: fingerprint == c.fingerprint }));
-    }
-    for (seq, body) in c.events.iter().enumerate() {
-        insert_event(tx, c.id, seq as i64, body).await?;
-    }
-    for (channel, address) in &c.addresses {
-        sqlx::query("INSERT INTO addresses (channel, address, cascade_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(channel)
-            .bind(address)
-            .bind(c.id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(Ok(Created::New))
-}
-
-async fn insert_event(tx: &mut Tx<'_>, id: Uuid, seq: i64, body: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (cascade_id, seq, body) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(seq)
-        .bind(body)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn save(tx: &mut Tx<'_>, s: &codec::SaveRow) -> Result<Result<u64, StoreError>, sqlx::Error> {
-    let row = sqlx::query(
-        "UPDATE cascades SET version = version + 1, wake_at = $1, state = $2, finished_at = $3, body = $4, \
-         event_count = event_count + $5 WHERE id = $6 AND version = $7 RETURNING version, event_count",
-    )
-    .bind(s.wake_at)
-    .bind(s.state)
-    .bind(s.finished_at)
-    .bind(&s.body)
-    .bind(s.events.len() as i64)
-    .bind(s.id)
-    .bind(s.expected_version)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        let exists = sqlx::query("SELECT 1 FROM cascades WHERE id = $1").bind(s.id).fetch_optional(&mut **tx).await?;
-        let id = CascadeId::from_uuid(s.id);
-        return Ok(Err(if exists.is_some() { StoreError::Conflict(id) } else { StoreError::NotFound(id) }));
-    };
-    let version: i64 = row.try_get(0)?;
-    let count: i64 = row.try_get(1)?;
-    let first = count - s.events.len() as i64;
-    for (i, body) in s.events.iter().enumerate() {
-        insert_event(tx, s.id, first + i as i64, body).await?;
-    }
-    for r in &s.provider_refs {
-        sqlx::query(
-            "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (adapter, provider_message_id) DO UPDATE SET cascade_id = excluded.cascade_id, \
-             attempt = excluded.attempt",
-        )
-        .bind(r.adapter.as_str())
-        .bind(&r.provider_message_id)
-        .bind(s.id)
-        .bind(i64::from(r.attempt))
-        .execute(&mut **tx)
-        .await?;
-    }
-    for (channel, address) in &s.drop_addresses {
-        sqlx::query("DELETE FROM addresses WHERE channel = $1 AND address = $2 AND cascade_id = $3")
-            .bind(channel)
-            .bind(address)
-            .bind(s.id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if let Some(o) = &s.outbox {
-        sqlx::query("INSERT INTO outbox (cascade_id, url, body, next_at) VALUES ($1, $2, $3, $4)")
-            .bind(s.id)
-            .bind(&o.url)
-            .bind(&o.body)
-            .bind(o.next_at)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(Ok(version as u64))
 }
 
 fn record_row(row: &sqlx::postgres::PgRow) -> Result<CascadeRecord, StoreError> {

@@ -1,0 +1,188 @@
+//! The hot writes of a batch (new cascades and write-backs) in a handful of multi-row
+//! statements, whatever the batch's size.
+//!
+//! One statement per row would make every row a round trip to the database (for SQLite, a
+//! hand-off to sqlx's worker thread): at thousands of cascades a second those hand-offs, not
+//! the database, become the cost. The SQL below is the same on SQLite and PostgreSQL (placeholders
+//! come from the query builder), so one macro defines it for both backends.
+
+/// Rows per multi-row statement (well inside both databases' limits on bound parameters).
+pub(crate) const CHUNK: usize = 256;
+
+/// Defines `async fn hot_writes(tx, ops, out)` for one sqlx database type. It runs every
+/// `Create` and `Save` of `ops` and fills their slots of `out`; other writes are left alone.
+macro_rules! define_hot_writes {
+    ($db:ty) => {
+        /// Runs the creates and saves of a batch in multi-row statements.
+        async fn hot_writes(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            ops: &[crate::batch::WriteOp],
+            out: &mut [Option<Result<crate::batch::WriteOut, cascade_engine::StoreError>>],
+        ) -> Result<(), sqlx::Error> {
+            use std::collections::{HashMap, HashSet};
+
+            use cascade_engine::store::Created;
+            use cascade_engine::{CascadeId, StoreError};
+            use sqlx::{QueryBuilder, Row};
+            use uuid::Uuid;
+
+            use crate::batch::{WriteOp, WriteOut};
+            use crate::codec::{NewCascade, OutboxRow, SaveRow};
+            use crate::hot::CHUNK;
+
+            let creates: Vec<(usize, &NewCascade)> = ops
+                .iter()
+                .enumerate()
+                .filter_map(|(i, op)| if let WriteOp::Create(c) = op { Some((i, &**c)) } else { None })
+                .collect();
+            let saves: Vec<(usize, &SaveRow)> = ops
+                .iter()
+                .enumerate()
+                .filter_map(|(i, op)| if let WriteOp::Save(s) = op { Some((i, &**s)) } else { None })
+                .collect();
+            let mut events: Vec<(Uuid, i64, &str)> = Vec::new();
+            let mut add_addresses: Vec<(&str, &str, Uuid)> = Vec::new();
+            let mut drop_addresses: Vec<(&str, &str, Uuid)> = Vec::new();
+            let mut refs: HashMap<(&str, &str), (Uuid, i64)> = HashMap::new();
+            let mut outbox: Vec<(Uuid, &OutboxRow)> = Vec::new();
+
+            for chunk in creates.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
+                     fingerprint, channels, event_count, body, meta) ",
+                );
+                q.push_values(chunk, |mut b, (_, c)| {
+                    b.push_bind(c.id)
+                        .push_bind(c.version)
+                        .push_bind(c.wake_at)
+                        .push_bind(c.state)
+                        .push_bind(c.created_at)
+                        .push_bind(c.finished_at)
+                        .push_bind(c.idempotency_key.as_deref())
+                        .push_bind(c.fingerprint.as_str())
+                        .push_bind(c.channels.as_str())
+                        .push_bind(c.events.len() as i64)
+                        .push_bind(c.body.as_str())
+                        .push_bind(c.meta.as_str());
+                });
+                q.push(" ON CONFLICT DO NOTHING RETURNING id");
+                let inserted: HashSet<Uuid> = q.build_query_scalar().fetch_all(&mut **tx).await?.into_iter().collect();
+                for (i, c) in chunk {
+                    if inserted.contains(&c.id) {
+                        out[*i] = Some(Ok(WriteOut::Created(Created::New)));
+                        events.extend(c.events.iter().enumerate().map(|(seq, b)| (c.id, seq as i64, b.as_str())));
+                        add_addresses.extend(c.addresses.iter().map(|(ch, a)| (ch.as_str(), a.as_str(), c.id)));
+                        continue;
+                    }
+                    // The key is taken (by an earlier cascade or one earlier in this batch).
+                    let Some(key) = &c.idempotency_key else {
+                        out[*i] = Some(Err(StoreError::Corrupt(format!("cascade {} already exists", c.id))));
+                        continue;
+                    };
+                    let mut q =
+                        QueryBuilder::<$db>::new("SELECT id, fingerprint FROM cascades WHERE idempotency_key = ");
+                    q.push_bind(key.as_str());
+                    let row = q.build().fetch_one(&mut **tx).await?;
+                    let id: Uuid = row.try_get(0)?;
+                    let fingerprint: String = row.try_get(1)?;
+                    out[*i] = Some(Ok(WriteOut::Created(Created::Existing {
+                        id: CascadeId::from_uuid(id),
+                        same_request: fingerprint == c.fingerprint,
+                    })));
+                }
+            }
+
+            for chunk in saves.chunks(CHUNK) {
+                let mut q =
+                    QueryBuilder::<$db>::new("WITH v (id, expected, wake_at, state, finished_at, body, n) AS (");
+                q.push_values(chunk, |mut b, (_, s)| {
+                    b.push_bind(s.id)
+                        .push_bind(s.expected_version)
+                        .push_bind(s.wake_at)
+                        .push_bind(s.state)
+                        .push_bind(s.finished_at)
+                        .push_bind(s.body.as_str())
+                        .push_bind(s.events.len() as i64);
+                });
+                q.push(
+                    ") UPDATE cascades SET version = cascades.version + 1, wake_at = v.wake_at, state = v.state, \
+                     finished_at = v.finished_at, body = v.body, event_count = cascades.event_count + v.n \
+                     FROM v WHERE cascades.id = v.id AND cascades.version = v.expected \
+                     RETURNING cascades.id, cascades.version, cascades.event_count",
+                );
+                let rows = q.build().fetch_all(&mut **tx).await?;
+                let mut saved: HashMap<Uuid, (i64, i64)> = HashMap::with_capacity(rows.len());
+                for row in rows {
+                    saved.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+                }
+                for (i, s) in chunk {
+                    let Some((version, count)) = saved.get(&s.id).copied() else {
+                        let mut q = QueryBuilder::<$db>::new("SELECT id FROM cascades WHERE id = ");
+                        q.push_bind(s.id);
+                        let exists = q.build().fetch_optional(&mut **tx).await?.is_some();
+                        let id = CascadeId::from_uuid(s.id);
+                        out[*i] = Some(Err(if exists { StoreError::Conflict(id) } else { StoreError::NotFound(id) }));
+                        continue;
+                    };
+                    out[*i] = Some(Ok(WriteOut::Saved(version as u64)));
+                    let first = count - s.events.len() as i64;
+                    events.extend(s.events.iter().enumerate().map(|(k, b)| (s.id, first + k as i64, b.as_str())));
+                    for r in &s.provider_refs {
+                        refs.insert((r.adapter.as_str(), r.provider_message_id.as_str()), (s.id, i64::from(r.attempt)));
+                    }
+                    drop_addresses.extend(s.drop_addresses.iter().map(|(ch, a)| (ch.as_str(), a.as_str(), s.id)));
+                    if let Some(o) = &s.outbox {
+                        outbox.push((s.id, o));
+                    }
+                }
+            }
+
+            for chunk in events.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO events (cascade_id, seq, body) ");
+                q.push_values(chunk, |mut b, (id, seq, body)| {
+                    b.push_bind(*id).push_bind(*seq).push_bind(*body);
+                });
+                q.build().execute(&mut **tx).await?;
+            }
+            let refs: Vec<_> = refs.into_iter().collect();
+            for chunk in refs.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) ",
+                );
+                q.push_values(chunk, |mut b, ((adapter, pmid), (id, attempt))| {
+                    b.push_bind(*adapter).push_bind(*pmid).push_bind(*id).push_bind(*attempt);
+                });
+                q.push(
+                    " ON CONFLICT (adapter, provider_message_id) DO UPDATE SET cascade_id = excluded.cascade_id, \
+                     attempt = excluded.attempt",
+                );
+                q.build().execute(&mut **tx).await?;
+            }
+            for chunk in add_addresses.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO addresses (channel, address, cascade_id) ");
+                q.push_values(chunk, |mut b, (ch, a, id)| {
+                    b.push_bind(*ch).push_bind(*a).push_bind(*id);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut **tx).await?;
+            }
+            for chunk in drop_addresses.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM addresses WHERE (channel, address, cascade_id) IN (");
+                q.push_values(chunk, |mut b, (ch, a, id)| {
+                    b.push_bind(*ch).push_bind(*a).push_bind(*id);
+                });
+                q.push(")");
+                q.build().execute(&mut **tx).await?;
+            }
+            for chunk in outbox.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO outbox (cascade_id, url, body, next_at) ");
+                q.push_values(chunk, |mut b, (id, o)| {
+                    b.push_bind(*id).push_bind(o.url.as_str()).push_bind(o.body.as_str()).push_bind(o.next_at);
+                });
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use define_hot_writes;
