@@ -85,7 +85,11 @@ pub fn postgres(count: Option<usize>) {
     report("postgres", "fsync_per_sec", fsync_per_sec(&scratch.0).round());
     let schema = format!("cascade_bench_{}", std::process::id());
     runtime().block_on(async {
-        let store = PgStore::connect_with(PgConfig::new(&url).schema(&schema)).await.expect("connect to PostgreSQL");
+        let mut config = PgConfig::new(&url).schema(&schema);
+        if let Some(w) = std::env::var("CASCADE_BENCH_PG_WRITERS").ok().and_then(|v| v.parse().ok()) {
+            config.writers = w;
+        }
+        let store = PgStore::connect_with(config).await.expect("connect to PostgreSQL");
         let stats = store.writer_stats();
         let n = count.unwrap_or(20_000);
         report("postgres", "cascades_per_sec", throughput(Some(Arc::new(store)), n).await.round());

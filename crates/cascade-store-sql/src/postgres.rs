@@ -31,7 +31,8 @@ pub struct PgConfig {
     pub schema: Option<String>,
     /// Connections for reads (default 8).
     pub max_connections: u32,
-    /// Group-commit writer tasks, each with its own connection (default 4).
+    /// Group-commit writer tasks, each with its own connection (default 1: one writer makes
+    /// the largest batches; more writers measured slower, see docs/performance.md).
     pub writers: usize,
     /// The most writes one transaction takes (default 512).
     pub max_batch: usize,
@@ -40,7 +41,7 @@ pub struct PgConfig {
 impl PgConfig {
     /// Defaults for a URL.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: None, max_connections: 8, writers: 4, max_batch: 512 }
+        Self { url: url.into(), schema: None, max_connections: 8, writers: 1, max_batch: 512 }
     }
 
     /// Keeps the tables in this schema.
