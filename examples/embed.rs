@@ -2,6 +2,10 @@
 //!
 //! `cargo run -p cascade-examples --example embed`
 //!
+//! Cascades are kept in a SQLite file (the embedded default; `cascade-example.db` in the
+//! current directory, started afresh each run): kill the program half-way and the cascades are
+//! still there for the next engine on that file.
+//!
 //! "Chat" is a messenger only some contacts use; "Pager" reaches everyone by phone but costs
 //! money. The policy tries Chat first and falls over to Pager when the contact is not on Chat
 //! or Chat stays silent past the step's timeout. Both channels are plain structs implementing
@@ -103,7 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         next: AtomicU64::new(1),
     };
 
+    let path = std::path::Path::new("cascade-example.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = cascade_store_sql::SqliteStore::open(path).await?;
     let engine = Engine::builder()
+        .store(std::sync::Arc::new(store))
         .connection(Connection::new("chat-main", chat))
         .connection(Connection::new("pager-main", pager).price("0.05".parse()?))
         .build()?;

@@ -135,20 +135,29 @@ pub(crate) async fn throughput(store: Option<Arc<dyn Store>>, n: usize) -> f64 {
     let policy = Arc::new(Policy::chain(["first", "second"]));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let e = engine(store, Some(tx));
+    // The "webhook handler": each status is handled on its own task, as concurrent webhook
+    // requests would be.
     let reporter = {
         let e = e.clone();
         tokio::spawn(async move {
+            let mut handlers = tokio::task::JoinSet::new();
             let mut done = 0usize;
             while let Some(id) = rx.recv().await {
-                let update = StatusUpdate { provider_message_id: id, status: Status::Delivered, at: None, error: None };
-                // `Unmatched` means the send's answer is not recorded yet: the engine holds
-                // the status and applies it when it is.
-                e.status("second", update).await.expect("status");
+                let e = e.clone();
+                handlers.spawn(async move {
+                    let update =
+                        StatusUpdate { provider_message_id: id, status: Status::Delivered, at: None, error: None };
+                    // `Unmatched` means the send's answer is not recorded yet: the engine holds
+                    // the status and applies it when it is.
+                    e.status("second", update).await.expect("status");
+                });
+                while handlers.try_join_next().is_some() {}
                 done += 1;
                 if done == n {
                     break;
                 }
             }
+            while handlers.join_next().await.is_some() {}
         })
     };
     let start = Instant::now();

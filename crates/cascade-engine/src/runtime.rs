@@ -506,18 +506,44 @@ impl Engine {
 
     /// Feeds a status parsed from `adapter`'s webhook.
     pub async fn status(&self, adapter: &str, update: StatusUpdate) -> Result<StatusMatch, EngineError> {
-        let found = self.inner.store.find_attempt(adapter, &update.provider_message_id).await?;
-        let Some(r) = found else {
+        let pmid = update.provider_message_id.clone();
+        let mut found = self.inner.store.find_attempt(adapter, &pmid).await?;
+        if found.is_none() {
             let now = self.now();
             let grace = chrono::Duration::from_std(self.inner.config.status_grace).unwrap_or(chrono::Duration::MAX);
+            let key = (adapter.to_owned(), pmid.clone());
+            {
+                let mut orphans = lock(&self.inner.orphans);
+                orphans.retain(|_, v| {
+                    v.retain(|(_, at)| now - *at < grace);
+                    !v.is_empty()
+                });
+                orphans.entry(key.clone()).or_default().push((update.clone(), now));
+            }
+            // The send's answer may have been recorded between the lookup and the hold, after
+            // its replay of held statuses ran: look once more. Whoever takes the held status
+            // out of `orphans` (this call or the replay) applies it, so it is applied once.
+            found = self.inner.store.find_attempt(adapter, &pmid).await?;
+            if found.is_none() {
+                return Ok(StatusMatch::Unmatched);
+            }
             let mut orphans = lock(&self.inner.orphans);
-            orphans.retain(|_, v| {
-                v.retain(|(_, at)| now - *at < grace);
-                !v.is_empty()
+            let held = orphans.get_mut(&key).and_then(|v| {
+                let i = v.iter().position(|(u, at)| *u == update && *at == now)?;
+                Some(v.remove(i))
             });
-            orphans.entry((adapter.to_owned(), update.provider_message_id.clone())).or_default().push((update, now));
-            return Ok(StatusMatch::Unmatched);
-        };
+            if orphans.get(&key).is_some_and(Vec::is_empty) {
+                orphans.remove(&key);
+            }
+            if held.is_none() {
+                // The replay took it.
+                return Ok(found.map_or(StatusMatch::Unmatched, |r| StatusMatch::Matched {
+                    cascade: r.cascade,
+                    attempt: r.attempt,
+                }));
+            }
+        }
+        let Some(r) = found else { return Ok(StatusMatch::Unmatched) };
         let delivered = update.status.reaches(Status::Delivered);
         let now = self.now();
         // A delivery opens (or keeps open) a conversation, on channels that have them.

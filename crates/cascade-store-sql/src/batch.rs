@@ -132,6 +132,10 @@ async fn work<B: Backend>(
                 Some(job) => jobs.push(job),
                 None => return,
             }
+            // Let the tasks that are ready to write queue up before the batch closes: without
+            // this, a writer that is fast to start can settle into committing a handful of
+            // writes at a time and pay a commit for each handful.
+            tokio::task::yield_now().await;
             while jobs.len() < max_batch
                 && let Ok(job) = rx.try_recv()
             {
