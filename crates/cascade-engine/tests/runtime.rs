@@ -269,3 +269,88 @@ async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_o
     let view = engine.get(running.id()).await.expect("get").expect("a running cascade is never deleted");
     assert!(view.record.state.outcome.is_none());
 }
+
+/// A store whose first provider-id lookup misses, as it does when the lookup runs just before
+/// the send's answer is committed (and that answer's replay of held statuses has already run).
+#[derive(Debug)]
+struct FirstLookupMisses {
+    inner: MemoryStore,
+    missed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for FirstLookupMisses {
+    async fn create(&self, r: store::CascadeRecord, e: Vec<Event>) -> Result<store::Created, StoreError> {
+        self.inner.create(r, e).await
+    }
+    async fn load(&self, id: CascadeId) -> Result<Option<store::CascadeRecord>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn save(&self, u: &store::CascadeUpdate) -> Result<u64, StoreError> {
+        self.inner.save(u).await
+    }
+    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(id).await
+    }
+    async fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<store::AttemptRef>, StoreError> {
+        if !self.missed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.find_attempt(adapter, pmid).await
+    }
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<store::CascadeRecord>, StoreError> {
+        self.inner.claim_due(now, limit, lease).await
+    }
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.next_wake().await
+    }
+    async fn running_for_address(&self, c: &ChannelName, a: &str) -> Result<Vec<CascadeId>, StoreError> {
+        self.inner.running_for_address(c, a).await
+    }
+    async fn touch_conversation(&self, c: store::Conversation) -> Result<(), StoreError> {
+        self.inner.touch_conversation(c).await
+    }
+    async fn conversations(&self, a: &[(ChannelName, String)]) -> Result<Vec<store::Conversation>, StoreError> {
+        self.inner.conversations(a).await
+    }
+    async fn list(&self, f: &store::ListFilter) -> Result<Vec<store::CascadeRecord>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn claim_outbox(&self, n: Timestamp, l: usize, d: Duration) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.claim_outbox(n, l, d).await
+    }
+    async fn outbox_result(&self, id: u64, r: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
+        self.inner.outbox_result(id, r).await
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.inner.purge_finished(before, limit).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
+    let sms = StubChannel::new("sms", caps::sms());
+    let store = Arc::new(FirstLookupMisses { inner: MemoryStore::new(), missed: false.into() });
+    let engine =
+        Engine::builder().store(store).connection(Connection::new("sms-1", sms.clone())).build().expect("engine");
+    let h =
+        engine.submit(CascadeRequest::new(ann(), Message::text("x"), Policy::chain(["sms"]))).await.expect("submit");
+    settle().await;
+    let pmid = sms.accepted_ids()[0].clone();
+    // The answer is recorded; the webhook's first lookup misses it all the same.
+    let matched = delivered(&engine, "stub-sms", &pmid, Status::Delivered).await;
+    assert!(matches!(matched, StatusMatch::Matched { attempt: 1, .. }), "got {matched:?}");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), h.outcome()).await;
+    assert!(
+        outcome.is_ok_and(|o| o.expect("outcome").is_delivered()),
+        "delivered at once, not after the step's timeout"
+    );
+}
