@@ -3,7 +3,6 @@
 //! Encoding (JSON, the most expensive part of a write) happens in the caller's task, before a
 //! write joins a batch, so the single writer spends its time on SQL only.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use cascade_engine::machine::CascadeState;
@@ -210,7 +209,7 @@ pub(crate) struct OutboxColumns<'a> {
     pub id: i64,
     pub cascade: Uuid,
     pub url: String,
-    pub body: Cow<'a, str>,
+    pub body: &'a str,
     pub tries: i64,
     pub next_at: i64,
     pub last_error: Option<String>,
@@ -222,7 +221,7 @@ impl OutboxColumns<'_> {
         Ok(OutboxItem {
             id: self.id as u64,
             cascade: CascadeId::from_uuid(self.cascade),
-            body: parse(&format!("callback {}", self.id), &self.body)?,
+            body: parse(&format!("callback {}", self.id), self.body)?,
             url: self.url,
             tries: self.tries as u32,
             next_at: from_ts(self.next_at),

@@ -30,6 +30,7 @@ mod hot;
 mod migrate;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

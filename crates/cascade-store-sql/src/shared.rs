@@ -1,0 +1,329 @@
+//! Everything but opening a connection is the same on SQLite and PostgreSQL: the batch runner,
+//! the writes that are not hot, the reads, and the `Store` impl. One macro defines them for
+//! each sqlx database type; the few statements whose SQL differs (upserts, claims with
+//! `FOR UPDATE SKIP LOCKED`) are its arguments. Statements that are the same on both build
+//! their placeholders with a query builder.
+
+/// Defines, in the invoking module, the batch runner (`impl Backend for $backend`), `exec` for
+/// the writes that are not hot, the row decoders and `impl Store for $store`. `$store` needs
+/// fields `read` (a pool) and `writer`; `$backend` a field `write` (a pool).
+macro_rules! define_sql_store {
+    (
+        db: $db:ty,
+        row: $row:ty,
+        store: $store:ty,
+        backend: $backend:ty,
+        // Upserts a conversation from (channel, address, connection, inbound, delivery),
+        // each time keeping the later value.
+        touch: $touch:literal,
+        // Claims due cascades: (lease end, now, limit), returning record columns.
+        claim: $claim:literal,
+        // Claims due callbacks: (lease end, now, limit), returning outbox columns.
+        claim_outbox: $claim_outbox:literal,
+        // Records a failed delivery try: (id, error, retry at or NULL for dead).
+        retry_outbox: $retry_outbox:literal,
+        // Picks finished cascades to purge: (before, limit).
+        purge: $purge:literal,
+        // Wraps the `channels` column test of list filters: (prefix, suffix).
+        contains: ($contains:literal, $close:literal),
+    ) => {
+        crate::hot::define_hot_writes!($db);
+
+        #[async_trait::async_trait]
+        impl crate::batch::Backend for $backend {
+            async fn run(
+                &self,
+                ops: &[crate::batch::WriteOp],
+            ) -> Result<Vec<Result<crate::batch::WriteOut, cascade_engine::StoreError>>, sqlx::Error> {
+                use cascade_engine::StoreError;
+                let mut tx = self.write.begin().await?;
+                let mut out: Vec<Option<Result<crate::batch::WriteOut, StoreError>>> =
+                    ops.iter().map(|_| None).collect();
+                hot_writes(&mut tx, ops, &mut out).await?;
+                for (op, slot) in ops.iter().zip(out.iter_mut()) {
+                    if slot.is_none() {
+                        *slot = Some(exec(&mut tx, op).await?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(out
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into()))))
+                    .collect())
+            }
+        }
+
+        /// Runs one write that is not hot (`hot_writes` takes creates and saves).
+        async fn exec(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            op: &crate::batch::WriteOp,
+        ) -> Result<Result<crate::batch::WriteOut, cascade_engine::StoreError>, sqlx::Error> {
+            use cascade_engine::StoreError;
+            use cascade_engine::store::OutboxItem;
+            use sqlx::QueryBuilder;
+            use uuid::Uuid;
+
+            use crate::batch::{WriteOp, WriteOut};
+
+            Ok(match op {
+                WriteOp::Create(_) | WriteOp::Save(_) => {
+                    Err(StoreError::Unavailable("a hot write reached exec".into()))
+                }
+                WriteOp::Touch(c) => {
+                    sqlx::query($touch)
+                        .bind(&c.channel)
+                        .bind(&c.address)
+                        .bind(&c.connection)
+                        .bind(c.last_inbound_at)
+                        .bind(c.last_delivery_at)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::Claim { now, limit, until } => {
+                    let rows = sqlx::query($claim).bind(until).bind(now).bind(limit).fetch_all(&mut **tx).await?;
+                    rows.iter().map(record_row).collect::<Result<_, _>>().map(WriteOut::Claimed)
+                }
+                WriteOp::ClaimOutbox { now, limit, until } => {
+                    let rows =
+                        sqlx::query($claim_outbox).bind(until).bind(now).bind(limit).fetch_all(&mut **tx).await?;
+                    let items: Result<Vec<OutboxItem>, StoreError> = rows.iter().map(outbox_row).collect();
+                    items.map(|mut items| {
+                        items.sort_by_key(|i| i.id);
+                        WriteOut::Outbox(items)
+                    })
+                }
+                WriteOp::OutboxResult { id, error: None } => {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM outbox WHERE id = ");
+                    q.push_bind(id);
+                    q.build().execute(&mut **tx).await?;
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::OutboxResult { id, error: Some((error, retry_at)) } => {
+                    sqlx::query($retry_outbox).bind(id).bind(error).bind(retry_at).execute(&mut **tx).await?;
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::Purge { before, limit } => {
+                    let ids: Vec<Uuid> =
+                        sqlx::query_scalar($purge).bind(before).bind(limit).fetch_all(&mut **tx).await?;
+                    for id in &ids {
+                        for delete in [
+                            "DELETE FROM events WHERE cascade_id = ",
+                            "DELETE FROM provider_refs WHERE cascade_id = ",
+                            "DELETE FROM addresses WHERE cascade_id = ",
+                            "DELETE FROM cascades WHERE id = ",
+                        ] {
+                            let mut q = QueryBuilder::<$db>::new(delete);
+                            q.push_bind(*id);
+                            q.build().execute(&mut **tx).await?;
+                        }
+                    }
+                    Ok(WriteOut::Purged(ids.len()))
+                }
+            })
+        }
+
+        fn record_row(row: &$row) -> Result<cascade_engine::store::CascadeRecord, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            let id: uuid::Uuid = row.try_get("id").map_err(unavailable)?;
+            let version: i64 = row.try_get("version").map_err(unavailable)?;
+            let wake_at: Option<i64> = row.try_get("wake_at").map_err(unavailable)?;
+            let body: &str = row.try_get("body").map_err(unavailable)?;
+            let meta: &str = row.try_get("meta").map_err(unavailable)?;
+            crate::codec::record(id, version, wake_at, body, meta)
+        }
+
+        fn outbox_row(row: &$row) -> Result<cascade_engine::store::OutboxItem, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            crate::codec::OutboxColumns {
+                id: row.try_get("id").map_err(unavailable)?,
+                cascade: row.try_get("cascade_id").map_err(unavailable)?,
+                url: row.try_get("url").map_err(unavailable)?,
+                body: row.try_get("body").map_err(unavailable)?,
+                tries: row.try_get("tries").map_err(unavailable)?,
+                next_at: row.try_get("next_at").map_err(unavailable)?,
+                last_error: row.try_get("last_error").map_err(unavailable)?,
+                dead: row.try_get("dead").map_err(unavailable)?,
+            }
+            .item()
+        }
+
+        #[async_trait::async_trait]
+        impl cascade_engine::Store for $store {
+            async fn create(
+                &self,
+                record: cascade_engine::store::CascadeRecord,
+                events: Vec<cascade_engine::Event>,
+            ) -> Result<cascade_engine::store::Created, cascade_engine::StoreError> {
+                self.writer.create(&record, &events).await
+            }
+
+            async fn load(
+                &self,
+                id: cascade_engine::CascadeId,
+            ) -> Result<Option<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ");
+                q.push_bind(*id.as_uuid());
+                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                row.as_ref().map(record_row).transpose()
+            }
+
+            async fn save(
+                &self,
+                update: &cascade_engine::store::CascadeUpdate,
+            ) -> Result<u64, cascade_engine::StoreError> {
+                self.writer.save(update).await
+            }
+
+            async fn events(
+                &self,
+                id: cascade_engine::CascadeId,
+            ) -> Result<Vec<cascade_engine::Event>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body FROM events WHERE cascade_id = ");
+                q.push_bind(*id.as_uuid()).push(" ORDER BY seq");
+                let rows: Vec<String> =
+                    q.build_query_scalar().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                if rows.is_empty() && self.load(id).await?.is_none() {
+                    return Err(cascade_engine::StoreError::NotFound(id));
+                }
+                rows.iter().map(|b| crate::codec::event(*id.as_uuid(), b)).collect()
+            }
+
+            async fn find_attempt(
+                &self,
+                adapter: &str,
+                provider_message_id: &str,
+            ) -> Result<Option<cascade_engine::store::AttemptRef>, cascade_engine::StoreError> {
+                use crate::codec::unavailable;
+                use sqlx::Row;
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ");
+                q.push_bind(adapter).push(" AND provider_message_id = ").push_bind(provider_message_id);
+                let Some(row) = q.build().fetch_optional(&self.read).await.map_err(unavailable)? else {
+                    return Ok(None);
+                };
+                let cascade: uuid::Uuid = row.try_get(0).map_err(unavailable)?;
+                let attempt: i64 = row.try_get(1).map_err(unavailable)?;
+                Ok(Some(cascade_engine::store::AttemptRef {
+                    cascade: cascade_engine::CascadeId::from_uuid(cascade),
+                    attempt: attempt as u32,
+                }))
+            }
+
+            async fn claim_due(
+                &self,
+                now: cascade_engine::Timestamp,
+                limit: usize,
+                lease: std::time::Duration,
+            ) -> Result<Vec<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
+                self.writer.claim_due(now, limit, lease).await
+            }
+
+            async fn next_wake(&self) -> Result<Option<cascade_engine::Timestamp>, cascade_engine::StoreError> {
+                let next: Option<i64> =
+                    sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
+                        .fetch_one(&self.read)
+                        .await
+                        .map_err(crate::codec::unavailable)?;
+                Ok(next.map(crate::codec::from_ts))
+            }
+
+            async fn running_for_address(
+                &self,
+                channel: &cascade_engine::ChannelName,
+                address: &str,
+            ) -> Result<Vec<cascade_engine::CascadeId>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT cascade_id FROM addresses WHERE channel = ");
+                q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address);
+                let ids: Vec<uuid::Uuid> =
+                    q.build_query_scalar().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                Ok(ids.into_iter().map(cascade_engine::CascadeId::from_uuid).collect())
+            }
+
+            async fn touch_conversation(
+                &self,
+                conversation: cascade_engine::store::Conversation,
+            ) -> Result<(), cascade_engine::StoreError> {
+                self.writer.touch(&conversation).await
+            }
+
+            async fn conversations(
+                &self,
+                addresses: &[(cascade_engine::ChannelName, String)],
+            ) -> Result<Vec<cascade_engine::store::Conversation>, cascade_engine::StoreError> {
+                use crate::codec::unavailable;
+                use sqlx::Row;
+                let mut out = Vec::new();
+                for (channel, address) in addresses {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT connection, last_inbound_at, last_delivery_at FROM conversations WHERE channel = ",
+                    );
+                    q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address.as_str());
+                    for row in q.build().fetch_all(&self.read).await.map_err(unavailable)? {
+                        let connection: &str = row.try_get(0).map_err(unavailable)?;
+                        out.push(crate::codec::conversation(
+                            channel.as_str(),
+                            address.clone(),
+                            connection,
+                            row.try_get(1).map_err(unavailable)?,
+                            row.try_get(2).map_err(unavailable)?,
+                        ));
+                    }
+                }
+                Ok(crate::sorted_conversations(out))
+            }
+
+            async fn list(
+                &self,
+                filter: &cascade_engine::store::ListFilter,
+            ) -> Result<Vec<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1");
+                crate::list_filter!(q, filter, $contains, $close);
+                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                rows.iter().map(record_row).collect()
+            }
+
+            async fn claim_outbox(
+                &self,
+                now: cascade_engine::Timestamp,
+                limit: usize,
+                lease: std::time::Duration,
+            ) -> Result<Vec<cascade_engine::store::OutboxItem>, cascade_engine::StoreError> {
+                self.writer.claim_outbox(now, limit, lease).await
+            }
+
+            async fn outbox_result(
+                &self,
+                id: u64,
+                result: Result<(), (String, Option<cascade_engine::Timestamp>)>,
+            ) -> Result<(), cascade_engine::StoreError> {
+                self.writer.outbox_result(id, result).await
+            }
+
+            async fn dead_letters(
+                &self,
+                limit: usize,
+            ) -> Result<Vec<cascade_engine::store::OutboxItem>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, cascade_id, url, body, tries, next_at, last_error, dead FROM outbox WHERE dead = ",
+                );
+                q.push_bind(true).push(" ORDER BY id LIMIT ").push_bind(limit as i64);
+                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                rows.iter().map(outbox_row).collect()
+            }
+
+            async fn purge_finished(
+                &self,
+                before: cascade_engine::Timestamp,
+                limit: usize,
+            ) -> Result<usize, cascade_engine::StoreError> {
+                self.writer.purge(before, limit).await
+            }
+        }
+    };
+}
+pub(crate) use define_sql_store;
