@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use cascade_engine::*;
 use cascade_store_sql::{PgConfig, PgStore, SqliteStore, WriterStats};
 
-use crate::engine::{request, throughput};
+use crate::engine::{Accepting, caps, request, throughput};
 use crate::report;
 
 /// A scratch directory for database files, removed when dropped.
@@ -107,26 +106,13 @@ async fn drop_schema(url: &str, schema: &str) {
     }
 }
 
-/// Accepts every send and never reports a status: its cascades wait.
-#[derive(Debug)]
-struct Silent(ChannelInfo);
-
-#[async_trait]
-impl Channel for Silent {
-    fn info(&self) -> &ChannelInfo {
-        &self.0
-    }
-    async fn send(&self, r: &SendRequest) -> Result<Accepted, SendError> {
-        Ok(Accepted::new(format!("{}-{}", r.cascade_id, r.attempt)))
-    }
-}
-
 /// Resident memory (MB) of this process once `n` cascades wait on statuses in a SQLite file.
 fn waiting_rss(path: &Path, n: usize) -> f64 {
     runtime().block_on(async {
         let store = Arc::new(SqliteStore::open(path).await.expect("open sqlite"));
-        let caps = Capabilities::text_only([AddressKind::Phone], Status::Delivered);
-        let channel = Silent(ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps });
+        // Accepts every send and reports no status: its cascades wait.
+        let info = ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() };
+        let channel = Accepting { info, delivered: None };
         let engine = Engine::builder()
             .store(store.clone())
             .connection(Connection::new("first-1", channel))

@@ -27,9 +27,9 @@ impl Channel for Unreachable {
 
 /// Accepts every send; if `delivered` is set, its provider id goes there to be reported.
 #[derive(Debug)]
-struct Accepting {
-    info: ChannelInfo,
-    delivered: Option<mpsc::UnboundedSender<String>>,
+pub(crate) struct Accepting {
+    pub(crate) info: ChannelInfo,
+    pub(crate) delivered: Option<mpsc::UnboundedSender<String>>,
 }
 
 #[async_trait]
@@ -46,7 +46,7 @@ impl Channel for Accepting {
     }
 }
 
-fn caps() -> Capabilities {
+pub(crate) fn caps() -> Capabilities {
     Capabilities::text_only([AddressKind::Phone], Status::Delivered)
 }
 
