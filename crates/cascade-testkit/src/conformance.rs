@@ -22,7 +22,9 @@ fn secs(s: i64) -> chrono::Duration {
     chrono::Duration::seconds(s)
 }
 
-fn record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Timestamp) -> CascadeRecord {
+/// A stored record of a new one-step SMS cascade to `phone`, created at a fixed instant, with
+/// an optional idempotency key and the given request fingerprint, due at `wake`.
+pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Timestamp) -> CascadeRecord {
     let plan = Plan {
         steps: vec![PlannedStep {
             channel: ChannelName::new("sms"),
@@ -100,14 +102,14 @@ where
 }
 
 async fn create_load_and_idempotency(store: Arc<dyn Store>) {
-    let a = record(Some("key-1"), "fp-a", "+15550000001", t0());
+    let a = sample_record(Some("key-1"), "fp-a", "+15550000001", t0());
     let created = store.create(a.clone(), vec![ev(EventKind::Created)]).await.expect("create");
     check!(created == Created::New, "a new cascade is created as new, got {created:?}");
     let loaded = store.load(a.id()).await.expect("load").expect("created cascade loads");
     check!(loaded == a, "a loaded cascade equals what was created");
     check!(store.load(CascadeId::new()).await.expect("load").is_none(), "an unknown id loads as none");
 
-    let same = record(Some("key-1"), "fp-a", "+15550000001", t0());
+    let same = sample_record(Some("key-1"), "fp-a", "+15550000001", t0());
     let r = store.create(same.clone(), vec![]).await.expect("create repeat");
     check!(
         r == Created::Existing { id: a.id(), same_request: true },
@@ -115,19 +117,19 @@ async fn create_load_and_idempotency(store: Arc<dyn Store>) {
     );
     check!(store.load(same.id()).await.expect("load").is_none(), "a repeated key stores nothing new");
 
-    let other = record(Some("key-1"), "fp-b", "+15550000001", t0());
+    let other = sample_record(Some("key-1"), "fp-b", "+15550000001", t0());
     let r = store.create(other, vec![]).await.expect("create conflicting");
     check!(
         r == Created::Existing { id: a.id(), same_request: false },
         "the same key with another request is flagged, got {r:?}"
     );
 
-    let no_key = record(None, "fp-a", "+15550000001", t0());
+    let no_key = sample_record(None, "fp-a", "+15550000001", t0());
     check!(store.create(no_key, vec![]).await.expect("create") == Created::New, "no key never collides");
 }
 
 async fn fenced_saves_and_events(store: Arc<dyn Store>) {
-    let a = record(None, "fp", "+15550000002", t0());
+    let a = sample_record(None, "fp", "+15550000002", t0());
     store.create(a.clone(), vec![ev(EventKind::Created)]).await.expect("create");
     let mut u = update(&a, a.state.clone(), Some(t0() + secs(5)));
     u.events = vec![ev(EventKind::Replied { channel: "sms".into() })];
@@ -143,8 +145,8 @@ async fn fenced_saves_and_events(store: Arc<dyn Store>) {
 }
 
 async fn claiming_and_leases(store: Arc<dyn Store>) {
-    let due = record(None, "fp", "+15550000003", t0());
-    let later = record(None, "fp", "+15550000004", t0() + secs(100));
+    let due = sample_record(None, "fp", "+15550000003", t0());
+    let later = sample_record(None, "fp", "+15550000004", t0() + secs(100));
     store.create(due.clone(), vec![]).await.expect("create");
     store.create(later.clone(), vec![]).await.expect("create");
     check!(store.next_wake().await.expect("next_wake") == Some(t0()), "next_wake is the earliest deadline");
@@ -171,7 +173,7 @@ async fn claiming_and_leases(store: Arc<dyn Store>) {
 }
 
 async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
-    let a = record(None, "fp", "+15550000005", t0());
+    let a = sample_record(None, "fp", "+15550000005", t0());
     store.create(a.clone(), vec![]).await.expect("create");
     let mut u = update(&a, a.state.clone(), a.wake_at);
     u.provider_refs = vec![ProviderRef { adapter: "twilio".into(), provider_message_id: "SM1".into(), attempt: 1 }];
@@ -216,7 +218,7 @@ async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
 }
 
 async fn outbox(store: Arc<dyn Store>) {
-    let a = record(None, "fp", "+15550000006", t0());
+    let a = sample_record(None, "fp", "+15550000006", t0());
     store.create(a.clone(), vec![]).await.expect("create");
     let mut u = update(&a, finished(a.state.clone(), t0()), None);
     u.outbox = Some(NewOutboxItem {
@@ -247,7 +249,7 @@ async fn outbox(store: Arc<dyn Store>) {
         "dead callbacks are listed with their error"
     );
 
-    let b = record(None, "fp", "+15550000007", t0());
+    let b = sample_record(None, "fp", "+15550000007", t0());
     store.create(b.clone(), vec![]).await.expect("create");
     let mut u = update(&b, finished(b.state.clone(), t0()), None);
     u.outbox =
@@ -264,7 +266,7 @@ async fn outbox(store: Arc<dyn Store>) {
 async fn listing_and_retention(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        let r = record(Some(&format!("k{i}")), "fp", &format!("+1555000010{i}"), t0());
+        let r = sample_record(Some(&format!("k{i}")), "fp", &format!("+1555000010{i}"), t0());
         store.create(r.clone(), vec![]).await.expect("create");
         ids.push(r.id());
         if i % 2 == 0 {
@@ -293,6 +295,6 @@ async fn listing_and_retention(store: Arc<dyn Store>) {
     check!(store.load(ids[0]).await.expect("load").is_none(), "a purged cascade is gone");
     check!(store.load(ids[1]).await.expect("load").is_some(), "running cascades are never purged");
     check!(store.load(ids[4]).await.expect("load").is_some(), "newer finished cascades stay");
-    let again = store.create(record(Some("k0"), "other", "+15550000100", t0()), vec![]).await.expect("create");
+    let again = store.create(sample_record(Some("k0"), "other", "+15550000100", t0()), vec![]).await.expect("create");
     check!(again == Created::New, "a purged cascade's idempotency key is free again");
 }

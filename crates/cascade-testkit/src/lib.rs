@@ -24,7 +24,7 @@ pub mod strategies;
 mod stub;
 
 pub use clock::ManualClock;
-pub use conformance::store_conformance;
+pub use conformance::{sample_record, store_conformance};
 pub use stub::{SentMessage, StubChannel};
 
 /// Capability presets shaped like the real channels.
