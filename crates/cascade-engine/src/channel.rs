@@ -126,6 +126,10 @@ pub struct SendRequest {
     pub address: Address,
     /// What to send, fully rendered.
     pub content: std::sync::Arc<Content>,
+    /// Whether the contact's conversation window is open on this connection, as far as the
+    /// engine knows (channels with a conversation window only). WhatsApp uses it to choose
+    /// between the free-form message and the step's approved template.
+    pub conversation_open: bool,
 }
 
 /// The provider took the message.

@@ -74,6 +74,20 @@ pub struct PlannedStep {
     /// The connection to prefer (the contact's conversation is there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky: Option<ConnectionId>,
+    /// The contact's open conversation window on this channel, as known when the cascade was
+    /// planned (channels with a [`conversation_window`](crate::Capabilities::conversation_window)
+    /// only): inside it, free-form messages are allowed (WhatsApp's service window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<OpenWindow>,
+}
+
+/// A conversation window that was open when the cascade was planned.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OpenWindow {
+    /// The connection the contact wrote to.
+    pub connection: ConnectionId,
+    /// When the window closes (the contact's last inbound message plus the channel's window).
+    pub until: Timestamp,
 }
 
 /// A validated cascade, ready for the state machine.
@@ -256,6 +270,18 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
                 .max_by_key(|c| c.last_activity())
                 .map(|c| c.connection.clone())
         });
+        let window = caps.conversation_window.and_then(|w| {
+            let addr = address.as_ref()?;
+            let w = chrono::Duration::from_std(w).ok()?;
+            input
+                .conversations
+                .iter()
+                .filter(|c| c.channel == step.channel && c.address == addr.value)
+                .filter(|c| subset.as_ref().is_none_or(|s| s.contains(&c.connection)))
+                .filter_map(|c| Some(OpenWindow { connection: c.connection.clone(), until: c.last_inbound_at? + w }))
+                .filter(|o| o.until > input.now)
+                .max_by_key(|o| o.until)
+        });
         steps.push(PlannedStep {
             channel: step.channel.clone(),
             until,
@@ -265,6 +291,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
             skip,
             connections: subset,
             sticky,
+            window,
         });
     }
 

@@ -851,6 +851,7 @@ impl Engine {
     fn spawn_send(&self, state: &CascadeState, number: u32) {
         let inner = &self.inner;
         let id = state.id;
+        let now = inner.clock.now();
         let prepared = state.attempt(number).and_then(|a| {
             let step = &state.plan.steps[a.step as usize];
             let connection = a.connection.clone()?;
@@ -860,6 +861,10 @@ impl Engine {
                 SendRequest {
                     cascade_id: id,
                     attempt: number,
+                    conversation_open: step
+                        .window
+                        .as_ref()
+                        .is_some_and(|w| w.connection == connection && now < w.until),
                     connection,
                     address: step.address.clone()?,
                     content: step.content.clone(),

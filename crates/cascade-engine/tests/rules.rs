@@ -298,6 +298,9 @@ fn existing_chat_goes_first_on_the_same_connection() {
     assert_eq!(d.channels_tried(), ["whatsapp"]);
     assert_eq!(d.state.attempt(1).and_then(|a| a.connection.clone()), Some("wa-2".into()), "sticky sender");
     assert!(d.log[0].events.iter().any(|e| matches!(e.kind, EventKind::ExistingChatFirst { step: 2, .. })));
+    let window = d.state.plan.steps[2].window.clone().expect("an open window on WhatsApp");
+    assert_eq!((window.connection.as_str(), window.until), ("wa-2", after(-60) + chrono::Duration::hours(24)));
+    assert_eq!(d.state.plan.steps[1].window, None, "SMS has no conversation window");
 }
 
 #[test]
@@ -312,6 +315,7 @@ fn an_old_chat_does_not_go_first() {
     let d = Driver::with(everywhere(), Message::text("hi"), Policy::chain(["telegram", "whatsapp"]), &[conv]);
     assert_eq!(d.channels_tried(), ["telegram"]);
     assert_eq!(d.state.plan.steps[1].sticky, Some("wa-2".into()), "still the sticky sender for its step");
+    assert_eq!(d.state.plan.steps[1].window, None, "the service window has closed");
 }
 
 #[test]

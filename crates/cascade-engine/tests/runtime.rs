@@ -179,6 +179,11 @@ async fn cancel_and_reply() {
     settle().await;
     let view = s.engine.get(h3.id()).await.expect("get").expect("exists");
     assert_eq!(view.record.state.attempts[0].channel.as_str(), "whatsapp");
+    // The adapter is told the window is open (WhatsApp may send free text, not its template);
+    // the first send to Ann, before she wrote, was told it was closed.
+    let sends = s.wa.sends();
+    assert!(!sends[0].request.conversation_open, "no conversation before the reply");
+    assert!(sends.last().expect("a send").request.conversation_open, "the reply opened the window");
 }
 
 #[tokio::test(start_paused = true)]

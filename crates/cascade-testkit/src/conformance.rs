@@ -35,6 +35,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
             skip: None,
             connections: None,
             sticky: None,
+            window: None,
         }],
         first: None,
         late_success_wins: true,

@@ -5,7 +5,7 @@
 
 mod contact;
 mod cost;
-pub(crate) mod duration;
+pub mod duration;
 mod error;
 mod ids;
 mod message;

@@ -1,0 +1,55 @@
+//! Checks shared by the adapters' connection configs.
+
+/// A connection config that cannot work, naming the key at fault.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The config key (`base_url`, `phone_number_id`, …).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+/// Checks a `base_url` (an absolute `http(s)://` URL) and returns it without a trailing slash,
+/// ready for `format!("{base}/path")`.
+pub fn base_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let parsed = url::Url::parse(value).map_err(|e| ConfigError::new(key, format!("not a URL ({e}): {value:?}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ConfigError::new(key, format!("must be an http(s):// URL with a host, not {value:?}")));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::new(key, format!("must not carry a query or fragment: {value:?}")));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// Checks that a required text setting is not blank.
+pub fn required(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() { Err(ConfigError::new(key, "must not be empty")) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(base_url("base_url", "http://127.0.0.1:9000/").as_deref(), Ok("http://127.0.0.1:9000"));
+        assert_eq!(base_url("base_url", "https://graph.facebook.com").as_deref(), Ok("https://graph.facebook.com"));
+        let err = base_url("base_url", "graph.facebook.com").expect_err("relative");
+        assert_eq!(err.key, "base_url");
+        assert!(base_url("base_url", "ftp://x.test").is_err());
+        assert!(base_url("base_url", "https://x.test/?a=1").is_err());
+        assert_eq!(
+            required("phone_number_id", " ").expect_err("blank").to_string(),
+            "phone_number_id: must not be empty"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Where an attachment's bytes come from, and how they go into a multipart upload.
+//!
+//! An [`Attachment`]'s `url` is either a public `http(s)://` URL (providers that fetch by link
+//! use it as is) or a local file (`file:///path` or an absolute path, e.g. the server's upload
+//! directory), which adapters upload.
+
+use std::path::PathBuf;
+
+use cascade_engine::{Attachment, SendError};
+use reqwest::multipart::Part;
+
+/// Where an attachment is.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Source {
+    /// A URL the provider can fetch.
+    Url(String),
+    /// A file on this machine.
+    File(PathBuf),
+}
+
+impl Source {
+    /// Reads an attachment's `url`. Anything but `http(s)://`, `file://` or an absolute path is
+    /// `rejected` (the content cannot be sent as given).
+    pub fn of(attachment: &Attachment) -> Result<Source, SendError> {
+        let url = attachment.url.trim();
+        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            return Ok(Source::Url(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(Source::File(PathBuf::from(path)));
+        }
+        if url.starts_with('/') {
+            return Ok(Source::File(PathBuf::from(url)));
+        }
+        Err(SendError::rejected(
+            "attachment_url",
+            format!("attachment url must be http(s)://, file:// or an absolute path, not {url:?}"),
+        ))
+    }
+}
+
+/// The file name to give the provider: the attachment's own, else the last path segment.
+pub fn file_name(attachment: &Attachment) -> String {
+    if let Some(name) = attachment.filename.as_deref().filter(|n| !n.is_empty()) {
+        return name.to_owned();
+    }
+    let path = attachment.url.split(['?', '#']).next().unwrap_or_default();
+    match path.rsplit('/').next().filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => "file".to_owned(),
+    }
+}
+
+/// A multipart part streaming a local file (never read whole into memory). A file that cannot
+/// be opened is `rejected`: retrying will not make it appear.
+pub async fn file_part(path: &std::path::Path, attachment: &Attachment) -> Result<Part, SendError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| SendError::rejected("attachment_unreadable", format!("cannot open {}: {e}", path.display())))?;
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(attachment.size);
+    with_type(Part::stream_with_length(reqwest::Body::from(file), size).file_name(file_name(attachment)), attachment)
+}
+
+/// A multipart part streaming the body of `url` (for providers that take uploads only, or whose
+/// fetch-by-URL limit is lower than their upload limit).
+pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Attachment) -> Result<Part, SendError> {
+    let response = client.get(url).send().await.map_err(crate::http::transport_error)?;
+    if !response.status().is_success() {
+        return Err(SendError::rejected(
+            "attachment_fetch",
+            format!("fetching the attachment answered {}", response.status()),
+        ));
+    }
+    let size = response.content_length().unwrap_or(attachment.size);
+    let body = reqwest::Body::wrap_stream(response.bytes_stream());
+    with_type(Part::stream_with_length(body, size).file_name(file_name(attachment)), attachment)
+}
+
+fn with_type(part: Part, attachment: &Attachment) -> Result<Part, SendError> {
+    part.mime_str(&attachment.media_type)
+        .map_err(|_| SendError::rejected("attachment_type", format!("not a media type: {:?}", attachment.media_type)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(url: &str) -> Attachment {
+        Attachment { url: url.into(), media_type: "image/png".into(), size: 10, filename: None }
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(Source::of(&att("https://x.test/a.png")).expect("url"), Source::Url("https://x.test/a.png".into()));
+        assert_eq!(Source::of(&att("file:///tmp/a.png")).expect("file"), Source::File("/tmp/a.png".into()));
+        assert_eq!(Source::of(&att("/tmp/a.png")).expect("path"), Source::File("/tmp/a.png".into()));
+        let err = Source::of(&att("ftp://x/a.png")).expect_err("ftp");
+        assert!(err.detail.contains("ftp://x/a.png"), "{err}");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(file_name(&att("https://x.test/dir/report.pdf?sig=1")), "report.pdf");
+        assert_eq!(file_name(&att("https://x.test/")), "file");
+        let named = Attachment { filename: Some("Q3.pdf".into()), ..att("https://x.test/a") };
+        assert_eq!(file_name(&named), "Q3.pdf");
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_rejected() {
+        let err = file_part(std::path::Path::new("/nonexistent/a.png"), &att("/nonexistent/a.png"))
+            .await
+            .expect_err("missing");
+        assert_eq!(err.code, "attachment_unreadable");
+    }
+}

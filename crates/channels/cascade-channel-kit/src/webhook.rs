@@ -1,0 +1,188 @@
+//! Webhook intake: what a provider POSTs to us, verified and parsed into engine values.
+//!
+//! Every adapter implements [`Intake`]. The server hands it a [`WebhookRequest`] (the URL the
+//! provider called, the headers, the raw body: signatures are over the exact bytes) and feeds
+//! the resulting [`WebhookEvent`]s to the engine. Verification comes first: a request with a
+//! bad signature yields an error and nothing else.
+
+use cascade_engine::{InboundMessage, StatusUpdate};
+use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
+
+/// One webhook call as received.
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookRequest<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// The full URL the provider called, as the provider saw it (scheme, public host, path and
+    /// query string): Twilio signs it.
+    pub url: &'a str,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+impl<'a> WebhookRequest<'a> {
+    /// A POST with these headers and body.
+    pub fn post(url: &'a str, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Self { method: "POST", url, headers, body }
+    }
+
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A required header, or [`WebhookError::MissingSignature`] naming it.
+    pub fn signature_header(&self, name: &'static str) -> Result<&'a str, WebhookError> {
+        self.header(name).ok_or(WebhookError::MissingSignature { header: name })
+    }
+
+    /// The query string's parameters, decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        match url::Url::parse(self.url) {
+            Ok(u) => u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            Err(_) => {
+                let q = self.url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+                url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+            }
+        }
+    }
+
+    /// One query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The body as `application/x-www-form-urlencoded` pairs, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(self.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    }
+
+    /// The body as JSON of type `T`, or [`WebhookError::Malformed`] saying where it broke.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, WebhookError> {
+        serde_json::from_slice(self.body).map_err(|e| WebhookError::Malformed(format!("body: {e}")))
+    }
+}
+
+/// What a webhook carried, in engine terms.
+#[derive(Clone, PartialEq, Debug)]
+pub enum WebhookEvent {
+    /// A delivery status for a message we sent.
+    Status(StatusUpdate),
+    /// A message from a contact.
+    Inbound(InboundMessage),
+}
+
+/// Why a webhook was refused. The server answers 401 for the signature errors, 400 for the
+/// others; nothing in the request is used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The signature header is absent.
+    #[error("missing signature header {header}")]
+    MissingSignature {
+        /// The header's name.
+        header: &'static str,
+    },
+    /// The signature does not match the body and our secret.
+    #[error("the signature does not match")]
+    BadSignature,
+    /// The connection has no secret to check the signature with.
+    #[error("webhook secret not configured: {0}")]
+    NotConfigured(&'static str),
+    /// The body is not what the provider documents.
+    #[error("malformed webhook: {0}")]
+    Malformed(String),
+    /// A verification handshake that does not match our settings.
+    #[error("handshake refused: {0}")]
+    Handshake(String),
+}
+
+impl WebhookError {
+    /// Whether the error is about authenticity (401) rather than form (400).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::MissingSignature { .. } | Self::BadSignature | Self::Handshake(_))
+    }
+}
+
+/// The webhook half of an adapter: verifies a provider's calls and parses them.
+pub trait Intake: Send + Sync + std::fmt::Debug {
+    /// The adapter name statuses are matched by (the same as its [`ChannelInfo::adapter`](
+    /// cascade_engine::ChannelInfo::adapter)).
+    fn adapter(&self) -> &str;
+
+    /// Answers a verification handshake (a GET), for providers that have one: `Some(Ok(body))`
+    /// is the 200 answer, `Some(Err(_))` a 403. The default: no handshake.
+    fn handshake(&self, _request: &WebhookRequest<'_>) -> Option<Result<String, WebhookError>> {
+        None
+    }
+
+    /// Verifies the request's signature, then parses its statuses and inbound messages.
+    /// Unknown fields and event kinds are ignored; a malformed body is an error, never a panic.
+    fn receive(&self, request: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError>;
+}
+
+/// HMAC-SHA256 of `data` with `key`.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// HMAC-SHA1 of `data` with `key`.
+pub fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks a hex-encoded HMAC-SHA256 of `body` in constant time.
+pub fn verify_sha256_hex(key: &[u8], body: &[u8], signature_hex: &str) -> Result<(), WebhookError> {
+    let given = hex::decode(signature_hex.trim()).map_err(|_| WebhookError::BadSignature)?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| WebhookError::BadSignature)
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let sig = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(verify_sha256_hex(b"Jefe", b"what do ya want for nothing?", sig), Ok(()));
+        assert_eq!(verify_sha256_hex(b"Jefe", b"what do ya want for nothing!", sig), Err(WebhookError::BadSignature));
+        assert_eq!(verify_sha256_hex(b"Jefe", b"x", "not hex"), Err(WebhookError::BadSignature));
+    }
+
+    #[test]
+    fn hmac_sha1_matches_rfc_2202_case_2() {
+        let mac = hmac_sha1(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(mac), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    }
+
+    #[test]
+    fn requests_read_query_and_form() {
+        let headers = HeaderMap::new();
+        let req = WebhookRequest::post("https://h.test/webhooks/x?a=1&b=two%20words", &headers, b"K=v+w&E=%2B1");
+        assert_eq!(req.query_param("b").as_deref(), Some("two words"));
+        assert_eq!(req.form(), vec![("K".into(), "v w".into()), ("E".into(), "+1".into())]);
+        assert_eq!(req.signature_header("X-Sig"), Err(WebhookError::MissingSignature { header: "X-Sig" }));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"a", b"ab")
+        );
+    }
+}
