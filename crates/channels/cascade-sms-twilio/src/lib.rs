@@ -1,1 +1,10 @@
-//! wip
+#![doc = include_str!("../docs.md")]
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+pub mod error;
+pub mod webhook;
+
+pub use client::{ADAPTER, MAX_BODY, MMS_LIMITS, Twilio};
+pub use config::{DEFAULT_BASE_URL, TwilioConfig};
