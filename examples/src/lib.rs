@@ -4,3 +4,13 @@
 //!   and shows a fallover from the first to the second.
 //!
 //! Run with `cargo run -p cascade-examples --example embed`.
+
+/// The README's code, compiled as doc tests so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+/// The channel guide's code, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/writing-a-channel.md")]
+pub struct WritingAChannelDoctests;
