@@ -98,12 +98,15 @@ pub enum WebhookError {
     /// A verification handshake that does not match our settings.
     #[error("handshake refused: {0}")]
     Handshake(String),
+    /// A signature whose timestamp is too old or too far ahead (a replay, or a wrong clock).
+    #[error("the signature's timestamp is outside the accepted window")]
+    Stale,
 }
 
 impl WebhookError {
     /// Whether the error is about authenticity (401) rather than form (400).
     pub fn is_auth(&self) -> bool {
-        matches!(self, Self::MissingSignature { .. } | Self::BadSignature | Self::Handshake(_))
+        matches!(self, Self::MissingSignature { .. } | Self::BadSignature | Self::Handshake(_) | Self::Stale)
     }
 }
 
@@ -146,6 +149,53 @@ pub fn verify_sha256_hex(key: &[u8], body: &[u8], signature_hex: &str) -> Result
     mac.verify_slice(&given).map_err(|_| WebhookError::BadSignature)
 }
 
+/// The header cascade signs its own outgoing HTTP calls with (the generic webhook channel, and
+/// the server's callbacks), and checks on calls made to it with the same secret.
+pub const CASCADE_SIGNATURE_HEADER: &str = "X-Cascade-Signature";
+
+/// How far a signed timestamp may be from our clock.
+pub const SIGNATURE_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// cascade's signature of `body` at `timestamp` (unix seconds):
+/// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`. Signing the timestamp
+/// with the body lets the receiver refuse replays of an old call.
+///
+/// ```
+/// use cascade_channel_kit::webhook::{cascade_signature, verify_cascade_signature};
+/// let header = cascade_signature(b"whsec", 1_700_000_000, br#"{"ok":true}"#);
+/// assert!(header.starts_with("t=1700000000,v1="));
+/// assert!(verify_cascade_signature(b"whsec", &header, br#"{"ok":true}"#, 1_700_000_060).is_ok());
+/// ```
+pub fn cascade_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut data = format!("{timestamp}.").into_bytes();
+    data.extend_from_slice(body);
+    format!("t={timestamp},v1={}", hex::encode(hmac_sha256(secret, &data)))
+}
+
+/// Checks a [`cascade_signature`] header at `now` (unix seconds): a `v1` that matches (several
+/// may be given while a secret is rotated) and a timestamp within [`SIGNATURE_TOLERANCE`].
+pub fn verify_cascade_signature(secret: &[u8], header: &str, body: &[u8], now: i64) -> Result<(), WebhookError> {
+    let mut timestamp = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v)) => candidates.push(v),
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or(WebhookError::BadSignature)?;
+    let mut data = format!("{timestamp}.").into_bytes();
+    data.extend_from_slice(body);
+    if !candidates.iter().any(|c| verify_sha256_hex(secret, &data, c).is_ok()) {
+        return Err(WebhookError::BadSignature);
+    }
+    if now.abs_diff(timestamp) > SIGNATURE_TOLERANCE.as_secs() {
+        return Err(WebhookError::Stale);
+    }
+    Ok(())
+}
+
 /// Compares two secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -172,6 +222,23 @@ mod tests {
     fn hmac_sha1_matches_rfc_2202_case_2() {
         let mac = hmac_sha1(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(hex::encode(mac), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    }
+
+    #[test]
+    fn cascade_signatures() {
+        let body = br#"{"status":"delivered"}"#;
+        let header = cascade_signature(b"secret", 1_000, body);
+        assert_eq!(verify_cascade_signature(b"secret", &header, body, 1_100), Ok(()));
+        assert_eq!(verify_cascade_signature(b"other", &header, body, 1_100), Err(WebhookError::BadSignature));
+        assert_eq!(verify_cascade_signature(b"secret", &header, b"{}", 1_100), Err(WebhookError::BadSignature));
+        assert_eq!(verify_cascade_signature(b"secret", &header, body, 1_000 + 301), Err(WebhookError::Stale));
+        // A replay with the timestamp moved forward breaks the signature.
+        let moved = header.replace("t=1000", "t=2000");
+        assert_eq!(verify_cascade_signature(b"secret", &moved, body, 2_000), Err(WebhookError::BadSignature));
+        // Rotation: any matching v1 is enough.
+        let rotated = format!("{},v1=00ff", header.replace("v1=", "v1=00ff,v1="));
+        assert_eq!(verify_cascade_signature(b"secret", &rotated, body, 1_000), Ok(()));
+        assert_eq!(verify_cascade_signature(b"secret", "v1=abc", body, 1_000), Err(WebhookError::BadSignature));
     }
 
     #[test]
