@@ -24,6 +24,31 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// A client for fetching attachments from their own hosts (CDNs, signed URLs): it follows up to
+/// five redirects, unlike the provider client.
+pub fn fetch_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .user_agent(concat!("cascade/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// A success answer whose body the adapter cannot read: the provider probably has the message,
+/// so it is neither retried nor failed (both would send it twice). It is accepted under an id
+/// no status will ever match, and the step's timeout decides.
+pub fn unreadable_success(request: &cascade_engine::SendRequest) -> cascade_engine::Accepted {
+    cascade_engine::Accepted::new(format!("unconfirmed:{}:{}", request.cascade_id, request.attempt))
+}
+
+/// `text` with every occurrence of `secret` replaced by `***` (for error details built from
+/// provider answers, which may echo a URL or a token).
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() { text.to_owned() } else { text.replace(secret, "***") }
+}
+
 /// Classifies a call that got no HTTP answer. A timeout is `transient` (the engine retries, and
 /// the provider may or may not have the message); a failure to connect is `connection` (the
 /// endpoint or its proxy is down or misconfigured: try another connection). The URL is left out
@@ -43,12 +68,13 @@ pub fn transport_error(e: reqwest::Error) -> SendError {
 
 /// The class of an HTTP status when the provider's body says nothing more specific: 401/403
 /// are our credentials (`connection`), 408/425/429 and 5xx are `transient`, other 4xx are
-/// `rejected`.
+/// `rejected`. Anything else (a success the adapter cannot read, a stray redirect) is
+/// `transient`: the content and the contact are not known to be at fault.
 pub fn status_class(status: StatusCode) -> ErrorClass {
     match status.as_u16() {
+        s if !(400..500).contains(&s) => ErrorClass::Transient,
         401 | 403 => ErrorClass::Connection,
         408 | 425 | 429 => ErrorClass::Transient,
-        s if s >= 500 => ErrorClass::Transient,
         _ => ErrorClass::Rejected,
     }
 }
@@ -122,6 +148,8 @@ mod tests {
         assert_eq!(status_class(StatusCode::TOO_MANY_REQUESTS), ErrorClass::Transient);
         assert_eq!(status_class(StatusCode::BAD_GATEWAY), ErrorClass::Transient);
         assert_eq!(status_class(StatusCode::BAD_REQUEST), ErrorClass::Rejected);
+        assert_eq!(status_class(StatusCode::OK), ErrorClass::Transient);
+        assert_eq!(redact("Cannot POST /bot123:ABC/sendMessage", "123:ABC"), "Cannot POST /bot***/sendMessage");
     }
 
     #[tokio::test]

@@ -63,14 +63,21 @@ pub async fn file_part(path: &std::path::Path, attachment: &Attachment) -> Resul
 }
 
 /// A multipart part streaming the body of `url` (for providers that take uploads only, or whose
-/// fetch-by-URL limit is lower than their upload limit).
+/// fetch-by-URL limit is lower than their upload limit). Use a [`fetch_client`](crate::http::fetch_client):
+/// file hosts redirect. A file host that is down is `transient` (neither the sender nor the
+/// contact is at fault); one that answers 4xx is `rejected`.
 pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Attachment) -> Result<Part, SendError> {
-    let response = client.get(url).send().await.map_err(crate::http::transport_error)?;
-    if !response.status().is_success() {
-        return Err(SendError::rejected(
-            "attachment_fetch",
-            format!("fetching the attachment answered {}", response.status()),
-        ));
+    let response = client.get(url).send().await.map_err(|e| {
+        SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        let detail = format!("fetching the attachment answered {status}");
+        return Err(if status.is_client_error() {
+            SendError::rejected("attachment_fetch", detail)
+        } else {
+            SendError::transient("attachment_fetch", detail)
+        });
     }
     let size = response.content_length().unwrap_or(attachment.size);
     let body = reqwest::Body::wrap_stream(response.bytes_stream());

@@ -18,8 +18,9 @@ use crate::error::rule_for;
 pub const ADAPTER: &str = "twilio";
 /// Longest body, in characters.
 pub const MAX_BODY: usize = 1600;
-/// MMS files: up to 5 MB.
-pub const MMS_LIMITS: MediaLimits = MediaLimits::all(5_000_000);
+/// MMS files: images (JPEG, PNG, GIF) up to 5 MB, any other type up to 500 KB.
+pub const MMS_LIMITS: MediaLimits =
+    MediaLimits { image: Some(5_000_000), video: Some(500_000), audio: Some(500_000), document: Some(500_000) };
 
 /// A Twilio sender as a cascade [`Channel`] (and, through
 /// [`Intake`](cascade_channel_kit::Intake), its status and message webhooks).
@@ -129,9 +130,8 @@ impl Channel for Twilio {
             _ => (self.config.account_sid.as_str(), self.config.auth_token.expose()),
         };
         let answer = http::call(self.http.post(&self.url).basic_auth(user, Some(password)).form(&form)).await?;
-        if answer.status.is_success()
-            && let Ok(created) = answer.json::<Created>()
-        {
+        if answer.status.is_success() {
+            let Ok(created) = answer.json::<Created>() else { return Ok(http::unreadable_success(request)) };
             let mut accepted = Accepted::new(created.sid);
             accepted.cost = created.price.as_deref().and_then(|p| p.trim_start_matches('-').parse::<Cost>().ok());
             return Ok(accepted);

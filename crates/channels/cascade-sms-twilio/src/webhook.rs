@@ -96,12 +96,13 @@ pub fn parse_callback(params: &[(String, String)]) -> Result<Vec<WebhookEvent>, 
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let sid = get("MessageSid").or_else(|| get("SmsSid")).filter(|s| !s.is_empty());
     let status = get("MessageStatus").or_else(|| get("SmsStatus"));
-    let inbound = matches!(status, Some("received" | "receiving")) || (status.is_none() && get("Body").is_some());
+    let inbound = matches!(status, Some("received" | "receiving"))
+        || (status.is_none() && (get("Body").is_some() || get("NumMedia").is_some()));
     if inbound {
         let from = get("From").filter(|f| !f.is_empty()).ok_or_else(|| missing("From"))?;
         return Ok(vec![WebhookEvent::Inbound(InboundMessage {
             from: from.to_owned(),
-            text: get("Body").map(str::to_owned),
+            text: get("Body").filter(|b| !b.is_empty()).map(str::to_owned),
             at: None,
         })]);
     }

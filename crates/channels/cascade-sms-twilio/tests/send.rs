@@ -155,3 +155,23 @@ fn config_errors_name_the_key_and_secrets_never_show() {
     let caps = &sms.info().capabilities;
     assert_eq!((caps.highest_status, caps.max_file_size), (Status::Delivered, MediaLimits::NONE));
 }
+
+#[tokio::test]
+async fn a_201_that_cannot_be_read_is_accepted_unconfirmed_not_resent() {
+    let (server, sms) = setup(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_string("<Response/>"))
+        .mount(&server)
+        .await;
+    let req = request(text("hi"));
+    let a = sms.send(&req).await.expect("accepted");
+    assert!(a.provider_message_id.starts_with("unconfirmed:"), "{}", a.provider_message_id);
+}
+
+#[test]
+fn mms_limits_follow_twilio() {
+    let mut c = TwilioConfig::new(SID, TOKEN, "+15005550006");
+    c.mms = true;
+    let limits = Twilio::new(c).expect("config").info().capabilities.max_file_size;
+    assert_eq!((limits.image, limits.video, limits.document), (Some(5_000_000), Some(500_000), Some(500_000)));
+}

@@ -154,6 +154,24 @@ fn an_incoming_message() {
 }
 
 #[test]
+fn an_incoming_picture_without_text() {
+    let p = pairs(&[
+        ("MessageSid", "MM9"),
+        ("SmsStatus", "received"),
+        ("Body", ""),
+        ("NumMedia", "1"),
+        ("MediaContentType0", "image/jpeg"),
+        ("MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM9/Media/ME1"),
+        ("From", "+15558675310"),
+        ("To", "+15005550006"),
+    ]);
+    assert_eq!(
+        parse_callback(&p).expect("valid"),
+        vec![WebhookEvent::Inbound(InboundMessage { from: "+15558675310".into(), text: None, at: None })]
+    );
+}
+
+#[test]
 fn malformed_callbacks_are_errors() {
     for p in [
         pairs(&[]),

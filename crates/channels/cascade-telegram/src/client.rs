@@ -46,6 +46,8 @@ pub struct Telegram {
     info: ChannelInfo,
     base: String,
     http: reqwest::Client,
+    /// For fetching files to re-upload (follows redirects, unlike the API client).
+    files: reqwest::Client,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -116,7 +118,7 @@ impl Telegram {
             conversation_window: None,
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
-        Ok(Self { http: http::client(config.timeout), info, base, config })
+        Ok(Self { http: http::client(config.timeout), files: http::fetch_client(config.timeout), info, base, config })
     }
 
     /// The engine connection for this bot, with its price and rate limit.
@@ -145,22 +147,21 @@ impl Telegram {
         body
     }
 
-    async fn send_text(&self, chat_id: &Value, content: &Content, with_buttons: bool) -> Result<Accepted, SendError> {
-        if content.text.chars().count() > MAX_TEXT {
-            return Err(SendError::rejected("message_too_long", format!("text over {MAX_TEXT} characters")));
-        }
+    async fn send_text(&self, req: &SendRequest, chat_id: &Value) -> Result<Accepted, SendError> {
+        let content = &req.content;
+        check_text(content)?;
         let mut body = self.common(chat_id, content);
-        if !with_buttons {
-            body.remove("reply_markup");
-        }
         body.insert("text".into(), json!(content.text));
         if self.config.disable_link_preview {
             body.insert("link_preview_options".into(), json!({"is_disabled": true}));
         }
-        self.answer(self.http.post(self.method_url("sendMessage")).json(&body)).await
+        self.answer(req, self.http.post(self.method_url("sendMessage")).json(&body)).await
     }
 
-    async fn send_file(&self, chat_id: &Value, content: &Content, file: &Attachment) -> Result<Accepted, SendError> {
+    async fn send_file(&self, req: &SendRequest, chat_id: &Value, file: &Attachment) -> Result<Accepted, SendError> {
+        let content = &req.content;
+        // Checked before the file goes, so a text that cannot follow it sends nothing at all.
+        check_text(content)?;
         let kind = file.kind();
         let (method, field) = match kind {
             MediaKind::Image => ("sendPhoto", "photo"),
@@ -197,22 +198,31 @@ impl Telegram {
             }
             FilePlan::UploadFile(path) => request.multipart(form(fields, field, media::file_part(&path, file).await?)),
             FilePlan::Reupload(url) => {
-                request.multipart(form(fields, field, media::fetched_part(&self.http, &url, file).await?))
+                request.multipart(form(fields, field, media::fetched_part(&self.files, &url, file).await?))
             }
         };
-        let sent = self.answer(request).await?;
-        if caption_fits { Ok(sent) } else { self.send_text(chat_id, content, true).await }
+        let sent = self.answer(req, request).await?;
+        if caption_fits { Ok(sent) } else { self.send_text(req, chat_id).await }
     }
 
-    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<Accepted, SendError> {
-        let answer = http::call(request).await?;
-        let Ok(parsed) = answer.json::<ApiAnswer>() else {
-            return Err(answer.unexpected());
+    async fn answer(&self, req: &SendRequest, request: reqwest::RequestBuilder) -> Result<Accepted, SendError> {
+        let token = self.config.bot_token.expose();
+        let answer = http::call(request).await.map_err(|mut e| {
+            e.detail = http::redact(&e.detail, token);
+            e
+        })?;
+        let parsed = match answer.json::<ApiAnswer>() {
+            Ok(p) => p,
+            Err(_) if answer.status.is_success() => return Ok(http::unreadable_success(req)),
+            Err(_) => {
+                // A proxy's error page may echo the request path, and the token with it.
+                let mut e = answer.unexpected();
+                e.detail = http::redact(&e.detail, token);
+                return Err(e);
+            }
         };
         if parsed.ok {
-            let Some(m) = parsed.result else {
-                return Err(SendError::transient("no_result", "ok answer without a message"));
-            };
+            let Some(m) = parsed.result else { return Ok(http::unreadable_success(req)) };
             return Ok(Accepted::new(provider_message_id(m.chat.id, m.message_id)).with_status(Status::Sent));
         }
         let params = parsed.parameters.unwrap_or(ResponseParameters { retry_after: None, migrate_to_chat_id: None });
@@ -220,7 +230,7 @@ impl Telegram {
         if let Some(new_id) = params.migrate_to_chat_id {
             description.push_str(&format!(" (new chat id {new_id})"));
         }
-        Err(classify(answer.status, parsed.error_code, &description, params.retry_after))
+        Err(classify(answer.status, parsed.error_code, &http::redact(&description, token), params.retry_after))
     }
 }
 
@@ -240,6 +250,13 @@ fn form(fields: serde_json::Map<String, Value>, field: &'static str, part: reqwe
         form = form.text(k, text);
     }
     form.part(field, part)
+}
+
+fn check_text(content: &Content) -> Result<(), SendError> {
+    if content.text.chars().count() > MAX_TEXT {
+        return Err(SendError::rejected("message_too_long", format!("text over {MAX_TEXT} characters")));
+    }
+    Ok(())
 }
 
 fn chat_id(address: &str) -> Result<Value, SendError> {
@@ -262,8 +279,8 @@ impl Channel for Telegram {
     async fn send(&self, request: &SendRequest) -> Result<Accepted, SendError> {
         let chat = chat_id(&request.address.value)?;
         match &request.content.attachment {
-            None => self.send_text(&chat, &request.content, true).await,
-            Some(file) => self.send_file(&chat, &request.content, file).await,
+            None => self.send_text(request, &chat).await,
+            Some(file) => self.send_file(request, &chat, file).await,
         }
     }
 }

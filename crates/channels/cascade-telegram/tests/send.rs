@@ -261,3 +261,57 @@ fn capabilities_say_chat_ids_only_and_sent_at_best() {
     let contact = Contact::with_phone("+15551234567");
     assert_eq!(contact.address_for(&"telegram".into(), &caps.address_kinds), None, "no chat id, no step");
 }
+
+#[tokio::test]
+async fn a_text_too_long_even_for_a_message_sends_nothing_not_half() {
+    let (server, tg) = setup().await;
+    let content = Content {
+        attachment: Some(attachment("https://cdn.test/v.mp4", "video/mp4", 1_000)),
+        ..text(&"z".repeat(5000))
+    };
+    let e = tg.send(&request("42", content)).await.expect_err("too long");
+    assert_eq!(e.code, "message_too_long");
+    assert!(server.received_requests().await.expect("recorded").is_empty(), "the file must not go alone");
+}
+
+#[tokio::test]
+async fn a_redirecting_file_host_is_followed_for_uploads() {
+    let (server, tg) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/signed/report.csv"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/cdn/report.csv"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/cdn/report.csv"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"x,y\n".to_vec()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/bot{TOKEN}/sendDocument"))).respond_with(sent(42, 12)).expect(1).mount(&server).await;
+    let url = format!("{}/signed/report.csv", server.uri());
+    let content = Content { attachment: Some(attachment(&url, "text/csv", 4)), ..text("") };
+    tg.send(&request("42", content)).await.expect("sent");
+}
+
+#[tokio::test]
+async fn a_file_host_that_is_down_is_transient() {
+    let (server, tg) = setup().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    let url = format!("{}/files/report.csv", server.uri());
+    let content = Content { attachment: Some(attachment(&url, "text/csv", 4)), ..text("") };
+    let e = tg.send(&request("42", content)).await.expect_err("host down");
+    assert_eq!((e.class, e.code.as_str()), (ErrorClass::Transient, "attachment_fetch"));
+}
+
+#[tokio::test]
+async fn an_error_page_echoing_the_path_does_not_leak_the_token() {
+    let (server, tg) = setup().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_string(format!("Cannot POST /bot{TOKEN}/sendMessage")))
+        .mount(&server)
+        .await;
+    let e = tg.send(&request("42", text("hi"))).await.expect_err("404");
+    assert!(!e.detail.contains("ABC-DEF"), "{}", e.detail);
+    assert!(e.detail.contains("/bot***/sendMessage"), "{}", e.detail);
+}

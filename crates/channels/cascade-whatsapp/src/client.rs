@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use cascade_channel_kit::media::{self, Source};
 use cascade_channel_kit::{ConfigError, http};
 use cascade_engine::{
-    Accepted, AddressKind, Attachment, Capabilities, Channel, ChannelInfo, Connection, ConnectionId, Content,
-    MediaKind, MediaLimits, ProviderTemplate, SendError, SendRequest, Status,
+    Accepted, AddressKind, Attachment, Capabilities, Channel, ChannelInfo, Connection, ConnectionId, MediaKind,
+    MediaLimits, ProviderTemplate, SendError, SendRequest, Status,
 };
 use reqwest::multipart::Form;
 use serde::Deserialize;
@@ -42,6 +42,8 @@ pub struct WhatsApp {
     info: ChannelInfo,
     root: String,
     http: reqwest::Client,
+    /// For fetching files to upload (follows redirects, unlike the API client).
+    files: reqwest::Client,
     /// Media ids of files already uploaded (a campaign sends the same file many times).
     uploaded: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -113,7 +115,14 @@ impl WhatsApp {
             conversation_window: Some(SERVICE_WINDOW),
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
-        Ok(Self { http: http::client(config.timeout), info, root, config, uploaded: Mutex::default() })
+        Ok(Self {
+            http: http::client(config.timeout),
+            files: http::fetch_client(config.timeout),
+            info,
+            root,
+            config,
+            uploaded: Mutex::default(),
+        })
     }
 
     /// The engine connection for this number, with its price and rate limit.
@@ -128,15 +137,22 @@ impl WhatsApp {
         request.bearer_auth(self.config.access_token.expose())
     }
 
-    async fn post_message(&self, body: &Value) -> Result<Accepted, SendError> {
+    async fn post_message(&self, req: &SendRequest, body: &Value) -> Result<Accepted, SendError> {
         let answer = http::call(self.authorized(self.http.post(format!("{}/messages", self.root))).json(body)).await?;
-        if answer.status.is_success()
-            && let Ok(sent) = answer.json::<SendAnswer>()
-            && let Some(m) = sent.messages.into_iter().next()
-        {
-            return Ok(Accepted::new(m.id));
+        if answer.status.is_success() {
+            return Ok(match answer.json::<SendAnswer>().ok().and_then(|s| s.messages.into_iter().next()) {
+                Some(m) => Accepted::new(m.id),
+                None => http::unreadable_success(req),
+            });
         }
-        Err(graph_error(&answer))
+        Err(self.graph_error(&answer))
+    }
+
+    /// A Graph error, with the access token taken out of its text (Graph echoes malformed tokens).
+    fn graph_error(&self, answer: &http::Answer) -> SendError {
+        let mut e = graph_error(answer);
+        e.detail = http::redact(&e.detail, self.config.access_token.expose());
+        e
     }
 
     /// The media object for a file: by link, or by the id of an upload.
@@ -155,7 +171,7 @@ impl WhatsApp {
         }
         let part = match &source {
             Source::File(path) => media::file_part(path, file).await?,
-            Source::Url(url) => media::fetched_part(&self.http, url, file).await?,
+            Source::Url(url) => media::fetched_part(&self.files, url, file).await?,
         };
         let form =
             Form::new().text("messaging_product", "whatsapp").text("type", file.media_type.clone()).part("file", part);
@@ -163,7 +179,7 @@ impl WhatsApp {
             http::call(self.authorized(self.http.post(format!("{}/media", self.root))).multipart(form)).await?;
         let id = match answer.json::<UploadAnswer>() {
             Ok(a) if answer.status.is_success() => a.id,
-            _ => return Err(graph_error(&answer)),
+            _ => return Err(self.graph_error(&answer)),
         };
         let mut cache = self.uploaded.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MEDIA_CACHE_SIZE {
@@ -173,22 +189,24 @@ impl WhatsApp {
         Ok(MediaRef::Id(id))
     }
 
-    fn text_body(&self, to: &str, text: &str) -> Result<Value, SendError> {
-        if text.chars().count() > MAX_TEXT {
-            return Err(SendError::rejected("message_too_long", format!("text over {MAX_TEXT} characters")));
-        }
-        Ok(json!({
+    fn text_body(&self, to: &str, text: &str) -> Value {
+        json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
             "to": to,
             "type": "text",
             "text": {"preview_url": self.config.link_preview, "body": text},
-        }))
+        })
     }
 
-    async fn send_free_form(&self, to: &str, content: &Content) -> Result<Accepted, SendError> {
+    async fn send_free_form(&self, req: &SendRequest, to: &str) -> Result<Accepted, SendError> {
+        let content = &req.content;
+        // Checked before any call, so a text that cannot follow its file sends nothing at all.
+        if content.text.chars().count() > MAX_TEXT {
+            return Err(SendError::rejected("message_too_long", format!("text over {MAX_TEXT} characters")));
+        }
         let Some(file) = &content.attachment else {
-            return self.post_message(&self.text_body(to, &content.text)?).await;
+            return self.post_message(req, &self.text_body(to, &content.text)).await;
         };
         let kind = media_type_of(file);
         let mut object = serde_json::Map::new();
@@ -210,16 +228,21 @@ impl WhatsApp {
             "type": kind,
             kind: object,
         });
-        let sent = self.post_message(&body).await?;
+        let sent = self.post_message(req, &body).await?;
         if caption_fits {
             Ok(sent)
         } else {
             // A text too long for a caption follows the file; its id is the one statuses are waited for.
-            self.post_message(&self.text_body(to, &content.text)?).await
+            self.post_message(req, &self.text_body(to, &content.text)).await
         }
     }
 
-    async fn send_template(&self, to: &str, template: &ProviderTemplate) -> Result<Accepted, SendError> {
+    async fn send_template(
+        &self,
+        req: &SendRequest,
+        to: &str,
+        template: &ProviderTemplate,
+    ) -> Result<Accepted, SendError> {
         let mut object = json!({"name": template.name, "language": {"code": template.language}});
         if !template.params.is_empty() {
             let parameters: Vec<Value> = template.params.iter().map(|p| json!({"type": "text", "text": p})).collect();
@@ -232,7 +255,7 @@ impl WhatsApp {
             "type": "template",
             "template": object,
         });
-        self.post_message(&body).await
+        self.post_message(req, &body).await
     }
 }
 
@@ -279,8 +302,8 @@ impl Channel for WhatsApp {
             return Err(SendError::unreachable("invalid_address", "empty WhatsApp address"));
         }
         match &request.content.template {
-            Some(template) if !request.conversation_open => self.send_template(to, template).await,
-            _ => self.send_free_form(to, &request.content).await,
+            Some(template) if !request.conversation_open => self.send_template(request, to, template).await,
+            _ => self.send_free_form(request, to).await,
         }
     }
 }

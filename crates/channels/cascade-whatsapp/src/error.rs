@@ -23,8 +23,8 @@ pub const ERRORS: &[ErrorRule] = &[
     ErrorRule::new("80007", ErrorClass::Transient, "the business account hit its rate limit"),
     ErrorRule::new("130403", ErrorClass::Unreachable, "the business has blocked this user"),
     ErrorRule::new("130429", ErrorClass::Transient, "message throughput limit reached"),
-    ErrorRule::new("130472", ErrorClass::Unreachable, "the user's number is part of an experiment"),
-    ErrorRule::new("130497", ErrorClass::Unreachable, "the business may not message users in this country"),
+    ErrorRule::new("130472", ErrorClass::Rejected, "the user's number is part of a marketing experiment"),
+    ErrorRule::new("130497", ErrorClass::Connection, "the business may not message users in this country"),
     ErrorRule::new("131000", ErrorClass::Transient, "something went wrong at WhatsApp"),
     ErrorRule::new("131005", ErrorClass::Connection, "access denied (permission not granted or removed)"),
     ErrorRule::new("131008", ErrorClass::Rejected, "a required parameter is missing"),
@@ -38,7 +38,7 @@ pub const ERRORS: &[ErrorRule] = &[
     ),
     ErrorRule::new(
         "131030",
-        ErrorClass::Unreachable,
+        ErrorClass::Connection,
         "a test number may not write to this recipient (not in the allowed list)",
     ),
     ErrorRule::new("131031", ErrorClass::Connection, "the business account is locked"),
@@ -53,7 +53,7 @@ pub const ERRORS: &[ErrorRule] = &[
     ErrorRule::new("131048", ErrorClass::Connection, "spam rate limit on this number: use another number for now"),
     ErrorRule::new(
         "131049",
-        ErrorClass::Unreachable,
+        ErrorClass::Rejected,
         "not delivered to keep engagement healthy (per-user marketing limit)",
     ),
     ErrorRule::new("131050", ErrorClass::Unreachable, "the contact stopped marketing messages from this business"),

@@ -259,3 +259,35 @@ fn config_errors_name_the_key_and_secrets_never_show() {
     assert_eq!((caps.highest_status, caps.conversation_window), (Status::Read, Some(Duration::from_secs(86_400))));
     assert_eq!(caps.max_file_size.video, Some(16_000_000));
 }
+
+#[tokio::test]
+async fn a_text_too_long_to_follow_its_file_sends_nothing() {
+    let (server, wa) = setup(|_| {}).await;
+    let content =
+        Content { attachment: Some(attachment("https://cdn.test/p/42.jpg", "image/jpeg")), ..text(&"w".repeat(4097)) };
+    let e = wa.send(&request(content, true)).await.expect_err("too long");
+    assert_eq!(e.code, "message_too_long");
+    assert!(server.received_requests().await.expect("recorded").is_empty());
+}
+
+#[tokio::test]
+async fn a_success_without_a_message_id_is_not_sent_twice() {
+    let (server, wa) = setup(|_| {}).await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_string("OK")).mount(&server).await;
+    let req = request(text("hi"), true);
+    let a = wa.send(&req).await.expect("accepted, unconfirmed");
+    assert_eq!(a.provider_message_id, format!("unconfirmed:{}:1", req.cascade_id));
+}
+
+#[tokio::test]
+async fn graph_errors_never_carry_the_token() {
+    let (server, wa) = setup(|_| {}).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+            "message": format!("Malformed access token {TOKEN}"), "type": "OAuthException", "code": 190}})))
+        .mount(&server)
+        .await;
+    let e = wa.send(&request(text("hi"), true)).await.expect_err("401");
+    assert_eq!(e.class, ErrorClass::Connection);
+    assert!(!e.detail.contains(TOKEN), "{}", e.detail);
+}
