@@ -1,0 +1,10 @@
+#![doc = include_str!("../docs.md")]
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+pub mod error;
+pub mod webhook;
+
+pub use client::{ADAPTER, LIMITS, MAX_CAPTION, MAX_CARD_TEXT, MAX_TEXT, Viber};
+pub use config::{DEFAULT_BASE_URL, ViberConfig};
