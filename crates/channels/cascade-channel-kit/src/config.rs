@@ -17,6 +17,24 @@ impl ConfigError {
     }
 }
 
+/// The default `timeout` of a connection config (serde `default`): [`DEFAULT_TIMEOUT`](crate::http::DEFAULT_TIMEOUT).
+pub fn default_timeout() -> std::time::Duration {
+    crate::http::DEFAULT_TIMEOUT
+}
+
+/// The engine connection for an adapter value, with the config's price (none: free) and rate limit.
+pub fn connection(
+    channel: std::sync::Arc<dyn cascade_engine::Channel>,
+    id: impl Into<cascade_engine::ConnectionId>,
+    price: Option<cascade_engine::Cost>,
+    rate_limit: Option<cascade_engine::RateLimit>,
+) -> cascade_engine::Connection {
+    let mut c = cascade_engine::Connection::from_arc(id, channel);
+    c.price = price.unwrap_or_default();
+    c.rate_limit = rate_limit;
+    c
+}
+
 /// Checks a `base_url` (an absolute `http(s)://` URL) and returns it without a trailing slash,
 /// ready for `format!("{base}/path")`.
 pub fn base_url(key: &str, value: &str) -> Result<String, ConfigError> {

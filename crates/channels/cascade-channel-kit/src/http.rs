@@ -15,22 +15,20 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 /// An HTTP client for one connection: a whole-call `timeout`, a 10 s connect limit, no
 /// redirects (a provider API that redirects is misconfigured, and credentials must not follow).
 pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10).min(timeout))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("cascade/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    build(timeout, reqwest::redirect::Policy::none())
 }
 
 /// A client for fetching attachments from their own hosts (CDNs, signed URLs): it follows up to
 /// five redirects, unlike the provider client.
 pub fn fetch_client(timeout: Duration) -> reqwest::Client {
+    build(timeout, reqwest::redirect::Policy::limited(5))
+}
+
+fn build(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10).min(timeout))
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(redirect)
         .user_agent(concat!("cascade/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())

@@ -50,6 +50,13 @@ pub fn undocumented(docs: &str, rules: &[ErrorRule]) -> Vec<String> {
     rules.iter().map(row).filter(|r| !docs.lines().any(|l| l.trim() == r)).collect()
 }
 
+/// Panics, listing them, if `docs` lacks rows of `rules`: the test every adapter runs on its
+/// `docs.md`.
+pub fn assert_documented(docs: &str, rules: &[ErrorRule]) {
+    let missing = undocumented(docs, rules);
+    assert!(missing.is_empty(), "docs.md lacks these rows:\n{}", missing.join("\n"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

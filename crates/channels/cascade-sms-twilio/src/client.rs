@@ -75,10 +75,7 @@ impl Twilio {
 
     /// The engine connection for this sender, with its price and rate limit.
     pub fn connection(self: &Arc<Self>, id: impl Into<ConnectionId>) -> Connection {
-        let mut c = Connection::from_arc(id, self.clone());
-        c.price = self.config.price.unwrap_or_default();
-        c.rate_limit = self.config.rate_limit;
-        c
+        cascade_channel_kit::config::connection(self.clone(), id, self.config.price, self.config.rate_limit)
     }
 
     /// The form parameters of a send, in the order they are posted.

@@ -62,7 +62,7 @@ pub struct TwilioConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     /// The limit for one API call.
-    #[serde(default = "default_timeout", with = "cascade_engine::model::duration")]
+    #[serde(default = "config::default_timeout", with = "cascade_engine::model::duration")]
     pub timeout: Duration,
 }
 
@@ -72,10 +72,6 @@ fn default_base_url() -> String {
 
 fn default_channel() -> String {
     "sms".to_owned()
-}
-
-fn default_timeout() -> Duration {
-    cascade_channel_kit::http::DEFAULT_TIMEOUT
 }
 
 impl TwilioConfig {
@@ -94,7 +90,7 @@ impl TwilioConfig {
             channel: default_channel(),
             price: None,
             rate_limit: None,
-            timeout: default_timeout(),
+            timeout: config::default_timeout(),
         }
     }
 

@@ -111,12 +111,10 @@ pub fn parse_callback(params: &[(String, String)]) -> Result<Vec<WebhookEvent>, 
     let Some(status) = status_of(name) else { return Ok(Vec::new()) };
     let error = (status == Status::Failed).then(|| {
         let code = get("ErrorCode").filter(|c| !c.is_empty());
-        let class = code.and_then(|c| c.parse().ok()).and_then(rule_for).map_or(ErrorClass::Rejected, |r| r.class);
-        let detail = match code.and_then(|c| c.parse().ok()).and_then(rule_for) {
-            Some(rule) => format!("{name}: {}", rule.meaning),
-            None => name.to_owned(),
-        };
-        SendError::new(class, code.unwrap_or(name), detail)
+        match code.and_then(|c| c.parse().ok()).and_then(rule_for) {
+            Some(rule) => SendError::new(rule.class, rule.code, format!("{name}: {}", rule.meaning)),
+            None => SendError::new(ErrorClass::Rejected, code.unwrap_or(name), name),
+        }
     });
     Ok(vec![WebhookEvent::Status(StatusUpdate { provider_message_id: sid.to_owned(), status, at: None, error })])
 }
@@ -128,8 +126,12 @@ fn missing(name: &str) -> WebhookError {
 impl Twilio {
     /// Checks `X-Twilio-Signature` against the URL Twilio called and the posted parameters.
     pub fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
+        self.verify_form(request, &request.form())
+    }
+
+    fn verify_form(&self, request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<(), WebhookError> {
         let given = request.signature_header(SIGNATURE_HEADER)?;
-        verify_signature(self.config.auth_token.expose(), request.url, &request.form(), request.body, given)
+        verify_signature(self.config.auth_token.expose(), request.url, params, request.body, given)
     }
 }
 
@@ -139,7 +141,8 @@ impl Intake for Twilio {
     }
 
     fn receive(&self, request: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError> {
-        self.verify(request)?;
-        parse_callback(&request.form())
+        let params = request.form();
+        self.verify_form(request, &params)?;
+        parse_callback(&params)
     }
 }

@@ -46,7 +46,7 @@ pub struct TelegramConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     /// The limit for one API call.
-    #[serde(default = "default_timeout", with = "cascade_engine::model::duration")]
+    #[serde(default = "config::default_timeout", with = "cascade_engine::model::duration")]
     pub timeout: Duration,
 }
 
@@ -56,10 +56,6 @@ fn default_base_url() -> String {
 
 fn default_channel() -> String {
     "telegram".to_owned()
-}
-
-fn default_timeout() -> Duration {
-    cascade_channel_kit::http::DEFAULT_TIMEOUT
 }
 
 impl TelegramConfig {
@@ -74,7 +70,7 @@ impl TelegramConfig {
             channel: default_channel(),
             price: None,
             rate_limit: None,
-            timeout: default_timeout(),
+            timeout: config::default_timeout(),
         }
     }
 

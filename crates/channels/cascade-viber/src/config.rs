@@ -40,7 +40,7 @@ pub struct ViberConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     /// The limit for one API call.
-    #[serde(default = "default_timeout", with = "cascade_engine::model::duration")]
+    #[serde(default = "config::default_timeout", with = "cascade_engine::model::duration")]
     pub timeout: Duration,
 }
 
@@ -50,10 +50,6 @@ fn default_base_url() -> String {
 
 fn default_channel() -> String {
     "viber".to_owned()
-}
-
-fn default_timeout() -> Duration {
-    cascade_channel_kit::http::DEFAULT_TIMEOUT
 }
 
 impl ViberConfig {
@@ -67,7 +63,7 @@ impl ViberConfig {
             channel: default_channel(),
             price: None,
             rate_limit: None,
-            timeout: default_timeout(),
+            timeout: config::default_timeout(),
         }
     }
 

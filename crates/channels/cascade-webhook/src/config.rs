@@ -52,7 +52,7 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     /// The limit for one call.
-    #[serde(default = "default_timeout", with = "cascade_engine::model::duration")]
+    #[serde(default = "config::default_timeout", with = "cascade_engine::model::duration")]
     pub timeout: Duration,
 }
 
@@ -62,10 +62,6 @@ fn default_kinds() -> Vec<AddressKind> {
 
 fn default_highest() -> Status {
     Status::Delivered
-}
-
-fn default_timeout() -> Duration {
-    cascade_channel_kit::http::DEFAULT_TIMEOUT
 }
 
 impl WebhookConfig {
@@ -83,7 +79,7 @@ impl WebhookConfig {
             headers: BTreeMap::new(),
             price: None,
             rate_limit: None,
-            timeout: default_timeout(),
+            timeout: config::default_timeout(),
         }
     }
 

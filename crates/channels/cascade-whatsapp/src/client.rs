@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::WhatsAppConfig;
-use crate::error::rule_for;
+use crate::error::{ErrorData, describe, rule_for};
 
 /// The adapter name statuses are matched by.
 pub const ADAPTER: &str = "whatsapp-cloud";
@@ -84,12 +84,6 @@ struct GraphError {
     error_data: Option<ErrorData>,
 }
 
-#[derive(Deserialize)]
-struct ErrorData {
-    #[serde(default)]
-    details: Option<String>,
-}
-
 /// How the media object names its file.
 enum MediaRef {
     Link(String),
@@ -127,10 +121,7 @@ impl WhatsApp {
 
     /// The engine connection for this number, with its price and rate limit.
     pub fn connection(self: &Arc<Self>, id: impl Into<ConnectionId>) -> Connection {
-        let mut c = Connection::from_arc(id, self.clone());
-        c.price = self.config.price.unwrap_or_default();
-        c.rate_limit = self.config.rate_limit;
-        c
+        cascade_channel_kit::config::connection(self.clone(), id, self.config.price, self.config.rate_limit)
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -277,10 +268,7 @@ fn graph_error(answer: &http::Answer) -> SendError {
         return answer.unexpected();
     };
     let class = rule_for(error.code).map_or_else(|| http::status_class(answer.status), |r| r.class);
-    let detail = match error.error_data.and_then(|d| d.details) {
-        Some(details) if !details.is_empty() => format!("{}: {details}", error.message),
-        _ => error.message,
-    };
+    let detail = describe(error.message, error.error_data.as_ref());
     let mut e = SendError::new(class, error.code.to_string(), detail);
     if let Some(after) = http::retry_after(&answer.headers) {
         e = e.with_retry_after(after);

@@ -56,7 +56,7 @@ pub struct WhatsAppConfig {
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
     /// The limit for one API call.
-    #[serde(default = "default_timeout", with = "cascade_engine::model::duration")]
+    #[serde(default = "config::default_timeout", with = "cascade_engine::model::duration")]
     pub timeout: Duration,
 }
 
@@ -70,10 +70,6 @@ fn default_api_version() -> String {
 
 fn default_channel() -> String {
     "whatsapp".to_owned()
-}
-
-fn default_timeout() -> Duration {
-    cascade_channel_kit::http::DEFAULT_TIMEOUT
 }
 
 impl WhatsAppConfig {
@@ -91,7 +87,7 @@ impl WhatsAppConfig {
             channel: default_channel(),
             price: None,
             rate_limit: None,
-            timeout: default_timeout(),
+            timeout: config::default_timeout(),
         }
     }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::WhatsApp;
 use crate::client::ADAPTER;
-use crate::error::rule_for;
+use crate::error::{ErrorData, describe, rule_for};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -76,12 +76,6 @@ struct WaError {
     message: Option<String>,
     #[serde(default)]
     error_data: Option<ErrorData>,
-}
-
-#[derive(Deserialize)]
-struct ErrorData {
-    #[serde(default)]
-    details: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,11 +195,7 @@ fn failure(errors: &[WaError]) -> SendError {
     };
     let class = rule_for(e.code).map_or(cascade_engine::ErrorClass::Rejected, |r| r.class);
     let title = e.title.clone().or_else(|| e.message.clone()).unwrap_or_default();
-    let detail = match e.error_data.as_ref().and_then(|d| d.details.as_deref()) {
-        Some(d) if !d.is_empty() => format!("{title}: {d}"),
-        _ => title,
-    };
-    SendError::new(class, e.code.to_string(), detail)
+    SendError::new(class, e.code.to_string(), describe(title, e.error_data.as_ref()))
 }
 
 /// A WhatsApp id (`447700900123`) as the E.164 number contacts are addressed by.

@@ -291,3 +291,34 @@ async fn graph_errors_never_carry_the_token() {
     assert_eq!(e.class, ErrorClass::Connection);
     assert!(!e.detail.contains(TOKEN), "{}", e.detail);
 }
+
+#[tokio::test]
+async fn with_upload_links_a_public_file_is_fetched_and_sent_by_id() {
+    let (server, wa) = setup(|c| c.upload_links = true).await;
+    Mock::given(method("GET"))
+        .and(path("/cdn/p.jpg"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"JPEGDATA".to_vec()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/v24.0/{PHONE_ID}/media")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "555"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path(messages_path()))
+        .and(body_json(json!({
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "+447700900123",
+            "type": "image", "image": {"id": "555"}
+        })))
+        .respond_with(accepted("wamid.UP"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let url = format!("{}/cdn/p.jpg", server.uri());
+    let content = Content { attachment: Some(attachment(&url, "image/jpeg")), ..text("") };
+    wa.send(&request(content, true)).await.expect("sent");
+    let received = server.received_requests().await.expect("recorded");
+    let upload = received.iter().find(|r| r.url.path().ends_with("/media")).expect("upload");
+    assert!(String::from_utf8_lossy(&upload.body).contains("JPEGDATA"));
+}

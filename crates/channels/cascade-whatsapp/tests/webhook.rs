@@ -203,3 +203,19 @@ fn the_verification_handshake() {
     ));
     assert!(matches!(get("https://h.test/webhooks/wa-1?hub.mode=unsubscribe"), Err(WebhookError::Handshake(_))));
 }
+
+#[test]
+fn without_secrets_webhooks_are_refused() {
+    let wa = WhatsApp::new(WhatsAppConfig::new("token", PHONE_ID)).expect("config");
+    let body = envelope(r#""statuses": []"#);
+    let h = signed(&body, APP_SECRET);
+    let post = WebhookRequest::post("https://h.test/", &h, body.as_bytes());
+    assert_eq!(wa.receive(&post), Err(WebhookError::NotConfigured("app_secret")));
+    let get = WebhookRequest {
+        method: "GET",
+        url: "https://h.test/?hub.mode=subscribe&hub.challenge=1&hub.verify_token=x",
+        headers: &h,
+        body: b"",
+    };
+    assert_eq!(wa.handshake(&get), Some(Err(WebhookError::NotConfigured("verify_token"))));
+}
