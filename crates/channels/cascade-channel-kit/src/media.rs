@@ -84,6 +84,55 @@ pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Atta
     with_type(Part::stream_with_length(body, size).file_name(file_name(attachment)), attachment)
 }
 
+/// The whole file, for channels that carry it inside the message (email): read from this
+/// machine or fetched with `client` (a [`fetch_client`](crate::http::fetch_client)). A file over
+/// `limit` bytes is `rejected` before it is read whole; fetch failures are classed as in
+/// [`fetched_part`].
+pub async fn bytes(client: &reqwest::Client, source: &Source, limit: u64) -> Result<Vec<u8>, SendError> {
+    let too_large = |size: u64| {
+        SendError::rejected("attachment_too_large", format!("the file is {size} bytes; this channel takes {limit}"))
+    };
+    match source {
+        Source::File(path) => {
+            let unreadable = |e: std::io::Error| {
+                SendError::rejected("attachment_unreadable", format!("cannot read {}: {e}", path.display()))
+            };
+            let size = tokio::fs::metadata(path).await.map_err(unreadable)?.len();
+            if size > limit {
+                return Err(too_large(size));
+            }
+            tokio::fs::read(path).await.map_err(unreadable)
+        }
+        Source::Url(url) => {
+            let mut response = client.get(url).send().await.map_err(|e| {
+                SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                let detail = format!("fetching the attachment answered {status}");
+                return Err(if status.is_client_error() {
+                    SendError::rejected("attachment_fetch", detail)
+                } else {
+                    SendError::transient("attachment_fetch", detail)
+                });
+            }
+            if let Some(size) = response.content_length().filter(|&s| s > limit) {
+                return Err(too_large(size));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
+            })? {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > limit {
+                    return Err(too_large(body.len() as u64));
+                }
+            }
+            Ok(body)
+        }
+    }
+}
+
 fn with_type(part: Part, attachment: &Attachment) -> Result<Part, SendError> {
     part.mime_str(&attachment.media_type)
         .map_err(|_| SendError::rejected("attachment_type", format!("not a media type: {:?}", attachment.media_type)))
@@ -112,6 +161,20 @@ mod tests {
         assert_eq!(file_name(&att("https://x.test/")), "file");
         let named = Attachment { filename: Some("Q3.pdf".into()), ..att("https://x.test/a") };
         assert_eq!(file_name(&named), "Q3.pdf");
+    }
+
+    #[tokio::test]
+    async fn whole_files_are_read_up_to_the_limit() {
+        let path = std::env::temp_dir().join(format!("cascade-kit-bytes-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").expect("write");
+        let client = crate::http::fetch_client(std::time::Duration::from_secs(5));
+        let source = Source::File(path.clone());
+        assert_eq!(bytes(&client, &source, 10).await.expect("fits"), b"0123456789");
+        let err = bytes(&client, &source, 9).await.expect_err("too large");
+        assert_eq!((err.class, err.code.as_str()), (cascade_engine::ErrorClass::Rejected, "attachment_too_large"));
+        std::fs::remove_file(&path).ok();
+        let err = bytes(&client, &source, 10).await.expect_err("gone");
+        assert_eq!(err.code, "attachment_unreadable");
     }
 
     #[tokio::test]
