@@ -1,0 +1,10 @@
+#![doc = include_str!("../docs.md")]
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+pub mod error;
+pub mod webhook;
+
+pub use client::{ADAPTER, LIMITS, MAX_TEXT, Max, Recipient, UPDATE_TYPES};
+pub use config::{DEFAULT_BASE_URL, MaxConfig};
