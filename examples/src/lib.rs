@@ -14,3 +14,8 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/writing-a-channel.md")]
 pub struct WritingAChannelDoctests;
+
+/// The sandbox guide's code, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sandbox.md")]
+pub struct SandboxDoctests;
