@@ -67,18 +67,7 @@ pub async fn file_part(path: &std::path::Path, attachment: &Attachment) -> Resul
 /// file hosts redirect. A file host that is down is `transient` (neither the sender nor the
 /// contact is at fault); one that answers 4xx is `rejected`.
 pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Attachment) -> Result<Part, SendError> {
-    let response = client.get(url).send().await.map_err(|e| {
-        SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
-    })?;
-    let status = response.status();
-    if !status.is_success() {
-        let detail = format!("fetching the attachment answered {status}");
-        return Err(if status.is_client_error() {
-            SendError::rejected("attachment_fetch", detail)
-        } else {
-            SendError::transient("attachment_fetch", detail)
-        });
-    }
+    let response = fetch(client, url).await?;
     let size = response.content_length().unwrap_or(attachment.size);
     let body = reqwest::Body::wrap_stream(response.bytes_stream());
     with_type(Part::stream_with_length(body, size).file_name(file_name(attachment)), attachment)
@@ -104,25 +93,12 @@ pub async fn bytes(client: &reqwest::Client, source: &Source, limit: u64) -> Res
             tokio::fs::read(path).await.map_err(unreadable)
         }
         Source::Url(url) => {
-            let mut response = client.get(url).send().await.map_err(|e| {
-                SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
-            })?;
-            let status = response.status();
-            if !status.is_success() {
-                let detail = format!("fetching the attachment answered {status}");
-                return Err(if status.is_client_error() {
-                    SendError::rejected("attachment_fetch", detail)
-                } else {
-                    SendError::transient("attachment_fetch", detail)
-                });
-            }
+            let mut response = fetch(client, url).await?;
             if let Some(size) = response.content_length().filter(|&s| s > limit) {
                 return Err(too_large(size));
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| {
-                SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
-            })? {
+            while let Some(chunk) = response.chunk().await.map_err(fetch_failed)? {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > limit {
                     return Err(too_large(body.len() as u64));
@@ -131,6 +107,26 @@ pub async fn bytes(client: &reqwest::Client, source: &Source, limit: u64) -> Res
             Ok(body)
         }
     }
+}
+
+/// A successful answer from a file host: one that is down is `transient` (neither the sender
+/// nor the contact is at fault); one that answers 4xx is `rejected`.
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, SendError> {
+    let response = client.get(url).send().await.map_err(fetch_failed)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let detail = format!("fetching the attachment answered {status}");
+    Err(if status.is_client_error() {
+        SendError::rejected("attachment_fetch", detail)
+    } else {
+        SendError::transient("attachment_fetch", detail)
+    })
+}
+
+fn fetch_failed(e: reqwest::Error) -> SendError {
+    SendError::transient("attachment_fetch", format!("fetching the attachment: {}", e.without_url()))
 }
 
 fn with_type(part: Part, attachment: &Attachment) -> Result<Part, SendError> {

@@ -196,6 +196,24 @@ pub fn verify_cascade_signature(secret: &[u8], header: &str, body: &[u8], now: i
     Ok(())
 }
 
+/// Checks a provider's shared-secret header (Telegram's `X-Telegram-Bot-Api-Secret-Token`,
+/// MAX's `X-Max-Bot-Api-Secret`): it must equal `secret`, compared in constant time. Without a
+/// configured secret the webhook is refused as [`WebhookError::NotConfigured`] naming `key`.
+pub fn verify_shared_secret(
+    request: &WebhookRequest<'_>,
+    header: &'static str,
+    secret: Option<&crate::Secret>,
+    key: &'static str,
+) -> Result<(), WebhookError> {
+    let secret = secret.ok_or(WebhookError::NotConfigured(key))?;
+    let given = request.signature_header(header)?;
+    if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(WebhookError::BadSignature)
+    }
+}
+
 /// Compares two secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

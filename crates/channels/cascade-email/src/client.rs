@@ -111,13 +111,6 @@ impl Email {
         cascade_channel_kit::config::connection(self.clone(), id, self.config.price, self.config.rate_limit)
     }
 
-    /// The message as it goes over the wire (RFC 5322 bytes), for a request. Its `Message-ID`
-    /// is `<cascade-id.attempt@sender-domain>`: the provider message id.
-    pub async fn render(&self, request: &SendRequest) -> Result<(String, Vec<u8>), SendError> {
-        let out = self.outgoing(request).await?;
-        Ok((out.message_id, out.bytes))
-    }
-
     async fn outgoing(&self, request: &SendRequest) -> Result<Outgoing, SendError> {
         let value = request.address.value.trim();
         let to: Address = value

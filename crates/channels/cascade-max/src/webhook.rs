@@ -5,7 +5,7 @@
 //! (from a user, not a bot) and `message_callback` (a callback button pressed) are inbound
 //! messages; `bot_started`, `bot_stopped` and the rest are accepted and ignored.
 
-use cascade_channel_kit::webhook::constant_time_eq;
+use cascade_channel_kit::webhook::verify_shared_secret;
 use cascade_channel_kit::{Intake, WebhookError, WebhookEvent, WebhookRequest};
 use cascade_engine::InboundMessage;
 use chrono::{TimeZone, Utc};
@@ -115,15 +115,7 @@ pub fn parse_update(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
 impl Max {
     /// Checks `X-Max-Bot-Api-Secret` against `webhook_secret`.
     pub fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        let Some(secret) = &self.config.webhook_secret else {
-            return Err(WebhookError::NotConfigured("webhook_secret"));
-        };
-        let given = request.signature_header(SECRET_HEADER)?;
-        if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(WebhookError::BadSignature)
-        }
+        verify_shared_secret(request, SECRET_HEADER, self.config.webhook_secret.as_ref(), "webhook_secret")
     }
 }
 

@@ -6,7 +6,7 @@
 //! else (`edited_message`, `my_chat_member` when a contact blocks the bot, callback queries…)
 //! is accepted and ignored.
 
-use cascade_channel_kit::webhook::constant_time_eq;
+use cascade_channel_kit::webhook::verify_shared_secret;
 use cascade_channel_kit::{Intake, WebhookError, WebhookEvent, WebhookRequest};
 use cascade_engine::InboundMessage;
 use chrono::{TimeZone, Utc};
@@ -67,15 +67,7 @@ pub fn parse_update(body: &[u8]) -> Result<Vec<WebhookEvent>, WebhookError> {
 impl Telegram {
     /// Checks the secret token header against the configured `webhook_secret`.
     pub fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        let Some(secret) = &self.config.webhook_secret else {
-            return Err(WebhookError::NotConfigured("webhook_secret"));
-        };
-        let given = request.signature_header(SECRET_HEADER)?;
-        if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
-            Ok(())
-        } else {
-            Err(WebhookError::BadSignature)
-        }
+        verify_shared_secret(request, SECRET_HEADER, self.config.webhook_secret.as_ref(), "webhook_secret")
     }
 }
 
