@@ -110,6 +110,10 @@ pub struct CascadeRequest {
     /// Caller data kept with the cascade and returned with its outcome.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
+    /// Who started the cascade, as the embedder names it (the server uses `key:NAME` for an
+    /// API key, `kommo:ACCOUNT` for a Kommo bot): it decides how the outcome is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl CascadeRequest {
@@ -123,6 +127,7 @@ impl CascadeRequest {
             idempotency_key: None,
             callback_url: None,
             metadata: serde_json::Value::Null,
+            owner: None,
         }
     }
 
@@ -449,6 +454,7 @@ impl Engine {
             idempotency_key: request.idempotency_key,
             callback_url: request.callback_url,
             metadata: request.metadata,
+            owner: request.owner,
         };
         let outbox = self.outbox_for(&state, &meta, &t.actions);
         let mut record = CascadeRecord { wake_at: self.wake_for(&state, now), state, meta: Arc::new(meta), version: 1 };

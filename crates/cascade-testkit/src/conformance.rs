@@ -51,6 +51,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
             fingerprint: fingerprint.into(),
             callback_url: None,
             metadata: serde_json::Value::Null,
+            owner: Some("key:test".into()),
         }),
         version: 1,
         wake_at: Some(wake),

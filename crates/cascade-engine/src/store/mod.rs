@@ -79,6 +79,9 @@ pub struct CascadeMeta {
     /// Caller data returned with the outcome.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,
+    /// Who started the cascade ([`CascadeRequest::owner`](crate::CascadeRequest::owner)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One stored cascade.
