@@ -6,9 +6,9 @@
 //!
 //! This crate holds the model ([`Contact`], [`Message`], [`Policy`], [`Status`], [`Outcome`]…),
 //! the [`Channel`] trait adapters implement, validation and planning ([`plan`]), the pure state
-//! machine ([`machine`]), connection pools ([`pool`]), templates ([`template`]), the [`Store`]
-//! trait with an in-memory implementation, and the tokio runtime ([`Engine`]). It depends on no
-//! other cascade crate.
+//! machine ([`machine`]), connection pools ([`pool`]), templates ([`template`]), link tracking
+//! ([`links`]), the [`Store`] trait with an in-memory implementation, and the tokio runtime
+//! ([`Engine`]). It depends on no other cascade crate.
 //!
 //! ```no_run
 //! # async fn demo(whatsapp: impl cascade_engine::Channel, sms: impl cascade_engine::Channel) -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +33,7 @@
 pub mod channel;
 pub mod clock;
 pub mod error;
+pub mod links;
 pub mod machine;
 pub mod model;
 pub mod plan;
@@ -47,6 +48,7 @@ pub use channel::{
     Accepted, Capabilities, Channel, ChannelInfo, ChatInfo, InboundMessage, MediaLimits, SendRequest, StatusUpdate,
 };
 pub use error::{EngineError, SubmitError, ValidationError};
+pub use links::LinkTracking;
 pub use model::*;
 pub use pool::{Connection, HealthPolicy, RateLimit};
 pub use runtime::{

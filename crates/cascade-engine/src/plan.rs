@@ -1,9 +1,10 @@
 //! Validation and planning: everything decided before the first send.
 //!
 //! [`build`] renders every step's content, resolves every step's address, decides which steps
-//! must be skipped (and why), applies "existing chat first" and sticky senders, and refuses the
-//! request with errors naming each offending field if anything is wrong. It is pure: the same
-//! request, channels and conversations give the same plan.
+//! must be skipped (and why), applies "existing chat first" and sticky senders, rewrites tracked
+//! links (see [`crate::links`]), and refuses the request with errors naming each offending field
+//! if anything is wrong. It is pure: the same request, cascade id, channels and conversations
+//! give the same plan.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Capabilities;
 use crate::error::ValidationError;
+use crate::links::{LinkTracking, Rewriter};
 use crate::model::{
-    Address, ChannelName, ConnectionId, Contact, Content, ContentOverride, Message, Policy, RetryPolicy, SkipReason,
-    Status, Timestamp, is_e164,
+    Address, CascadeId, ChannelName, ConnectionId, Contact, Content, ContentOverride, Message, Policy, RetryPolicy,
+    SkipReason, Status, Timestamp, is_e164,
 };
 use crate::store::Conversation;
 use crate::template;
@@ -34,6 +36,10 @@ pub trait ChannelDirectory {
 /// The inputs of a plan.
 #[derive(Debug)]
 pub struct PlanInput<'a> {
+    /// The id the cascade will have (tracked links carry it).
+    pub cascade: CascadeId,
+    /// The engine's link tracking, if it has any: policies with `track_links` need it.
+    pub link_tracking: Option<&'a LinkTracking>,
     /// The contact.
     pub contact: &'a Contact,
     /// The message.
@@ -63,8 +69,14 @@ pub struct PlannedStep {
     /// Where to send; `None` when skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<Address>,
-    /// What to send.
+    /// What to send. With link tracking, its links are already the tracked URLs.
     pub content: Arc<Content>,
+    /// The original URLs of the tracked links in `content`, each once (empty without link
+    /// tracking). Link numbers count these lists of every step in step order: step 0's links
+    /// are numbers `0..n0`, step 1's `n0..n0 + n1`, and so on. Following a tracked link
+    /// redirects to the URL kept here, never to one taken from the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
     /// Why the step is skipped, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<SkipReason>,
@@ -116,6 +128,18 @@ impl Plan {
     pub fn step_at(&self, pos: u16) -> Option<u16> {
         self.order().nth(pos as usize)
     }
+
+    /// The step and original URL of tracked link number `number` (see [`PlannedStep::links`]).
+    pub(crate) fn link(&self, number: u32) -> Option<(u16, &str)> {
+        let mut n = usize::try_from(number).ok()?;
+        for (i, step) in self.steps.iter().enumerate() {
+            match step.links.get(n) {
+                Some(url) => return Some((u16::try_from(i).ok()?, url)),
+                None => n -= step.links.len(),
+            }
+        }
+        None
+    }
 }
 
 /// Validates a request and builds its plan, or returns every problem found.
@@ -137,6 +161,15 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
     if policy.steps.len() > u16::MAX as usize {
         errors.push(ValidationError::new("policy.steps", "too many steps"));
     }
+    let tracking = if policy.track_links { input.link_tracking } else { None };
+    if policy.track_links && tracking.is_none() {
+        errors.push(ValidationError::new(
+            "policy.track_links",
+            "link tracking is not configured on this server (it needs a public base URL for the short links and \
+             a secret key); turn `track_links` off or configure link tracking",
+        ));
+    }
+    let mut next_link: u32 = 0;
     for ch in message.overrides.keys() {
         if !policy.steps.iter().any(|s| &s.channel == ch) {
             errors.push(ValidationError::new(
@@ -197,6 +230,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
         }
 
         // Content: the step's override over the message's channel override over the message.
+        let errors_before = errors.len();
         let channel_over = message.overrides.get(&step.channel);
         let content = match (channel_over, &step.content) {
             (None, None) => base.clone(),
@@ -225,6 +259,24 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
                     content
                 }
             }
+        };
+
+        // Tracked links: each step gets its own tokens, so a click names the step it came from.
+        let (content, links) = match tracking {
+            Some(t) => {
+                let mut rewriter = Rewriter::new(t, input.cascade, next_link);
+                let content = rewriter.content(&content).map_or(content, Arc::new);
+                let links = rewriter.into_links();
+                next_link = next_link.saturating_add(u32::try_from(links.len()).unwrap_or(u32::MAX));
+                if until == Status::Clicked && links.is_empty() && errors.len() == errors_before {
+                    errors.push(ValidationError::new(
+                        at("until"),
+                        "waits for `clicked`, but this step's content has no http(s) link to track",
+                    ));
+                }
+                (content, links)
+            }
+            None => (content, Vec::new()),
         };
 
         let text_source = step
@@ -288,6 +340,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
             timeout: step.timeout_or_default(),
             address: if skip.is_some() { None } else { address },
             content,
+            links,
             skip,
             connections: subset,
             sticky,

@@ -18,10 +18,11 @@ use tokio::sync::{Notify, broadcast};
 use crate::channel::{InboundMessage, SendRequest, StatusUpdate};
 use crate::clock::TokioClock;
 use crate::error::{EngineError, SubmitError};
+use crate::links::{self, LinkTracking};
 use crate::machine::{Action, CascadeState, Input, Phase};
 use crate::model::{
-    CascadeId, ChannelName, ConnectionId, Contact, ErrorClass, Event, EventKind, Message, Outcome, Policy, SendError,
-    Status, Timestamp,
+    Attempt, CascadeId, ChannelName, ConnectionId, Contact, ErrorClass, Event, EventKind, Message, Outcome, Policy,
+    SendError, Status, Timestamp,
 };
 use crate::plan::{self, DEFAULT_MAX_FILE_SIZE, PlanInput};
 use crate::pool::{Connection, HealthPolicy, PoolError, Pools};
@@ -198,6 +199,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     connections: Vec<Connection>,
     config: EngineConfig,
+    link_tracking: Option<LinkTracking>,
 }
 
 /// A mistake in the engine's set-up.
@@ -210,6 +212,10 @@ pub enum BuildError {
     /// No connection at all.
     #[error("the engine needs at least one connection")]
     NoConnections,
+    /// The link tracking settings are unusable (a short key, a base URL that is not an
+    /// absolute http(s) URL).
+    #[error("link tracking: {0}")]
+    LinkTracking(String),
 }
 
 impl EngineBuilder {
@@ -231,11 +237,21 @@ impl EngineBuilder {
         self
     }
 
+    /// Turns on link tracking: cascades whose policy has
+    /// [`track_links`](crate::Policy::track_links) get their links rewritten to
+    /// `{base_url}{token}`, and [`Engine::follow_link`] records the clicks (see
+    /// [`crate::links`]). Without it, such cascades are refused.
+    pub fn link_tracking(mut self, tracking: LinkTracking) -> Self {
+        self.link_tracking = Some(tracking);
+        self
+    }
+
     /// Builds the engine and starts its scheduler. Must be called inside a tokio runtime.
     pub fn build(self) -> Result<Engine, BuildError> {
         if self.connections.is_empty() {
             return Err(BuildError::NoConnections);
         }
+        let links = self.link_tracking.map(LinkTracking::checked).transpose().map_err(BuildError::LinkTracking)?;
         let pools = Pools::new(self.connections, self.config.health)?;
         let per_shard = self.config.cache_size.div_ceil(SHARDS);
         let (events, _) = broadcast::channel(4096);
@@ -243,6 +259,7 @@ impl EngineBuilder {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             pools,
             config: self.config,
+            links,
             clock: TokioClock::new(),
             shards: (0..SHARDS).map(|_| tokio::sync::Mutex::new(RecordCache::new(per_shard))).collect(),
             in_flight: Mutex::new(HashSet::new()),
@@ -277,6 +294,7 @@ struct Inner {
     store: Arc<dyn Store>,
     pools: Pools,
     config: EngineConfig,
+    links: Option<LinkTracking>,
     clock: TokioClock,
     /// One lock per shard of cascade ids: transitions of one cascade never overlap. Each
     /// holds the shard's cache of recent records.
@@ -431,8 +449,12 @@ impl Engine {
             .collect();
         let conversations =
             if addresses.is_empty() { Vec::new() } else { inner.store.conversations(&addresses).await? };
+        // The id comes first: tracked links carry it.
+        let id = CascadeId::new();
         let plan = plan::build(
             &PlanInput {
+                cascade: id,
+                link_tracking: inner.links.as_ref(),
                 contact: &request.contact,
                 message: &request.message,
                 policy: &request.policy,
@@ -445,7 +467,6 @@ impl Engine {
         )
         .map_err(SubmitError::Invalid)?;
 
-        let id = CascadeId::new();
         let mut state = CascadeState::new(id, plan, now);
         let t = state.apply(Input::Start, now, &mut inner.pools.picker(now));
         let meta = CascadeMeta {
@@ -552,31 +573,86 @@ impl Engine {
         let Some(r) = found else { return Ok(StatusMatch::Unmatched) };
         let delivered = update.status.reaches(Status::Delivered);
         let now = self.now();
-        // A delivery opens (or keeps open) a conversation, on channels that have them.
-        let conversation = |state: &CascadeState| {
-            let a = state.attempt(r.attempt)?;
-            let window = self.inner.pools.pool(&a.channel)?.capabilities().conversation_window;
-            window?;
-            Some(Conversation {
-                channel: a.channel.clone(),
-                connection: a.connection.clone()?,
-                address: state.plan.steps[a.step as usize].address.as_ref()?.value.clone(),
-                last_inbound_at: None,
-                last_delivery_at: Some(now),
-            })
-        };
         let applied = self
             .apply(
                 r.cascade,
                 None,
                 |_| Some(Input::Status { attempt: r.attempt, update: update.clone() }),
-                |state| if delivered { conversation(state) } else { None },
+                |state| if delivered { self.delivery_conversation(state, r.attempt, now) } else { None },
             )
             .await?;
         if let Some(Some(conv)) = applied {
             self.inner.store.touch_conversation(conv).await?;
         }
         Ok(StatusMatch::Matched { cascade: r.cascade, attempt: r.attempt })
+    }
+
+    /// Follows a tracked link: checks the token, records `clicked` on the most recent attempt
+    /// of the link's step that the provider accepted, and returns the original URL to redirect
+    /// to. `Ok(None)` means no such link: a token that is malformed, forged, signed with
+    /// another key, for a cascade this store no longer holds (past retention), or any token
+    /// when link tracking is off.
+    ///
+    /// The click is an ordinary status for that attempt: it lands on the timeline, ends a step
+    /// waiting for `clicked` (or anything below it) as delivered, and follows the late-success
+    /// rule for earlier steps. A click on a finished cascade is recorded on its attempt but
+    /// changes no outcome; a click on a step with no accepted attempt records nothing. Either
+    /// way the URL is returned. Each attempt records its first click only, so repeated clicks
+    /// cost reads, not writes. If recording fails, the failure is logged and the URL is still
+    /// returned: the contact gets where the link goes.
+    ///
+    /// The URL comes from the cascade's stored plan, never from the token, so this is not an
+    /// open redirect. Bytes outside ASCII are percent-encoded, so it fits a `Location` header.
+    ///
+    /// Link-preview fetchers (messengers unfurling a link, mail scanners) are not the contact:
+    /// answer them, and `HEAD` requests, with [`Engine::link_target`] instead.
+    pub async fn follow_link(&self, token: &str) -> Result<Option<String>, EngineError> {
+        self.resolve_link(token, true).await
+    }
+
+    /// Like [`Engine::follow_link`], without recording a click: where a tracked link leads.
+    pub async fn link_target(&self, token: &str) -> Result<Option<String>, EngineError> {
+        self.resolve_link(token, false).await
+    }
+
+    async fn resolve_link(&self, token: &str, click: bool) -> Result<Option<String>, EngineError> {
+        let Some(tracking) = &self.inner.links else { return Ok(None) };
+        let Some((id, number)) = tracking.verify(token) else { return Ok(None) };
+        let Some(record) = self.inner.store.load(id).await? else { return Ok(None) };
+        let Some((step, url)) = record.state.plan.link(number) else { return Ok(None) };
+        let target = links::location_safe(url);
+        if !click {
+            return Ok(Some(target));
+        }
+        drop(record);
+        let now = self.now();
+        let clicked = |state: &CascadeState| {
+            let a = clicked_attempt(state, step)?;
+            if a.statuses.iter().any(|s| s.status == Status::Clicked) {
+                return None; // the first click is on record
+            }
+            let update = StatusUpdate {
+                provider_message_id: a.provider_message_id.clone()?,
+                status: Status::Clicked,
+                at: None,
+                error: None,
+            };
+            Some(Input::Status { attempt: a.number, update })
+        };
+        let observe = |state: &CascadeState| {
+            let a = clicked_attempt(state, step)?;
+            self.delivery_conversation(state, a.number, now)
+        };
+        match self.apply(id, None, clicked, observe).await {
+            Ok(Some(Some(conv))) => {
+                if let Err(e) = self.inner.store.touch_conversation(conv).await {
+                    tracing::warn!(cascade = %id, error = %e, "could not record the conversation of a click");
+                }
+            }
+            Ok(_) | Err(EngineError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(cascade = %id, error = %e, "could not record a click"),
+        }
+        Ok(Some(target))
     }
 
     /// Feeds an inbound message received on `connection`: records the conversation and stops
@@ -676,6 +752,20 @@ impl Engine {
     }
 
     // ---- internals ----
+
+    /// The conversation a delivery of `attempt` opens or keeps open, on channels that have
+    /// conversations.
+    fn delivery_conversation(&self, state: &CascadeState, attempt: u32, now: Timestamp) -> Option<Conversation> {
+        let a = state.attempt(attempt)?;
+        self.inner.pools.pool(&a.channel)?.capabilities().conversation_window?;
+        Some(Conversation {
+            channel: a.channel.clone(),
+            connection: a.connection.clone()?,
+            address: state.plan.steps[a.step as usize].address.as_ref()?.value.clone(),
+            last_inbound_at: None,
+            last_delivery_at: Some(now),
+        })
+    }
 
     fn wake_for(&self, state: &CascadeState, now: Timestamp) -> Option<Timestamp> {
         let w = state.wake_at()?;
@@ -1007,6 +1097,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// The attempt a click on a link of step `step` is credited to: the step's most recent attempt
+/// the provider accepted.
+fn clicked_attempt(state: &CascadeState, step: u16) -> Option<&Attempt> {
+    state.attempts.iter().rev().find(|a| a.step == step && a.provider_message_id.is_some())
 }
 
 /// The outcome report sent to callbacks and returned by the API: the outcome, the path taken

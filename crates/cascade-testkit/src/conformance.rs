@@ -32,6 +32,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
             timeout: Duration::from_secs(60),
             address: Some(Address { kind: AddressKind::Phone, value: phone.into() }),
             content: Arc::new(Content { text: "hi".into(), ..Content::default() }),
+            links: Vec::new(),
             skip: None,
             connections: None,
             sticky: None,

@@ -34,7 +34,10 @@ pub struct Policy {
     /// cascade as delivered (default on). Off: it is only recorded.
     #[serde(default = "yes")]
     pub late_success_wins: bool,
-    /// Links in the message are tracked, so steps may wait `until = "clicked"`.
+    /// Links in the message are tracked, so steps may wait `until = "clicked"`: they become
+    /// short redirect URLs that record a click (see [`crate::links`]). The engine must have
+    /// link tracking configured ([`crate::EngineBuilder::link_tracking`]), or the request is
+    /// refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub track_links: bool,
     /// Retries of transient errors inside a step.

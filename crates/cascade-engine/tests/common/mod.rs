@@ -55,6 +55,8 @@ pub fn plan_with(
 ) -> Result<Plan, Vec<ValidationError>> {
     plan::build(
         &PlanInput {
+            cascade: cascade_engine::CascadeId::new(),
+            link_tracking: None,
             contact,
             message,
             policy,
