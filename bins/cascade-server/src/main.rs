@@ -1,0 +1,129 @@
+//! `cascade-server`: reads the configuration (a TOML file plus `CASCADE_*` environment
+//! overrides), opens the store, starts the engine and serves the HTTP API. On SIGTERM or
+//! Ctrl-C it stops accepting requests, finishes the sends in flight, and exits; running
+//! cascades continue from the store when a server starts again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The cascade server.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  cascade-server --config cascade.toml\n  cascade-server --config cascade.toml --check-config\n  CASCADE_SERVER__LISTEN=0.0.0.0:8080 cascade-server --config cascade.toml\n  cascade-server --hash-key ck_live_0123456789abcdef"
+)]
+struct Args {
+    /// The configuration file.
+    #[arg(long, short, env = "CASCADE_CONFIG", default_value = "cascade.toml")]
+    config: PathBuf,
+    /// The address to listen on (overrides `server.listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Check the configuration, print every problem with its key and file, and exit
+    /// (0: valid, 2: problems).
+    #[arg(long)]
+    check_config: bool,
+    /// Print the hash of an API key for `api_keys.NAME.hash`, and exit.
+    #[arg(long, value_name = "KEY")]
+    hash_key: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(key) = args.hash_key {
+        println!("{}", cascade_http::auth::hash_key(&key));
+        return ExitCode::SUCCESS;
+    }
+    let config = match cascade_config::load(Some(&args.config)) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{} has {} problem(s):", args.config.display(), problems.0.len());
+            for p in &problems.0 {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!(
+            "{}: valid ({} connection(s), {} polic(ies), {} API key(s))",
+            args.config.display(),
+            config.connections.len(),
+            config.policies.len(),
+            config.api_keys.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logs(&config.server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, args.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("cascade-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(server: &cascade_config::ServerConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&server.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match server.log_format {
+        cascade_config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        cascade_config::LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: cascade_config::Config, listen: Option<SocketAddr>) -> Result<(), String> {
+    let built = cascade_config::build(&config).await.map_err(|p| p.to_string())?;
+    let addr = listen.unwrap_or(config.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(listen = %local, public_url = %config.server.public_url, "cascade-server ready");
+    let workers = built.app.spawn_workers();
+    axum::serve(listener, built.app.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!(grace = ?config.server.shutdown_grace, "stopping: finishing sends in flight");
+    built.engine.shutdown(config.server.shutdown_grace).await;
+    workers.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,147 @@
+//! Kommo (amoCRM) SalesBot: `POST /kommo/widget_request`.
+//!
+//! The bot's `widget_request` step posts `token`, `data` and `return_url`. The token is
+//! verified (HS512 with the integration's secret, expiry, integration id, audience = this
+//! server's origin, and `return_url` on the token's own account); `data` becomes a cascade
+//! whose idempotency key is derived from `return_url`, so a resent request never starts a
+//! second one. The answer is a 200 within two seconds: if looking up the contact's phone or
+//! email in Kommo takes longer, the rest continues in the background. When the cascade ends,
+//! the callback worker posts `{"data": {"status": "success" | "fail", ...}}` to `return_url`
+//! with the account's token (see [`crate::callbacks`]); a 404 there means the bot stopped
+//! waiting, and is recorded as such. If no cascade can be started (bad data), the bot is
+//! told `fail` at once. `docs/kommo.md` has the set-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cascade_engine::{CascadeRequest, Message};
+use cascade_kommo::{ContinueReport, Kommo, KommoError, Verified, WidgetRequest};
+use serde_json::json;
+
+use crate::App;
+use crate::problem::{Problem, ProblemKind};
+
+/// How long the endpoint works before answering and finishing in the background.
+const BUDGET: Duration = Duration::from_millis(1500);
+
+fn problem(e: &KommoError) -> Problem {
+    let kind = match e.http_status() {
+        401 => ProblemKind::Unauthorized,
+        400 => ProblemKind::MalformedBody,
+        422 => ProblemKind::InvalidRequest,
+        _ => ProblemKind::Unavailable,
+    };
+    let mut p = Problem::new(kind, e.to_string());
+    if let Some(f) = e.field() {
+        p = p.field(f.to_string());
+    }
+    p
+}
+
+/// `POST /kommo/widget_request`.
+pub async fn widget_request(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, Problem> {
+    let kommo =
+        app.inner().kommo.clone().ok_or_else(|| Problem::not_found("Kommo is not configured on this server"))?;
+    let body = body.map_err(crate::api::body_problem)?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let req = cascade_kommo::parse_widget_request(ct, &body).map_err(|e| problem(&e))?;
+    let audience = app.inner().public_url.origin().ascii_serialization();
+    let verified = kommo.verify(&req, &audience, chrono::Utc::now().timestamp()).map_err(|e| {
+        tracing::warn!(error = %e, "kommo widget_request refused");
+        problem(&e)
+    })?;
+    let work = {
+        let app = app.clone();
+        let kommo = kommo.clone();
+        async move { start(&app, &kommo, &verified, &req).await }
+    };
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(BUDGET, &mut task).await {
+        Ok(Ok(Some(id))) => {
+            Ok((StatusCode::OK, axum::Json(json!({"status": "accepted", "cascade_id": id}))).into_response())
+        }
+        Ok(Ok(None)) => Ok((StatusCode::OK, axum::Json(json!({"status": "failed"}))).into_response()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "kommo widget_request task failed");
+            Err(Problem::new(ProblemKind::Internal, "the request could not be processed"))
+        }
+        Err(_) => {
+            // Still looking the contact up: the task goes on, Kommo gets its answer now.
+            Ok((StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response())
+        }
+    }
+}
+
+/// Maps and starts the cascade; on failure tells the bot `fail`. Returns the cascade id.
+async fn start(app: &App, kommo: &Arc<Kommo>, verified: &Verified, req: &WidgetRequest) -> Option<String> {
+    let account = verified.account.clone();
+    let fail = |reason: String| async move {
+        tracing::warn!(account = %account, reason = %reason, "kommo: no cascade started; telling the bot `fail`");
+        let report = ContinueReport::new("", false);
+        let result = kommo.continue_bot(&verified.account, &req.return_url, &report).await;
+        tracing::info!(result = ?result, "kommo: fail reported");
+    };
+    let mapped = match kommo.to_cascade(verified, req).await {
+        Ok(m) => m,
+        Err(e) => {
+            fail(e.to_string()).await;
+            return None;
+        }
+    };
+    let policy_value = match mapped.policy {
+        Some(name) => serde_json::Value::String(name),
+        None => {
+            fail("no policy: set data[policy], the account's policy or kommo.default_policy".into()).await;
+            return None;
+        }
+    };
+    let policy = match app.resolve_policy(&policy_value) {
+        Ok(p) => p,
+        Err(errors) => {
+            fail(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
+            return None;
+        }
+    };
+    let mut request = CascadeRequest::new(mapped.contact, Message::text(mapped.text), policy);
+    request.variables = mapped.variables;
+    request.idempotency_key = Some(Kommo::idempotency_key(&req.return_url));
+    request.callback_url = Some(req.return_url.clone());
+    request.owner = Some(Kommo::owner(&verified.account));
+    request.metadata = json!({"kommo": {"account": verified.account}});
+    match app.inner().engine.submit(request).await {
+        Ok(handle) => {
+            tracing::info!(cascade = %handle.id(), account = %verified.account, existing = handle.is_existing(), "kommo: cascade started");
+            Some(handle.id().to_string())
+        }
+        Err(e) => {
+            fail(e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// Delivers a finished Kommo cascade's report to its bot (called by the callback worker).
+pub(crate) async fn deliver(
+    kommo: &Kommo,
+    account: &str,
+    return_url: &str,
+    report: &ContinueReport,
+) -> crate::callbacks::Delivery {
+    use crate::callbacks::Delivery;
+    match kommo.continue_bot(account, return_url, report).await {
+        cascade_kommo::ContinueResult::Continued => Delivery::Delivered,
+        cascade_kommo::ContinueResult::BotGone => {
+            Delivery::GiveUp("404: the bot stopped waiting before the cascade ended".into())
+        }
+        cascade_kommo::ContinueResult::Transient { detail, .. } => Delivery::Retry(detail),
+        cascade_kommo::ContinueResult::Permanent { detail } => Delivery::GiveUp(detail),
+    }
+}

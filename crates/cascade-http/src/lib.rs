@@ -1,0 +1,292 @@
+//! # cascade-http
+//!
+//! cascade's HTTP server as an [axum] router you can run on its own (`cascade-server`) or mount
+//! in your own service: the JSON API under `/v1` (start, read, list, cancel and watch
+//! cascades; upload files), provider webhooks at `/webhooks/{connection_id}`, signed file links
+//! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
+//! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
+//! `application/problem+json`. Background work (callback delivery, metrics) runs in
+//! [`App::spawn_workers`].
+//!
+//! ```no_run
+//! # async fn demo(engine: cascade_engine::Engine) -> std::io::Result<()> {
+//! use cascade_http::{App, auth::{ApiKey, Scope}};
+//!
+//! let app = App::builder(engine)
+//!     .public_url("https://cascade.example.com".parse().unwrap())
+//!     .secret(b"a long random secret of 32 bytes or more".to_vec())
+//!     .api_key(ApiKey::from_plain("crm", "ck_live_secret", [Scope::Send, Scope::Read]))
+//!     .build();
+//! let workers = app.spawn_workers();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app.router()).await?;
+//! workers.stop().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod callbacks;
+pub mod kommo;
+pub mod metrics;
+pub mod net;
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod redirect;
+pub mod uploads;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use cascade_channel_kit::webhook::Intake;
+use cascade_engine::{ConnectionId, Engine, Policy};
+
+use crate::auth::{ApiKey, ApiKeys};
+use crate::callbacks::CallbackSettings;
+use crate::metrics::Metrics;
+use crate::net::UrlPolicy;
+use crate::uploads::Uploads;
+
+pub use crate::problem::{Problem, ProblemKind};
+
+/// The largest JSON body accepted by default (1 MiB).
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// The largest upload accepted by default (100 MB).
+pub const DEFAULT_MAX_UPLOAD: u64 = 100 * 1000 * 1000;
+
+/// The server: an engine and everything the HTTP side needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pub(crate) policies: HashMap<String, Arc<Policy>>,
+    pub(crate) intakes: HashMap<ConnectionId, Arc<dyn Intake>>,
+    pub(crate) keys: ApiKeys,
+    pub(crate) public_url: url::Url,
+    pub(crate) uploads: Option<Uploads>,
+    pub(crate) url_policy: UrlPolicy,
+    pub(crate) max_body: usize,
+    pub(crate) link_ttl: Duration,
+    pub(crate) callbacks: CallbackSettings,
+    pub(crate) metrics: Metrics,
+    pub(crate) kommo: Option<Arc<cascade_kommo::Kommo>>,
+}
+
+/// Builds an [`App`].
+#[derive(Debug)]
+pub struct AppBuilder {
+    engine: Engine,
+    policies: HashMap<String, Arc<Policy>>,
+    intakes: HashMap<ConnectionId, Arc<dyn Intake>>,
+    keys: ApiKeys,
+    public_url: url::Url,
+    secret: Vec<u8>,
+    upload_dir: Option<std::path::PathBuf>,
+    max_upload: u64,
+    url_policy: UrlPolicy,
+    max_body: usize,
+    link_ttl: Duration,
+    callbacks: CallbackSettings,
+    kommo: Option<Arc<cascade_kommo::Kommo>>,
+}
+
+impl App {
+    /// Starts building a server around `engine`.
+    pub fn builder(engine: Engine) -> AppBuilder {
+        AppBuilder {
+            engine,
+            policies: HashMap::new(),
+            intakes: HashMap::new(),
+            keys: ApiKeys::default(),
+            public_url: url::Url::parse("http://127.0.0.1:8080/").unwrap_or_else(|_| unreachable!()),
+            secret: Vec::new(),
+            upload_dir: None,
+            max_upload: DEFAULT_MAX_UPLOAD,
+            url_policy: UrlPolicy::default(),
+            max_body: DEFAULT_MAX_BODY,
+            link_ttl: Duration::from_secs(7 * 86_400),
+            callbacks: CallbackSettings::default(),
+            kommo: None,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The router with every endpoint. Mount it at the root of your service (paths are absolute).
+    pub fn router(&self) -> Router {
+        let upload_limit = usize::try_from(self.inner.uploads.as_ref().map_or(0, Uploads::max_size))
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 * 1024);
+        Router::new()
+            .route("/v1/cascades", post(api::start).get(api::list))
+            .route("/v1/cascades/{id}", get(api::get_one))
+            .route("/v1/cascades/{id}/cancel", post(api::cancel))
+            .route("/v1/cascades/{id}/events", get(api::events))
+            .route("/v1/callbacks/dead", get(api::dead_callbacks))
+            .route("/v1/uploads", post(api::upload).layer(DefaultBodyLimit::max(upload_limit)))
+            .route("/v1/openapi.json", get(openapi::serve))
+            .route("/files/{id}", get(api::file))
+            .route("/l/{token}", get(redirect::follow))
+            .route("/kommo/widget_request", post(kommo::widget_request))
+            .route("/webhooks/{connection}", post(webhooks::receive).get(webhooks::handshake))
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics))
+            .fallback(ops::not_found)
+            .layer(DefaultBodyLimit::max(self.inner.max_body))
+            .with_state(self.clone())
+    }
+
+    /// Starts the background work: callback delivery from the outbox, and metrics from the
+    /// engine's events. Stop it with [`Workers::stop`] on shutdown.
+    pub fn spawn_workers(&self) -> Workers {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(callbacks::run(self.clone(), stopped.clone())),
+            tokio::spawn(metrics::listen(self.clone(), stopped)),
+        ];
+        Workers { stop, tasks }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The background tasks of an [`App`].
+#[derive(Debug)]
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops them, letting a callback being delivered finish. (Dropping `Workers` stops them too.)
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl AppBuilder {
+    /// A named policy requests may refer to (`"policy": "default"`).
+    pub fn policy(mut self, name: impl Into<String>, policy: Policy) -> Self {
+        self.policies.insert(name.into(), Arc::new(policy));
+        self
+    }
+
+    /// The webhook intake of a connection (`POST /webhooks/{connection}`).
+    pub fn intake(mut self, connection: impl Into<ConnectionId>, intake: Arc<dyn Intake>) -> Self {
+        self.intakes.insert(connection.into(), intake);
+        self
+    }
+
+    /// An API key.
+    pub fn api_key(mut self, key: ApiKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// The URL providers and contacts reach this server at (webhook URLs as providers sign
+    /// them, file and link URLs). Default `http://127.0.0.1:8080/`.
+    pub fn public_url(mut self, url: url::Url) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// The secret that signs file links (32 bytes or more; a random one if never set, which
+    /// makes links stop working across restarts).
+    pub fn secret(mut self, secret: Vec<u8>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    /// Accepts uploads into `dir`, each up to `max_size` bytes.
+    pub fn uploads(mut self, dir: impl Into<std::path::PathBuf>, max_size: u64) -> Self {
+        self.upload_dir = Some(dir.into());
+        self.max_upload = max_size;
+        self
+    }
+
+    /// Allows callbacks and media URLs on loopback and private networks (demo and tests).
+    pub fn allow_internal_urls(mut self, allow: bool) -> Self {
+        self.url_policy.allow_internal = allow;
+        self
+    }
+
+    /// The largest JSON body (default 1 MiB).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How long signed file links stay valid (default 7 days; longer than a cascade lives).
+    pub fn link_ttl(mut self, ttl: Duration) -> Self {
+        self.link_ttl = ttl;
+        self
+    }
+
+    /// Serves Kommo SalesBot's `widget_request` at `POST /kommo/widget_request`.
+    pub fn kommo(mut self, kommo: cascade_kommo::Kommo) -> Self {
+        self.kommo = Some(Arc::new(kommo));
+        self
+    }
+
+    /// Callback delivery settings.
+    pub fn callbacks(mut self, settings: CallbackSettings) -> Self {
+        self.callbacks = settings;
+        self
+    }
+
+    /// Builds the app. Fails only if the upload directory cannot be created.
+    pub fn try_build(self) -> std::io::Result<App> {
+        let secret = if self.secret.is_empty() {
+            uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect()
+        } else {
+            self.secret
+        };
+        let uploads = match self.upload_dir {
+            Some(dir) => Some(Uploads::new(dir, self.max_upload, secret.clone())?),
+            None => None,
+        };
+        let metrics = Metrics::new(&self.engine);
+        Ok(App {
+            inner: Arc::new(Inner {
+                engine: self.engine,
+                policies: self.policies,
+                intakes: self.intakes,
+                keys: self.keys,
+                public_url: self.public_url,
+                uploads,
+                url_policy: self.url_policy,
+                max_body: self.max_body,
+                link_ttl: self.link_ttl,
+                callbacks: self.callbacks,
+                metrics,
+                kommo: self.kommo,
+            }),
+        })
+    }
+
+    /// Builds the app; panics if the upload directory cannot be created (use
+    /// [`try_build`](Self::try_build) to handle that).
+    pub fn build(self) -> App {
+        self.try_build().unwrap_or_else(|e| panic!("cannot create the upload directory: {e}"))
+    }
+}

@@ -1,0 +1,205 @@
+//! Outbound URLs the caller chose (callbacks, media to fetch): no server-side request forgery.
+//!
+//! A URL whose host is, or resolves to, a loopback, private, link-local, shared (CGNAT),
+//! unspecified, multicast or documentation address is refused unless the server allows private
+//! addresses (the demo does). The check runs twice: once when the URL is given (a clear 422),
+//! and again on every connection through [`GuardedResolver`], so a name that later resolves
+//! elsewhere (DNS rebinding) is refused too. Redirects are not followed.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Whether an address is one the public internet cannot reach: loopback, private, link-local,
+/// shared address space, unspecified, broadcast, multicast, documentation or benchmarking, and
+/// IPv6 unique-local, link-local and IPv4-mapped forms of those.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_v4(v4);
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 of anything
+        }
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared 100.64.0.0/10
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || o[0] >= 240
+}
+
+/// Why an outbound URL was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlRefused {
+    /// Not an absolute `http(s)` URL with a host.
+    #[error("must be an absolute http:// or https:// URL with a host")]
+    NotHttp,
+    /// It carries a user name or password.
+    #[error("must not carry credentials")]
+    Credentials,
+    /// The host is or resolves to an internal address.
+    #[error("resolves to an internal address ({0}); this server does not call internal addresses")]
+    Internal(IpAddr),
+    /// The host name does not resolve.
+    #[error("the host does not resolve: {0}")]
+    Unresolvable(String),
+}
+
+/// Where outbound calls may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UrlPolicy {
+    /// Allow internal addresses (loopback, private networks). Off by default.
+    pub allow_internal: bool,
+}
+
+impl UrlPolicy {
+    /// Checks a URL's form and, unless internal addresses are allowed, where its host resolves.
+    pub async fn check(&self, raw: &str) -> Result<url::Url, UrlRefused> {
+        let url = url::Url::parse(raw).map_err(|_| UrlRefused::NotHttp)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UrlRefused::NotHttp);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlRefused::Credentials);
+        }
+        let host = match url.host() {
+            Some(h) => h,
+            None => return Err(UrlRefused::NotHttp),
+        };
+        if self.allow_internal {
+            return Ok(url);
+        }
+        match host {
+            url::Host::Ipv4(ip) => check_ip(IpAddr::V4(ip))?,
+            url::Host::Ipv6(ip) => check_ip(IpAddr::V6(ip))?,
+            url::Host::Domain(name) => {
+                let port = url.port_or_known_default().unwrap_or(443);
+                let addrs = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, port)))
+                    .await
+                    .map_err(|_| UrlRefused::Unresolvable(format!("{name}: lookup timed out")))?
+                    .map_err(|e| UrlRefused::Unresolvable(format!("{name}: {e}")))?;
+                let mut any = false;
+                for a in addrs {
+                    check_ip(a.ip())?;
+                    any = true;
+                }
+                if !any {
+                    return Err(UrlRefused::Unresolvable(name.to_owned()));
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    /// An HTTP client that enforces this policy on every connection and follows no redirects.
+    pub fn client(&self, timeout: Duration) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cascade/", env!("CARGO_PKG_VERSION")));
+        if !self.allow_internal {
+            b = b.dns_resolver(Arc::new(GuardedResolver));
+        }
+        b.build().unwrap_or_else(|_| reqwest::Client::new())
+    }
+}
+
+fn check_ip(ip: IpAddr) -> Result<(), UrlRefused> {
+    if is_internal(ip) { Err(UrlRefused::Internal(ip)) } else { Ok(()) }
+}
+
+/// A resolver that drops internal addresses, so a connection can only reach what
+/// [`UrlPolicy::check`] would allow, even if the name's records changed since.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_internal(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to internal addresses").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_internal(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "172.32.0.1", "100.128.0.1"] {
+            assert!(!is_internal(ip.parse().expect("ip")), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked() {
+        let strict = UrlPolicy::default();
+        assert_eq!(
+            strict.check("http://127.0.0.1:9/x").await.expect_err("loopback"),
+            UrlRefused::Internal("127.0.0.1".parse().expect("ip"))
+        );
+        assert!(matches!(strict.check("http://[::1]/").await, Err(UrlRefused::Internal(_))));
+        assert!(matches!(strict.check("http://localhost:8080/").await, Err(UrlRefused::Internal(_))));
+        assert_eq!(strict.check("ftp://example.com/").await.expect_err("scheme"), UrlRefused::NotHttp);
+        assert_eq!(strict.check("https://u:p@example.com/").await.expect_err("creds"), UrlRefused::Credentials);
+        assert_eq!(strict.check("not a url").await.expect_err("garbage"), UrlRefused::NotHttp);
+        // Public literals pass without any lookup.
+        assert!(strict.check("https://8.8.8.8/hook").await.is_ok());
+        let open = UrlPolicy { allow_internal: true };
+        assert!(open.check("http://127.0.0.1:9/x").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_guarded_client_will_not_connect_inside() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = UrlPolicy::default().client(Duration::from_secs(2));
+        let err = client.get(format!("http://localhost:{port}/")).send().await.expect_err("refused");
+        assert!(format!("{err:?}").contains("internal addresses"), "{err:?}");
+    }
+}

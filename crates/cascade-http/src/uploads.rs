@@ -1,0 +1,217 @@
+//! Uploaded files: streamed to disk, never held whole in memory, and served to providers that
+//! fetch by URL through expiring signed links.
+//!
+//! Each upload is two files in the upload directory: `<id>` (the bytes) and `<id>.json` (its
+//! name, media type and size). A part is written to `<id>.part` first and renamed when
+//! complete, so a crash never leaves a half file that looks whole. Links are
+//! `{public_url}/files/{id}?expires=<unix>&sig=<hex HMAC-SHA256(secret, "id.expires")>`.
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use cascade_channel_kit::webhook::{constant_time_eq, hmac_sha256};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+/// What is known of one upload.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UploadInfo {
+    /// The id to refer to it by (`message.attachment.upload_id`).
+    pub upload_id: String,
+    /// The file name as uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Why an upload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Larger than the limit.
+    #[error("the file is larger than the {0}-byte limit")]
+    TooLarge(u64),
+    /// Writing it failed.
+    #[error("could not store the file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The upload directory and link signing.
+#[derive(Clone)]
+pub struct Uploads {
+    dir: PathBuf,
+    max_size: u64,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads").field("dir", &self.dir).field("max_size", &self.max_size).finish_non_exhaustive()
+    }
+}
+
+/// An upload in progress: bytes go straight to disk.
+#[derive(Debug)]
+pub struct Writer {
+    file: tokio::fs::File,
+    part: PathBuf,
+    id: String,
+    size: u64,
+    max: u64,
+}
+
+impl Writer {
+    /// Appends a chunk; fails (and the part is removed by [`Writer::abort`]) past the limit.
+    pub async fn write(&mut self, chunk: &Bytes) -> Result<(), UploadError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.max {
+            return Err(UploadError::TooLarge(self.max));
+        }
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Drops a failed upload.
+    pub async fn abort(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.part).await;
+    }
+}
+
+impl Uploads {
+    /// Files go to `dir` (created if missing), each at most `max_size` bytes; links are signed
+    /// with `secret`.
+    pub fn new(dir: impl Into<PathBuf>, max_size: u64, secret: impl Into<Vec<u8>>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir, max_size, secret: secret.into() })
+    }
+
+    /// The size limit.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Starts an upload.
+    pub async fn begin(&self) -> Result<Writer, UploadError> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let part = self.dir.join(format!("{id}.part"));
+        let file = tokio::fs::File::create(&part).await?;
+        Ok(Writer { file, part, id, size: 0, max: self.max_size })
+    }
+
+    /// Completes an upload: flushes it to disk, then makes it visible.
+    pub async fn finish(
+        &self,
+        writer: Writer,
+        filename: Option<String>,
+        media_type: String,
+    ) -> Result<UploadInfo, UploadError> {
+        writer.file.sync_all().await?;
+        drop(writer.file);
+        let info = UploadInfo { upload_id: writer.id.clone(), filename, media_type, size: writer.size };
+        let meta = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        tokio::fs::write(self.dir.join(format!("{}.json", writer.id)), meta).await?;
+        tokio::fs::rename(&writer.part, self.path(&writer.id)).await?;
+        Ok(info)
+    }
+
+    /// An upload's details, if it exists.
+    pub async fn info(&self, id: &str) -> Option<UploadInfo> {
+        if !valid_id(id) {
+            return None;
+        }
+        let meta = tokio::fs::read(self.dir.join(format!("{id}.json"))).await.ok()?;
+        let info: UploadInfo = serde_json::from_slice(&meta).ok()?;
+        tokio::fs::metadata(self.path(id)).await.ok()?;
+        Some(info)
+    }
+
+    /// Where an upload's bytes are.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// The signed query (`expires=…&sig=…`) for `id` until `expires` (unix seconds).
+    pub fn sign(&self, id: &str, expires: i64) -> String {
+        format!(
+            "expires={expires}&sig={}",
+            hex::encode(hmac_sha256(&self.secret, format!("{id}.{expires}").as_bytes()))
+        )
+    }
+
+    /// Checks a signed link at `now`.
+    pub fn verify(&self, id: &str, expires: i64, sig: &str, now: i64) -> bool {
+        let expected = hex::encode(hmac_sha256(&self.secret, format!("{id}.{expires}").as_bytes()));
+        constant_time_eq(expected.as_bytes(), sig.as_bytes()) && now <= expires && valid_id(id)
+    }
+
+    /// The upload directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Upload ids are 32 lower-case hex digits: nothing else reaches the file system.
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// A media type for a file name, when the client sent none (or a generic one).
+pub fn guess_media_type(filename: Option<&str>) -> &'static str {
+    let ext = filename.and_then(|f| f.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "mp3" => "audio/mpeg",
+        "ogg" | "opus" => "audio/ogg",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_and_signs() {
+        let dir = std::env::temp_dir().join(format!("cascade-uploads-{}", uuid::Uuid::now_v7().simple()));
+        let uploads = Uploads::new(&dir, 10, b"k".to_vec()).expect("dir");
+        let mut w = uploads.begin().await.expect("begin");
+        w.write(&Bytes::from_static(b"hello")).await.expect("chunk");
+        let info = uploads.finish(w, Some("a.txt".into()), "text/plain".into()).await.expect("finish");
+        assert_eq!(info.size, 5);
+        assert_eq!(uploads.info(&info.upload_id).await, Some(info.clone()));
+        assert_eq!(std::fs::read(uploads.path(&info.upload_id)).expect("bytes"), b"hello");
+        assert!(uploads.info("../../etc/passwd").await.is_none());
+
+        let mut w = uploads.begin().await.expect("begin");
+        assert!(matches!(w.write(&Bytes::from_static(b"12345678901")).await, Err(UploadError::TooLarge(10))));
+        w.abort().await;
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+        assert_eq!(left.len(), 2, "only the finished upload and its details remain");
+
+        let q = uploads.sign(&info.upload_id, 100);
+        let sig = q.split("sig=").nth(1).expect("sig");
+        assert!(uploads.verify(&info.upload_id, 100, sig, 99));
+        assert!(!uploads.verify(&info.upload_id, 100, sig, 101), "expired");
+        assert!(!uploads.verify(&info.upload_id, 101, sig, 99), "expiry changed");
+        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(guess_media_type(Some("x.JPG")), "image/jpeg");
+    }
+}
