@@ -381,3 +381,44 @@ async fn operations_endpoints() {
     assert!(doc["components"]["schemas"]["StartRequest"]["properties"]["contact"].is_object());
     let _ = caps::sms();
 }
+
+#[tokio::test]
+async fn tracked_links_redirect_and_record_the_click() {
+    let t = TestApp::new().await;
+    let body = json!({
+        "contact": {"phone": "+15551234567"},
+        "message": {"text": "Your offer: https://shop.example.com/offer?id=7."},
+        "policy": {"track_links": true, "steps": [{"channel": "whatsapp", "until": "clicked"}, {"channel": "sms"}]}
+    });
+    let (s, _, r) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let id = r["id"].as_str().expect("id").to_owned();
+    let sent = t.wait_sends(1).await;
+    let text = &sent[0].content().text;
+    assert!(!text.contains("shop.example.com"), "the link is rewritten: {text}");
+    let link = text.split_whitespace().find(|w| w.contains("/l/")).expect("a tracked link").trim_end_matches('.');
+    let path = link.strip_prefix("http://127.0.0.1:8080").expect("under the public URL");
+
+    let follow = |ua: &'static str| {
+        let r = axum::http::Request::get(path).header("user-agent", ua).body(axum::body::Body::empty()).expect("req");
+        let router = t.router.clone();
+        async move { tower::ServiceExt::oneshot(router, r).await.expect("infallible") }
+    };
+    // A messenger drawing the link's preview does not count as a click.
+    let preview = follow("WhatsApp/2.23.20.0").await;
+    assert_eq!(preview.status(), StatusCode::FOUND);
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    assert_eq!(view["state"], "running");
+
+    let click = follow("Mozilla/5.0 (iPhone)").await;
+    assert_eq!(click.status(), StatusCode::FOUND);
+    assert_eq!(click.headers()["location"], "https://shop.example.com/offer?id=7");
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    assert_eq!(view["state"], "delivered", "{view}");
+    assert_eq!(view["outcome"]["status"], "clicked");
+    assert!(t.sms.sends().is_empty());
+
+    let forged = path.replace("/l/", "/l/A");
+    let (s, _) = t.raw_get(&forged).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

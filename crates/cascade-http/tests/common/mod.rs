@@ -53,6 +53,7 @@ impl TestApp {
         let engine = Engine::builder()
             .connection(Connection::new("wa-main", whatsapp.clone()))
             .connection(Connection::new("sms-main", sms.clone()))
+            .link_tracking(cascade_engine::LinkTracking::new("http://127.0.0.1:8080/l/", [7u8; 32].to_vec()))
             .build()
             .expect("engine");
         let upload_dir = std::env::temp_dir().join(format!("cascade-http-test-{}", uuid::Uuid::now_v7().simple()));
