@@ -1,0 +1,142 @@
+//! Loading and checking configurations: every problem named by key and source, environment
+//! overrides, and a built engine and app.
+
+use cascade_config::{Config, StoreConfig, check, from_toml, load};
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9090"
+public_url = "https://cascade.example.com"
+secret = "0123456789abcdef0123456789abcdef"
+
+[store]
+kind = "memory"
+
+[api_keys.crm]
+hash = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+scopes = ["send", "read"]
+callback_secret = "whsec-crm"
+rate_limit = 100
+
+[connections.wa-main]
+adapter = "whatsapp-cloud"
+access_token = "EAAG-token"
+phone_number_id = "106540352242922"
+app_secret = "app-secret"
+
+[connections.sms-main]
+adapter = "twilio"
+account_sid = "AC00000000000000000000000000000001"
+auth_token = "twilio-token"
+from = "+15550009999"
+
+[policies.default]
+steps = [{ channel = "whatsapp", until = "read", timeout = "30s" }, { channel = "sms" }]
+"#;
+
+fn keys(problems: &[cascade_config::ConfigProblem]) -> Vec<&str> {
+    problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn a_good_config_loads_with_its_values() {
+    let c: Config = from_toml(GOOD).expect("valid");
+    assert_eq!(c.server.listen.port(), 9090);
+    assert!(matches!(c.store, StoreConfig::Memory));
+    assert_eq!(c.connections.len(), 2);
+    assert_eq!(c.policies["default"].steps.len(), 2);
+    assert!(check(&c).is_empty());
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let bad = GOOD
+        .replace("phone_number_id = \"106540352242922\"", "phone_number_id = \"+1 555\"")
+        .replace("until = \"read\"", "until = \"replied\"")
+        .replace("{ channel = \"sms\" }", "{ channel = \"telegram\" }")
+        .replace("sha256:ba78", "sha1:ba78")
+        .replace("rate_limit = 100", "rate_limit = 0")
+        .replace("secret = \"0123456789abcdef0123456789abcdef\"", "secret = \"short\"");
+    let problems = from_toml(&bad).expect_err("invalid").0;
+    let keys = keys(&problems);
+    for expected in [
+        "connections.wa-main.phone_number_id",
+        "policies.default.steps[1].channel",
+        "api_keys.crm.hash",
+        "api_keys.crm.rate_limit",
+        "server.secret",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    // WhatsApp reports `read` but not... it does report replies (inbound), so `replied` is fine.
+    assert!(!keys.contains(&"policies.default.steps[0].until"), "{keys:?}");
+    let sms_until = from_toml(&GOOD.replace("{ channel = \"sms\" }", "{ channel = \"sms\", until = \"read\" }"))
+        .expect_err("sms never reports read")
+        .0;
+    assert_eq!(keys_of(&sms_until), ["policies.default.steps[1].until"]);
+    assert!(sms_until[0].message.contains("delivered"), "{}", sms_until[0].message);
+}
+
+fn keys_of(p: &[cascade_config::ConfigProblem]) -> Vec<String> {
+    p.iter().map(|p| p.key.clone()).collect()
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_key() {
+    let problems = from_toml("[server]\nlisen = \"127.0.0.1:1\"\n").expect_err("unknown").0;
+    assert_eq!(problems[0].key, "server.lisen");
+    assert!(problems[0].message.contains("listen"), "suggests the known keys: {}", problems[0].message);
+    let problems = from_toml("[server]\nmax_body = \"big\"\n").expect_err("type").0;
+    assert_eq!(problems[0].key, "server.max_body");
+    let problems = from_toml("[connections.x]\nadapter = \"pigeon\"\n").expect_err("adapter").0;
+    assert!(problems[0].key.starts_with("connections.x"), "{problems:?}");
+    assert!(problems[0].message.contains("whatsapp-cloud"), "lists the adapters: {}", problems[0].message);
+    let problems = from_toml("[store]\nkind = \"postgres\"\nurl = \"mysql://x\"\n").expect_err("url").0;
+    assert!(keys(&problems).contains(&"store.url"), "{problems:?}");
+    let none = from_toml("").expect_err("no connections").0;
+    assert_eq!(keys(&none), ["connections"]);
+}
+
+#[test]
+fn the_file_and_environment_overrides_are_named() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("cascade.toml", GOOD)?;
+        jail.set_env("CASCADE_SERVER__LISTEN", "127.0.0.1:7070");
+        jail.set_env("CASCADE_API_KEYS__CRM__CALLBACK_SECRET", "from-env");
+        let c = load(Some("cascade.toml".as_ref())).expect("valid");
+        assert_eq!(c.server.listen.port(), 7070, "CASCADE_SERVER__LISTEN wins over the file");
+        assert_eq!(
+            c.api_keys["crm"].callback_secret.as_ref().map(|s| s.expose().to_owned()).as_deref(),
+            Some("from-env")
+        );
+
+        jail.set_env("CASCADE_SERVER__MAX_BODY", "lots");
+        let problems = load(Some("cascade.toml".as_ref())).expect_err("bad env").0;
+        assert_eq!(problems[0].key, "server.max_body");
+        let source = problems[0].source.clone().unwrap_or_default();
+        assert!(source.contains("CASCADE_SERVER__MAX_BODY") || source.contains("environment"), "{source}");
+
+        jail.create_file("broken.toml", "[server]\nmax_body = \"lots\"\n")?;
+        jail.clear_env();
+        let problems = load(Some("broken.toml".as_ref())).expect_err("bad file").0;
+        assert!(problems[0].to_string().contains("broken.toml"), "{}", problems[0]);
+        let missing = load(Some("nope.toml".as_ref())).expect_err("missing").0;
+        assert!(missing[0].to_string().contains("nope.toml"));
+        Ok(())
+    });
+}
+
+#[tokio::test]
+async fn a_config_builds_an_engine_and_an_app() {
+    let dir = std::env::temp_dir().join(format!("cascade-config-test-{}", std::process::id()));
+    let sqlite = format!("[store]\nkind = \"sqlite\"\npath = \"{}/db/cascade.db\"", dir.display());
+    let text = GOOD.replace("[store]\nkind = \"memory\"", &sqlite);
+    let mut c: Config = from_toml(&text).expect("valid");
+    c.server.upload_dir = dir.join("uploads");
+    let built = cascade_config::build(&c).await.expect("built");
+    assert!(built.engine.pools().pool(&"whatsapp".into()).is_some());
+    assert!(dir.join("db/cascade.db").exists(), "the SQLite file and its folder are created");
+    assert!(dir.join("uploads").is_dir());
+    built.engine.shutdown(std::time::Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
