@@ -95,8 +95,12 @@ async fn serve(config: cascade_config::Config, listen: Option<SocketAddr>) -> Re
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(listen = %local, public_url = %config.server.public_url, "cascade-server ready");
     let workers = built.app.spawn_workers();
+    let app = built.app.clone();
     axum::serve(listener, built.app.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            app.begin_shutdown();
+        })
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!(grace = ?config.server.shutdown_grace, "stopping: finishing sends in flight");

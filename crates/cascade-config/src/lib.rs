@@ -49,9 +49,10 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{s}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
+        match (&self.source, self.key.is_empty()) {
+            (Some(s), true) => write!(f, "{s}: {}", self.message),
+            (Some(s), false) => write!(f, "{s}: {}: {}", self.key, self.message),
+            (None, _) => write!(f, "{}: {}", self.key, self.message),
         }
     }
 }
@@ -81,12 +82,25 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigProblems> {
             return Err(ConfigProblems(vec![ConfigProblem {
                 key: String::new(),
                 source: Some(file.display().to_string()),
-                message: "the file does not exist".into(),
+                message: "the configuration file does not exist".into(),
             }]));
         }
         figment = figment.merge(Toml::file_exact(file));
     }
-    load_from(figment.merge(Env::prefixed("CASCADE_").split("__")), file)
+    load_from(figment.merge(env()), file)
+}
+
+/// The top-level sections: only `CASCADE_<SECTION>__…` variables are configuration, so other
+/// `CASCADE_*` variables (`CASCADE_CONFIG`, the CLI's `CASCADE_SERVER` URL…) are left alone.
+const SECTIONS: [&str; 8] = ["server", "store", "engine", "callbacks", "api_keys", "connections", "policies", "kommo"];
+
+fn env() -> Env {
+    Env::prefixed("CASCADE_")
+        .filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            SECTIONS.iter().any(|s| k.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
+        })
+        .split("__")
 }
 
 /// Reads a configuration from TOML text (and no environment), then checks it. For tests and

@@ -76,6 +76,7 @@ impl Connection {
 
 /// When a connection is taken out and let back in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthPolicy {
     /// `connection`-class failures in a row that take a connection out. Default 3.
     pub failures_to_eject: u32,

@@ -33,7 +33,7 @@ use crate::store::{
 
 /// Engine settings. The defaults suit most deployments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The largest attachment accepted at all (100 MB).
     pub max_file_size: u64,

@@ -435,7 +435,7 @@ pub async fn events(State(app): State<App>, headers: HeaderMap, Path(id): Path<S
     let rx = app.inner().engine.subscribe(id);
     let view = app.inner().engine.get(id).await?.ok_or_else(|| Problem::not_found(format!("no cascade {id}")))?;
     let done = view.record.state.is_finished();
-    let stream = timeline_stream(view.events, rx, done);
+    let stream = timeline_stream(view.events, rx, done, app.inner().shutdown.subscribe());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -445,20 +445,27 @@ struct Timeline {
     rx: broadcast::Receiver<Event>,
     done: bool,
     n: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn timeline_stream(
     stored: Vec<Event>,
     rx: broadcast::Receiver<Event>,
     done: bool,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let t = Timeline { backlog: stored.clone().into(), seen: stored, rx, done, n: 0 };
+    let t = Timeline { backlog: stored.clone().into(), seen: stored, rx, done, n: 0, stop };
     futures_util::stream::unfold(t, |mut t| async move {
         let event = match t.backlog.pop_front() {
             Some(e) => e,
             None if t.done => return None,
             None => loop {
-                match t.rx.recv().await {
+                let received = tokio::select! {
+                    r = t.rx.recv() => r,
+                    // The server is stopping: end the stream so shutdown is not held open.
+                    _ = t.stop.wait_for(|stopping| *stopping) => return None,
+                };
+                match received {
                     Ok(e) if t.seen.contains(&e) => {}
                     Ok(e) => break e,
                     Err(broadcast::error::RecvError::Lagged(_)) => {}

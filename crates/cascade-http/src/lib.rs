@@ -81,6 +81,7 @@ pub(crate) struct Inner {
     pub(crate) callbacks: CallbackSettings,
     pub(crate) metrics: Metrics,
     pub(crate) kommo: Option<Arc<cascade_kommo::Kommo>>,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Builds an [`App`].
@@ -160,6 +161,12 @@ impl App {
             tokio::spawn(metrics::listen(self.clone(), stopped)),
         ];
         Workers { stop, tasks }
+    }
+
+    /// Tells long-lived answers (event streams) to end, so a graceful shutdown is not held
+    /// open by watchers. Call it when the shutdown signal arrives.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -280,6 +287,7 @@ impl AppBuilder {
                 callbacks: self.callbacks,
                 metrics,
                 kommo: self.kommo,
+                shutdown: tokio::sync::watch::channel(false).0,
             }),
         })
     }

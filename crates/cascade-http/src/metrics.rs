@@ -7,7 +7,7 @@
 //! | `cascade_attempts_total` | `channel`, `adapter`, `result` | sends by result (`accepted`, `failed`, `unknown`) |
 //! | `cascade_status_latency_seconds` | `channel`, `status` | from a send's start to each status (histogram) |
 //! | `cascade_connection_healthy` | `connection`, `channel` | 1 while the connection is in its pool |
-//! | `cascade_connection_sends_total` | `connection`, `channel` | sends made through the connection |
+//! | `cascade_connection_sends` | `connection`, `channel` | sends made through the connection since start (gauge) |
 //! | `cascade_due_lag_seconds` | | how late the most overdue running cascade is (0 when on time) |
 //! | `cascade_callbacks_total` | `result` | callback tries (`delivered`, `retry`, `dead`) |
 //! | `cascade_callbacks_dead` | | callbacks given up on and kept |

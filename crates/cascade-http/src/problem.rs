@@ -23,7 +23,7 @@ pub enum ProblemKind {
     InvalidRequest,
     /// No API key, or an unknown one: 401.
     Unauthorized,
-    /// The key lacks the scope the endpoint needs: 403.
+    /// The key lacks the scope the endpoint needs, or a signed link is invalid or expired: 403.
     Forbidden,
     /// No such resource: 404.
     NotFound,
@@ -84,7 +84,7 @@ impl ProblemKind {
             Self::MalformedBody => "The request body is malformed",
             Self::InvalidRequest => "The request is invalid",
             Self::Unauthorized => "An API key is required",
-            Self::Forbidden => "The API key lacks the scope this needs",
+            Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
             Self::IdempotencyConflict => "The idempotency key belongs to a different request",
             Self::PayloadTooLarge => "The request body is too large",
