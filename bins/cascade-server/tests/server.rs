@@ -84,7 +84,7 @@ struct Server {
 
 impl Server {
     async fn start(config: &Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_cascade-server"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cascade-server"))
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "warn")
@@ -100,6 +100,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the server did not become ready");
     }
 

@@ -98,6 +98,8 @@ fn unknown_keys_and_wrong_types_name_the_key() {
 }
 
 #[test]
+// figment's Jail closure returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 fn the_file_and_environment_overrides_are_named() {
     figment::Jail::expect_with(|jail| {
         jail.create_file("cascade.toml", GOOD)?;
