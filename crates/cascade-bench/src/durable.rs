@@ -14,10 +14,10 @@ use crate::engine::{Accepting, caps, request, throughput};
 use crate::report;
 
 /// A scratch directory for database files, removed when dropped.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::var_os("CASCADE_BENCH_DIR")
             .map_or_else(|| std::env::temp_dir().join(format!("cascade-bench-{}", std::process::id())), PathBuf::from);
         std::fs::create_dir_all(&dir).expect("scratch directory");

@@ -8,17 +8,24 @@
 //! cargo run --release -p cascade-bench -- engine --count 50000
 //! cargo run --release -p cascade-bench -- sqlite --waiting 1000000
 //! cargo run --release -p cascade-bench -- postgres
+//! cargo run --release -p cascade-bench -- http --count 20000 --clients 64
+//! cargo run --release -p cascade-bench -- webhook --count 2000 --clients 4
 //! ```
 //!
 //! Scenarios: `engine` (the runtime with the in-memory store and instant in-process channels),
 //! `sqlite` and `postgres` (the same cascades on a durable store; `sqlite` also measures the
 //! memory of a process with `--waiting N` cascades waiting, default 1,000,000, 0 to skip).
 //! `postgres` uses `CASCADE_BENCH_DATABASE_URL` (default: the local server's `test` database).
+//! `http` and `webhook` run a real cascade-http server on a loopback port over a SQLite file,
+//! with HTTP clients in the same process: `http` measures `POST /v1/cascades` throughput and
+//! latency, `webhook` the time from a WhatsApp `failed` status webhook to the next channel's
+//! send (`--clients N`: concurrent clients).
 //! Budgets and recorded results live in `docs/performance.md`.
 
 mod alloc;
 mod durable;
 mod engine;
+mod http;
 
 use std::process::ExitCode;
 
@@ -33,7 +40,9 @@ pub fn report(scenario: &str, metric: &str, value: f64) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cascade-bench <scenario> [--count N] [--waiting N]\nscenarios: engine, sqlite, postgres");
+    eprintln!(
+        "usage: cascade-bench <scenario> [--count N] [--waiting N] [--clients N]\nscenarios: engine, sqlite, postgres, http, webhook"
+    );
     ExitCode::from(2)
 }
 
@@ -52,14 +61,16 @@ fn main() -> ExitCode {
             None => Ok(None),
         }
     };
-    let (count, waiting) = match (number("--count"), number("--waiting")) {
-        (Ok(c), Ok(w)) => (c.filter(|n| *n > 0), w),
-        (Err(code), _) | (_, Err(code)) => return code,
+    let (count, waiting, clients) = match (number("--count"), number("--waiting"), number("--clients")) {
+        (Ok(c), Ok(w), Ok(k)) => (c.filter(|n| *n > 0), w, k.filter(|n| *n > 0)),
+        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
     };
     match scenario.as_str() {
         "engine" => engine::run(count),
         "sqlite" => durable::sqlite(count, waiting.unwrap_or(1_000_000)),
         "postgres" => durable::postgres(count),
+        "http" => http::http(count, clients),
+        "webhook" => http::webhook(count, clients),
         other => {
             eprintln!("unknown scenario `{other}`");
             return usage();
