@@ -5,8 +5,9 @@
 //! `CASCADE_API_KEYS__CRM__KEY=…` sets `api_keys.crm.key`), checked key by key, then built into
 //! a running engine with its connections and policies, and the HTTP app around it.
 //!
-//! Every problem is reported at once, each naming its key and where the value came from (the
-//! file, or the environment variable).
+//! Each problem names its key and where the value came from (the file, or the environment).
+//! Reading stops at the first value of the wrong type or unknown key; the checks after it
+//! (connections, policies, keys, server settings) report every problem at once.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -213,6 +214,11 @@ fn adapters(config: &Config, problems: &mut Vec<ConfigProblem>) -> Adapters {
 /// every policy step names a configured channel, connections and a status it can report, the
 /// API keys, and the server settings. Returns every problem.
 pub fn check(config: &Config) -> Vec<ConfigProblem> {
+    checked(config).1
+}
+
+/// [`check`], keeping the adapters it built so [`build`] need not build them again.
+fn checked(config: &Config) -> (Adapters, Vec<ConfigProblem>) {
     let mut problems = Vec::new();
     let adapters = adapters(config, &mut problems);
     if config.connections.is_empty() {
@@ -310,7 +316,7 @@ pub fn check(config: &Config) -> Vec<ConfigProblem> {
     {
         problems.push(problem("store.url", "must be a postgres:// URL"));
     }
-    problems
+    (adapters, problems)
 }
 
 /// A running engine and the HTTP app around it, built from a [`Config`].
@@ -325,11 +331,10 @@ pub struct Built {
 /// Opens the store, builds every connection, starts the engine and makes the app. Must run
 /// inside a tokio runtime.
 pub async fn build(config: &Config) -> Result<Built, ConfigProblems> {
-    let mut problems = check(config);
+    let (adapters, problems) = checked(config);
     if !problems.is_empty() {
         return Err(ConfigProblems(problems));
     }
-    let adapters = adapters(config, &mut problems);
     let store = open_store(&config.store).await.map_err(|p| ConfigProblems(vec![p]))?;
     let root: Vec<u8> = match &config.server.secret {
         Some(s) => s.expose().as_bytes().to_vec(),

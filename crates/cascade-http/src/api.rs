@@ -320,7 +320,7 @@ fn cascade_json(state: &CascadeState, meta: &CascadeMeta, events: Option<&[Event
                 json!({
                     "channel": s.channel,
                     "until": s.until,
-                    "timeout": humantime_secs(s.timeout),
+                    "timeout": cascade_engine::model::duration::format(s.timeout),
                     "skip": s.skip,
                 })
             })
@@ -332,10 +332,6 @@ fn cascade_json(state: &CascadeState, meta: &CascadeMeta, events: Option<&[Event
         }
     }
     v
-}
-
-fn humantime_secs(d: std::time::Duration) -> String {
-    format!("{}s", d.as_secs_f64())
 }
 
 /// `GET /v1/cascades/{id}`: the state, outcome, every attempt with its statuses, errors and

@@ -272,7 +272,7 @@ impl AppBuilder {
             Some(dir) => Some(Uploads::new(dir, self.max_upload, secret.clone())?),
             None => None,
         };
-        let metrics = Metrics::new(&self.engine);
+        let metrics = Metrics::new();
         Ok(App {
             inner: Arc::new(Inner {
                 engine: self.engine,

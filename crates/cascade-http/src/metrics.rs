@@ -89,13 +89,19 @@ pub struct Metrics {
 
 const OPEN_CAP: usize = 200_000;
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An attempt in motion: its number, channel, adapter and start.
 type OpenAttempt = (u32, ChannelName, String, Timestamp);
 type OpenAttempts = HashMap<CascadeId, Vec<OpenAttempt>>;
 
 impl Metrics {
     /// Registers every metric.
-    pub fn new(_engine: &Engine) -> Self {
+    pub fn new() -> Self {
         let mut r = Registry::with_prefix("cascade");
         let started = Counter::default();
         r.register("cascades_started", "Cascades created", started.clone());

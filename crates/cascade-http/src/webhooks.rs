@@ -9,20 +9,31 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cascade_channel_kit::webhook::{WebhookError, WebhookEvent, WebhookRequest};
+use std::sync::Arc;
+
+use cascade_channel_kit::webhook::{Intake, WebhookError, WebhookEvent, WebhookRequest};
 use cascade_engine::{ConnectionId, StatusMatch};
 use serde_json::json;
 
 use crate::App;
 use crate::problem::{Problem, ProblemKind};
 
+/// Signature errors (and a connection with no secret to check one with) are 401s; the rest 400s.
 fn problem(e: &WebhookError) -> Problem {
-    let kind = if e.is_auth() { ProblemKind::BadSignature } else { ProblemKind::MalformedBody };
-    let kind = if matches!(e, WebhookError::NotConfigured(_)) { ProblemKind::BadSignature } else { kind };
-    Problem::new(kind, e.to_string())
+    let auth = e.is_auth() || matches!(e, WebhookError::NotConfigured(_));
+    Problem::new(if auth { ProblemKind::BadSignature } else { ProblemKind::MalformedBody }, e.to_string())
 }
 
 impl App {
+    /// The webhook intake of a connection, or a 404.
+    fn intake(&self, connection: &str) -> Result<(ConnectionId, Arc<dyn Intake>), Problem> {
+        let id = ConnectionId::from(connection);
+        let intake = self.inner().intakes.get(&id).cloned();
+        intake
+            .map(|i| (id, i))
+            .ok_or_else(|| Problem::not_found(format!("no connection {connection:?} takes webhooks here")))
+    }
+
     /// The URL a provider called, as it saw it: the public URL's origin and path prefix, then
     /// the request's path and query.
     fn called_url(&self, uri: &axum::http::Uri) -> String {
@@ -40,13 +51,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
-    let id = ConnectionId::from(connection.as_str());
-    let intake = app
-        .inner()
-        .intakes
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("no connection {connection:?} takes webhooks here")))?;
+    let (id, intake) = app.intake(&connection)?;
     let body = body.map_err(crate::api::body_problem)?;
     let url = app.called_url(&uri);
     let request = WebhookRequest::post(&url, &headers, &body);
@@ -89,13 +94,7 @@ pub async fn handshake(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let id = ConnectionId::from(connection.as_str());
-    let intake = app
-        .inner()
-        .intakes
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("no connection {connection:?} takes webhooks here")))?;
+    let (_, intake) = app.intake(&connection)?;
     let url = app.called_url(&uri);
     let request = WebhookRequest { method: "GET", url: &url, headers: &headers, body: &[] };
     match intake.handshake(&request) {
