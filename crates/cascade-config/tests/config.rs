@@ -86,6 +86,8 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     let problems = from_toml("[server]\nlisen = \"127.0.0.1:1\"\n").expect_err("unknown").0;
     assert_eq!(problems[0].key, "server.lisen");
     assert!(problems[0].message.contains("listen"), "suggests the known keys: {}", problems[0].message);
+    let problems = from_toml("[engine]\nsend_timout = \"5s\"\n").expect_err("unknown engine key").0;
+    assert_eq!(problems[0].key, "engine.send_timout");
     let problems = from_toml("[server]\nmax_body = \"big\"\n").expect_err("type").0;
     assert_eq!(problems[0].key, "server.max_body");
     let problems = from_toml("[connections.x]\nadapter = \"pigeon\"\n").expect_err("adapter").0;
@@ -105,6 +107,9 @@ fn the_file_and_environment_overrides_are_named() {
         jail.create_file("cascade.toml", GOOD)?;
         jail.set_env("CASCADE_SERVER__LISTEN", "127.0.0.1:7070");
         jail.set_env("CASCADE_API_KEYS__CRM__CALLBACK_SECRET", "from-env");
+        // Other CASCADE_ variables are not configuration.
+        jail.set_env("CASCADE_CONFIG", "cascade.toml");
+        jail.set_env("CASCADE_TEST_DATABASE_URL", "postgres://x");
         let c = load(Some("cascade.toml".as_ref())).expect("valid");
         assert_eq!(c.server.listen.port(), 7070, "CASCADE_SERVER__LISTEN wins over the file");
         assert_eq!(

@@ -422,3 +422,20 @@ async fn tracked_links_redirect_and_record_the_click() {
     let (s, _) = t.raw_get(&forged).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn event_streams_end_when_the_server_begins_to_stop() {
+    let t = TestApp::new().await;
+    let (_, _, body) = t.post_json("/v1/cascades", SEND_KEY, &start_body(), None).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    t.wait_sends(1).await;
+    let app = t.clone();
+    let watcher = tokio::spawn(async move { app.sse(&format!("/v1/cascades/{id}/events")).await });
+    tokio::task::yield_now().await;
+    t.app.begin_shutdown();
+    let names = tokio::time::timeout(std::time::Duration::from_secs(10), watcher)
+        .await
+        .expect("the stream ends although the cascade still runs")
+        .expect("task");
+    assert!(!names.contains(&"finished".to_owned()), "{names:?}");
+}
