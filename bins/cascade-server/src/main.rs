@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_logs(&config.server);
+    cascade_config::telemetry::init(&config.server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -76,36 +76,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(server: &cascade_config::ServerConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&server.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match server.log_format {
-        cascade_config::LogFormat::Json => builder.json().flatten_event(true).init(),
-        cascade_config::LogFormat::Text => builder.init(),
-    }
-}
-
 async fn serve(config: cascade_config::Config, listen: Option<SocketAddr>) -> Result<(), String> {
     let built = cascade_config::build(&config).await.map_err(|p| p.to_string())?;
     let addr = listen.unwrap_or(config.server.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(listen = %local, public_url = %config.server.public_url, "cascade-server ready");
-    let workers = built.app.spawn_workers();
-    let app = built.app.clone();
-    axum::serve(listener, built.app.router())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            app.begin_shutdown();
-        })
+    built
+        .app
+        .serve(listener, shutdown_signal(), config.server.shutdown_grace)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!(grace = ?config.server.shutdown_grace, "stopping: finishing sends in flight");
-    built.engine.shutdown(config.server.shutdown_grace).await;
-    workers.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

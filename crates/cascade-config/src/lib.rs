@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod model;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

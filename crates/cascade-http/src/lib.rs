@@ -169,6 +169,31 @@ impl App {
         self.inner.shutdown.send_replace(true);
     }
 
+    /// Runs the whole server on `listener` until `shutdown` resolves: starts the
+    /// [workers](App::spawn_workers), serves [the router](App::router), then stops in order —
+    /// no new requests, event streams ended, the sends in flight given up to `grace` to finish
+    /// ([`Engine::shutdown`]), the workers stopped. Running cascades continue from the store
+    /// when a server starts again.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        grace: std::time::Duration,
+    ) -> std::io::Result<()> {
+        let workers = self.spawn_workers();
+        let app = self.clone();
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                app.begin_shutdown();
+            })
+            .await;
+        tracing::info!(grace = ?grace, "stopping: finishing sends in flight");
+        self.inner.engine.shutdown(grace).await;
+        workers.stop().await;
+        served
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
