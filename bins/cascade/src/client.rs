@@ -38,11 +38,6 @@ impl Client {
         Ok(Self { http, base, key: key.filter(|k| !k.is_empty()) })
     }
 
-    /// The server's base URL.
-    pub fn base(&self) -> &url::Url {
-        &self.base
-    }
-
     /// A request to the base URL plus `segments`, each percent-encoded as one path segment.
     fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
         let mut url = self.base.clone();

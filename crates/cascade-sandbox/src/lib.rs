@@ -64,6 +64,7 @@ pub fn router(state: Arc<State>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .route("/_sandbox/requests", get(requests).delete(clear))
         .route("/_sandbox/webhooks", get(webhooks))
+        .route("/_sandbox/inbound", axum::routing::post(inbound))
         .with_state(state)
 }
 
@@ -73,6 +74,36 @@ async fn requests(AxumState(state): AxumState<Arc<State>>) -> Response {
 
 async fn webhooks(AxumState(state): AxumState<Arc<State>>) -> Response {
     axum::Json(state.webhooks()).into_response()
+}
+
+/// `POST /_sandbox/inbound`: a contact writes to us.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundRequest {
+    channel: String,
+    from: String,
+    text: String,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+async fn inbound(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> Response {
+    let request: InboundRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let hint = r#"send {"channel": "whatsapp", "from": "+15550100001", "text": "Hi"}"#;
+            return (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}; {hint}")).into_response();
+        }
+    };
+    match send_inbound(&state, &request.channel, &request.from, request.to.as_deref(), &request.text).await {
+        Ok(status) => axum::Json(json!({"webhook_status": status})).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
+    }
+}
+
+async fn send_inbound(state: &State, channel: &str, from: &str, to: Option<&str>, text: &str) -> Result<u16, String> {
+    let (provider, hook) = providers::inbound_hook(state, channel, from, to, text)?;
+    state.post(provider, &hook).await.ok_or_else(|| format!("the {channel} webhook could not be delivered to {}", hook.url))
 }
 
 async fn clear(AxumState(state): AxumState<Arc<State>>) -> StatusCode {
@@ -190,6 +221,13 @@ impl Sandbox {
     /// Every webhook sent so far.
     pub fn webhooks(&self) -> Vec<SentWebhook> {
         self.state.webhooks()
+    }
+
+    /// Makes the contact at `from` write `text` to us on `channel` (`whatsapp`, `telegram`,
+    /// `sms`, `viber`, `max`): the provider's inbound-message webhook is sent now, signed, and
+    /// the status it was answered with returned. The same as `POST /_sandbox/inbound`.
+    pub async fn inbound(&self, channel: &str, from: &str, text: &str) -> Result<u16, String> {
+        send_inbound(&self.state, channel, from, None, text).await
     }
 
     /// Stops serving and waits for it.

@@ -259,7 +259,8 @@ impl State {
         });
     }
 
-    async fn post(&self, provider: &'static str, hook: &Hook) {
+    /// Sends one webhook now and logs it; the answer's status (`None`: not delivered).
+    pub(crate) async fn post(&self, provider: &'static str, hook: &Hook) -> Option<u16> {
         let mut call = self.http.post(&hook.url).header("Content-Type", hook.content_type).body(hook.body.clone());
         for (name, value) in &hook.headers {
             call = call.header(*name, value);
@@ -279,6 +280,7 @@ impl State {
             message_id: hook.message_id.clone(),
             status,
         });
+        status
     }
 }
 

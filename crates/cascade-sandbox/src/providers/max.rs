@@ -150,7 +150,7 @@ async fn send(
     tagged(response, &address)
 }
 
-fn update(state: &State, query: &std::collections::HashMap<String, String>, text: &str) -> Option<Hook> {
+pub(crate) fn update(state: &State, query: &std::collections::HashMap<String, String>, text: &str) -> Option<Hook> {
     let runtime = state.runtime_hooks.lock().unwrap_or_else(|e| e.into_inner()).get(CHANNEL).cloned();
     let (url, secret) =
         runtime.or_else(|| Some((state.config.max.webhook_url.clone()?, state.config.max.secret.clone())))?;

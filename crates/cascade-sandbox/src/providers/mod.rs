@@ -11,6 +11,40 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::RecipientTag;
+use crate::state::{Event, Hook, State};
+
+/// The webhook a provider sends when the contact at `from` writes `text` to us (`to`: our
+/// number, for SMS). `Err` names what is missing: an unknown channel, an address the provider
+/// cannot have, or no webhook URL configured.
+pub fn inbound_hook(
+    state: &State,
+    channel: &str,
+    from: &str,
+    to: Option<&str>,
+    text: &str,
+) -> Result<(&'static str, Hook), String> {
+    let no_url = || format!("no webhook URL is configured for {channel}");
+    match channel {
+        "whatsapp" => {
+            let wa_id = digits(from);
+            whatsapp::hook(state, "", &wa_id, &Event::Reply(text.to_owned())).map(|h| ("whatsapp", h)).ok_or_else(no_url)
+        }
+        "telegram" => telegram::update(state, from, text).map(|h| ("telegram", h)).ok_or_else(no_url),
+        "sms" | "twilio" => {
+            let to = to.unwrap_or("+15550000000");
+            twilio::inbound(state, from, to, text).map(|h| ("sms", h)).ok_or_else(no_url)
+        }
+        "viber" => viber::callback(state, 0, from, &Event::Reply(text.to_owned())).map(|h| ("viber", h)).ok_or_else(no_url),
+        "max" => {
+            if from.parse::<i64>().is_err() {
+                return Err(format!("a MAX user id is a number, not {from:?}"));
+            }
+            let query = std::collections::HashMap::from([("user_id".to_owned(), from.to_owned())]);
+            max::update(state, &query, text).map(|h| ("max", h)).ok_or_else(no_url)
+        }
+        other => Err(format!("no channel {other:?} in the sandbox (one of whatsapp, telegram, sms, viber, max)")),
+    }
+}
 
 /// A form body's pairs, in order.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {

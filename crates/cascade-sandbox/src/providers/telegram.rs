@@ -128,7 +128,7 @@ async fn call(
 }
 
 /// An `Update` with the contact's reply; `None` without a webhook URL.
-fn update(state: &State, chat: &str, text: &str) -> Option<Hook> {
+pub(crate) fn update(state: &State, chat: &str, text: &str) -> Option<Hook> {
     let account = &state.config.telegram;
     let url = account.webhook_url.clone()?;
     let id: Value = chat.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(chat));

@@ -161,7 +161,7 @@ fn status_callback(state: &State, url: &str, sid: &str, to: &str, from: &str, ev
     })
 }
 
-fn inbound(state: &State, contact: &str, our_number: &str, text: &str) -> Option<Hook> {
+pub(crate) fn inbound(state: &State, contact: &str, our_number: &str, text: &str) -> Option<Hook> {
     let url = state.config.twilio.inbound_url.clone()?;
     let sid = format!("SM{:032x}", state.next_id());
     let params: Vec<(String, String)> = [

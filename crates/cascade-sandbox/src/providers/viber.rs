@@ -88,7 +88,7 @@ fn webhook_url(state: &State) -> Option<String> {
     runtime.or_else(|| state.config.viber.webhook_url.clone())
 }
 
-fn callback(state: &State, token: u64, receiver: &str, event: &Event) -> Option<Hook> {
+pub(crate) fn callback(state: &State, token: u64, receiver: &str, event: &Event) -> Option<Hook> {
     let url = webhook_url(state)?;
     let now = unix_ms_now();
     let body = match event {

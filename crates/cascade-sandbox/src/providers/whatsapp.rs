@@ -146,7 +146,7 @@ fn error_title(code: &str) -> &'static str {
 }
 
 /// The notification for one event, signed; `None` without a webhook URL.
-fn hook(state: &State, id: &str, wa_id: &str, event: &Event) -> Option<Hook> {
+pub(crate) fn hook(state: &State, id: &str, wa_id: &str, event: &Event) -> Option<Hook> {
     let account = &state.config.whatsapp;
     let url = account.webhook_url.clone()?;
     let metadata = json!({"display_phone_number": "15550000000", "phone_number_id": account.phone_number_id});
