@@ -295,3 +295,38 @@ async fn the_request_log_is_served() {
     assert_eq!(log[0]["body"]["to"], "+15550100001");
     assert_eq!(log[0]["path"], "/whatsapp/v24.0/100000000000001/messages");
 }
+
+#[tokio::test]
+async fn a_contact_can_write_first_on_every_channel() {
+    let (sandbox, receiver) = setup().await;
+    assert_eq!(sandbox.inbound("whatsapp", "+15550100001", "Is my order ready?").await, Ok(200));
+    let wa = intake(&whatsapp(&sandbox), &receiver.uri(), &received(&receiver, "/webhooks/wa", 1).await);
+    assert!(
+        matches!(&wa[..], [WebhookEvent::Inbound(m)] if m.from == "+15550100001" && m.text.as_deref() == Some("Is my order ready?")),
+        "{wa:?}"
+    );
+    let mut c = TelegramConfig::new(cascade_sandbox::DEFAULT_TELEGRAM_TOKEN);
+    c.webhook_secret = Some("tg-secret".into());
+    assert_eq!(sandbox.inbound("telegram", "700009", "hello").await, Ok(200));
+    let tg = intake(&Telegram::new(c).expect("config"), &receiver.uri(), &received(&receiver, "/webhooks/tg", 1).await);
+    assert!(matches!(&tg[..], [WebhookEvent::Inbound(m)] if m.from == "700009"), "{tg:?}");
+
+    // Over HTTP too; mistakes are named.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/_sandbox/inbound", sandbox.url()))
+        .body(r#"{"channel": "viber", "from": "viber-user==", "text": "hi"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/_sandbox/inbound", sandbox.url()))
+        .body(r#"{"channel": "icq", "from": "1", "text": "hi"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.expect("text").contains("icq"));
+    assert!(sandbox.inbound("sms", "+15550100001", "hi").await.expect_err("no inbound_url").contains("no webhook URL"));
+}

@@ -89,7 +89,9 @@ pub struct SendArgs {
 
 /// `cascade status` options.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e --watch\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e --json | jq .outcome")]
+#[command(
+    after_help = "Examples:\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e --watch\n  cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e --json | jq .outcome"
+)]
 pub struct StatusArgs {
     /// The cascade's id.
     id: String,
@@ -100,7 +102,9 @@ pub struct StatusArgs {
 
 /// `cascade list` options.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  cascade list\n  cascade list --state failed --since 2h\n  cascade list --channel sms --since 2026-01-31T00:00:00Z --limit 200 --json")]
+#[command(
+    after_help = "Examples:\n  cascade list\n  cascade list --state failed --since 2h\n  cascade list --channel sms --since 2026-01-31T00:00:00Z --limit 200 --json"
+)]
 pub struct ListArgs {
     /// Only cascades in this state: running, delivered, failed, cancelled, expired.
     #[arg(long)]
@@ -280,7 +284,8 @@ pub async fn send(g: &Global, out: &Out, a: SendArgs) -> Result<u8, Failure> {
         if out.json {
             out.json_line(&started);
         } else {
-            let again = if started["existing"] == true { " (an earlier cascade with this idempotency key)" } else { "" };
+            let again =
+                if started["existing"] == true { " (an earlier cascade with this idempotency key)" } else { "" };
             println!("{id}{again}");
             eprintln!("started; follow it with: cascade status {id} --watch");
         }
@@ -316,7 +321,9 @@ pub async fn status(g: &Global, out: &Out, a: StatusArgs) -> Result<u8, Failure>
 /// Prints the timeline live until the cascade ends, then its summary; 0 when delivered.
 async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
     let spinner = ProgressBar::new_spinner();
-    spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     if out.json {
         spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     } else {
@@ -401,7 +408,8 @@ fn print_view(out: &Out, v: &View, with_timeline: bool) {
         who.extend(c.addresses.iter().map(|(k, a)| format!("{k}:{a}")));
         println!("{} {}", out.dim("contact "), who.join("  "));
     }
-    let finished = v.finished_at.map(|t| format!("  finished {}", t.format("%Y-%m-%d %H:%M:%S%.3f UTC"))).unwrap_or_default();
+    let finished =
+        v.finished_at.map(|t| format!("  finished {}", t.format("%Y-%m-%d %H:%M:%S%.3f UTC"))).unwrap_or_default();
     println!("{} {}{finished}", out.dim("created "), v.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"));
     if let Some(Outcome::Failed { steps }) = &v.outcome {
         for s in steps {
@@ -441,7 +449,9 @@ fn since(s: &str) -> Result<String, Failure> {
         return Ok(s.to_owned());
     }
     let ago = cascade_engine::model::duration::parse(s).map_err(|_| {
-        Failure::invalid(format!("--since {s:?}: give an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (2h, 30m, 7d)"))
+        Failure::invalid(format!(
+            "--since {s:?}: give an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (2h, 30m, 7d)"
+        ))
     })?;
     let ago = chrono::Duration::from_std(ago).map_err(|_| Failure::invalid(format!("--since {s:?}: too long ago")))?;
     Ok((chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

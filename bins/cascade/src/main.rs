@@ -68,7 +68,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a cascade: one message to one contact, tried channel after channel.
-    Send(cascades::SendArgs),
+    Send(Box<cascades::SendArgs>),
     /// Show a cascade: state, outcome, attempts and timeline (`--watch`: follow it live).
     Status(cascades::StatusArgs),
     /// List cascades, newest first.
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Send(a) => cascades::send(&cli.global, &out, a).await,
+            Command::Send(a) => cascades::send(&cli.global, &out, *a).await,
             Command::Status(a) => cascades::status(&cli.global, &out, a).await,
             Command::List(a) => cascades::list(&cli.global, &out, a).await,
             Command::Cancel(a) => cascades::cancel(&cli.global, &out, a).await,

@@ -42,14 +42,17 @@ pub struct SandboxArgs {
 fn config(args: &SandboxArgs) -> Result<SandboxConfig, Failure> {
     let mut config = match &args.accounts {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Failure::io(format!("--accounts {}: {e}", path.display())))?;
-            toml::from_str::<SandboxConfig>(&text).map_err(|e| Failure::invalid(format!("--accounts {}: {e}", path.display())))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::io(format!("--accounts {}: {e}", path.display())))?;
+            toml::from_str::<SandboxConfig>(&text)
+                .map_err(|e| Failure::invalid(format!("--accounts {}: {e}", path.display())))?
         }
         None => SandboxConfig::default(),
     };
     config.listen = args.listen;
     if let Some(path) = &args.scenarios {
-        config.scenarios = Scenarios::load(path).map_err(|e| Failure::invalid(format!("--scenarios {}: {e}", path.display())))?;
+        config.scenarios =
+            Scenarios::load(path).map_err(|e| Failure::invalid(format!("--scenarios {}: {e}", path.display())))?;
     }
     for w in &args.webhook {
         let Some((provider, url)) = w.split_once('=') else {
@@ -88,7 +91,8 @@ pub fn base_urls(sandbox: &Sandbox) -> serde_json::Value {
 pub async fn run(out: &Out, args: SandboxArgs) -> Result<u8, Failure> {
     let config = config(&args)?;
     let rules = config.scenarios.recipients.len();
-    let sandbox = Sandbox::start(config).await.map_err(|e| Failure::io(format!("cannot listen on {}: {e}", args.listen)))?;
+    let sandbox =
+        Sandbox::start(config).await.map_err(|e| Failure::io(format!("cannot listen on {}: {e}", args.listen)))?;
     if out.json {
         out.json_line(&json!({"sandbox": sandbox.url(), "base_urls": base_urls(&sandbox), "scenario_rules": rules}));
     } else {

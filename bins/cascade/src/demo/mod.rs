@@ -251,8 +251,8 @@ fn config_text(listen: SocketAddr, data: &std::path::Path, sandbox: &str, key: &
 
 /// The sandbox's accounts: default credentials, webhooks to the demo server.
 fn sandbox_config(public: &str) -> Result<SandboxConfig, Failure> {
-    let mut c = SandboxConfig::default();
-    c.scenarios = Scenarios::from_toml(SCENARIOS).map_err(|e| Failure::io(format!("the demo's scenarios: {e}")))?;
+    let scenarios = Scenarios::from_toml(SCENARIOS).map_err(|e| Failure::io(format!("the demo's scenarios: {e}")))?;
+    let mut c = SandboxConfig { scenarios, ..SandboxConfig::default() };
     c.whatsapp.webhook_url = Some(format!("{public}/webhooks/wa_demo"));
     c.telegram.webhook_url = Some(format!("{public}/webhooks/tg_demo"));
     c.telegram.secret_token = Some(TELEGRAM_SECRET.to_owned());
@@ -301,7 +301,8 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
     let callback_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(|e| Failure::io(format!("cannot listen for callbacks: {e}")))?;
-    let callback_url = format!("http://{}/callback", callback_listener.local_addr().map_err(|e| Failure::io(e.to_string()))?);
+    let callback_url =
+        format!("http://{}/callback", callback_listener.local_addr().map_err(|e| Failure::io(e.to_string()))?);
     let callback_app =
         axum::Router::new().route("/callback", axum::routing::post(receive_callback)).with_state(receiver);
     let callback_task = tokio::spawn(async move {
@@ -315,7 +316,8 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
     let config = cascade_config::from_toml(&text)
         .map_err(|p| Failure::io(format!("the demo's configuration is wrong (a bug):\n{p}")))?;
     let _telemetry = cascade_config::telemetry::init(&config.server);
-    let built = cascade_config::build(&config).await.map_err(|p| Failure::io(format!("cannot start the server: {p}")))?;
+    let built =
+        cascade_config::build(&config).await.map_err(|p| Failure::io(format!("cannot start the server: {p}")))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = built.app.clone();
     let grace = config.server.shutdown_grace;
@@ -333,7 +335,10 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
     if out.json {
         out.json_line(&json!({"server": public, "api_key": key, "sandbox": sandbox.url(), "data_dir": data}));
     } else {
-        println!("{}", out.bold("cascade demo: six contacts, the sandbox behind WhatsApp, Telegram, Viber, MAX and SMS"));
+        println!(
+            "{}",
+            out.bold("cascade demo: six contacts, the sandbox behind WhatsApp, Telegram, Viber, MAX and SMS")
+        );
         println!("server: {public}");
         println!("api key: {key}");
         println!("{}", out.dim(format!("sandbox: {}   data: {}", sandbox.url(), data.display())));
@@ -357,7 +362,9 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
             println!();
             println!("serving until Ctrl-C; try, in another terminal:");
             println!("  export CASCADE_SERVER={public} CASCADE_API_KEY={key}");
-            println!("  cascade send --to +15550100001 --name Ann --text 'Hi {{{{contact.name}}}}' --policy demo --wait");
+            println!(
+                "  cascade send --to +15550100001 --name Ann --text 'Hi {{{{contact.name}}}}' --policy demo --wait"
+            );
             println!("  cascade list");
             println!("server: {public}");
             println!("api key: {key}");
@@ -407,6 +414,8 @@ async fn run_contacts(
         }
     }
 
+    // Idempotency keys for this run: a second run on the same --data-dir starts new cascades.
+    let run = random_hex(4);
     let mut ids = Vec::new();
     for c in &contacts {
         let body = json!({
@@ -416,7 +425,7 @@ async fn run_contacts(
             "callback_url": callback_url,
             "metadata": {"demo": c.name},
         });
-        let answer = client.start(&body, Some(&format!("demo-{}", c.name))).await?;
+        let answer = client.start(&body, Some(&format!("demo-{run}-{}", c.name))).await?;
         ids.push(answer["id"].as_str().unwrap_or_default().to_owned());
     }
 
@@ -495,7 +504,10 @@ async fn run_contacts(
     let wrong: usize = rows.iter().filter(|r| !r.3.is_empty()).count();
     summary(out, &rows, &got, sends, attempts, started);
     if sends != attempts && !out.json {
-        println!("{}", out.state(&format!("the sandbox counted {sends} send(s) but the cascades recorded {attempts} attempt(s)")));
+        println!(
+            "{}",
+            out.state(&format!("the sandbox counted {sends} send(s) but the cascades recorded {attempts} attempt(s)"))
+        );
     }
     Ok(if wrong == 0 && sends == attempts { exit::OK } else { exit::UNDELIVERED })
 }
@@ -518,12 +530,18 @@ fn check(c: &Contact, v: &Final, callback: Option<&Callback>) -> Vec<String> {
     }
     let moved = v.events.iter().any(|e| matches!(e.kind, EventKind::ExistingChatFirst { .. }));
     if moved != c.expect.existing_chat_first {
-        problems.push(if moved { "an existing chat went first".into() } else { "the existing chat did not go first".into() });
+        problems.push(if moved {
+            "an existing chat went first".into()
+        } else {
+            "the existing chat did not go first".into()
+        });
     }
     match callback {
         None => problems.push("no callback arrived".into()),
         Some(cb) if !cb.signed => problems.push("the callback's signature did not verify".into()),
-        Some(cb) if cb.state != v.state => problems.push(format!("the callback said {} but the cascade {}", cb.state, v.state)),
+        Some(cb) if cb.state != v.state => {
+            problems.push(format!("the callback said {} but the cascade {}", cb.state, v.state))
+        }
         Some(_) => {}
     }
     problems
@@ -531,7 +549,14 @@ fn check(c: &Contact, v: &Final, callback: Option<&Callback>) -> Vec<String> {
 
 type Row<'a> = (&'a Contact, String, Final, Vec<String>);
 
-fn summary(out: &Out, rows: &[Row<'_>], callbacks: &BTreeMap<String, Callback>, sends: usize, attempts: usize, started: Instant) {
+fn summary(
+    out: &Out,
+    rows: &[Row<'_>],
+    callbacks: &BTreeMap<String, Callback>,
+    sends: usize,
+    attempts: usize,
+    started: Instant,
+) {
     let sms_price = SMS_PRICE;
     let total: Cost = rows.iter().map(|r| r.2.cost).sum();
     let all_sms = sms_price.times(rows.len() as u64);
@@ -564,7 +589,9 @@ fn summary(out: &Out, rows: &[Row<'_>], callbacks: &BTreeMap<String, Callback>, 
     let mut table = out.table(&["contact", "scenario", "outcome", "path", "cost", "callback", "as expected"]);
     for (c, id, v, problems) in rows {
         let outcome = match &v.outcome {
-            Some(Outcome::Delivered { channel, status, .. }) => format!("{} {channel} ({status})", out.state("delivered")),
+            Some(Outcome::Delivered { channel, status, .. }) => {
+                format!("{} {channel} ({status})", out.state("delivered"))
+            }
             Some(_) | None => out.state(&v.state),
         };
         let path: Vec<&str> = v.attempts.iter().map(|a| a.channel.as_str()).collect();
@@ -578,7 +605,15 @@ fn summary(out: &Out, rows: &[Row<'_>], callbacks: &BTreeMap<String, Callback>, 
         } else {
             out.paint(format!("✗ {}", problems.join("; ")), &console::Style::new().red().bold())
         };
-        table.add_row(vec![c.name.to_owned(), c.scenario.to_owned(), outcome, path.join(" → "), v.cost.to_string(), callback, ok]);
+        table.add_row(vec![
+            c.name.to_owned(),
+            c.scenario.to_owned(),
+            outcome,
+            path.join(" → "),
+            v.cost.to_string(),
+            callback,
+            ok,
+        ]);
     }
     println!("{table}");
     println!();
@@ -586,7 +621,10 @@ fn summary(out: &Out, rows: &[Row<'_>], callbacks: &BTreeMap<String, Callback>, 
     println!("delivered by channel: {}; failed: {failed}", delivered.join(", "));
     let saved = if all_sms.micros() > 0 { 100.0 * (1.0 - total.as_f64() / all_sms.as_f64()) } else { 0.0 };
     println!("cost: {total}, against {all_sms} for all {} by SMS at {sms_price} ({saved:.0}% saved)", rows.len());
-    println!("sandbox: {sends} provider request(s) for {attempts} attempt(s); {:.1} s in all", started.elapsed().as_secs_f64());
+    println!(
+        "sandbox: {sends} provider request(s) for {attempts} attempt(s); {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[cfg(test)]
@@ -595,7 +633,13 @@ mod tests {
 
     #[test]
     fn the_config_is_valid_and_names_every_placeholder() {
-        let text = config_text("127.0.0.1:8080".parse().expect("addr"), std::path::Path::new("/tmp/x"), "http://127.0.0.1:9", "ck_demo_0123456789abcdef", "cb-secret-0123456789");
+        let text = config_text(
+            "127.0.0.1:8080".parse().expect("addr"),
+            std::path::Path::new("/tmp/x"),
+            "http://127.0.0.1:9",
+            "ck_demo_0123456789abcdef",
+            "cb-secret-0123456789",
+        );
         assert!(!text.contains('@'), "a placeholder is left: {text}");
         let config = cascade_config::from_toml(&text).expect("valid");
         assert_eq!(config.connections.len(), 5);

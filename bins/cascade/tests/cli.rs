@@ -1,0 +1,394 @@
+//! The `cascade` binary against a real server: each test starts the provider sandbox and a
+//! server (SQLite, the real WhatsApp and Twilio adapters) in-process on loopback, then runs the
+//! CLI as a separate process and checks its output, JSON and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use cascade_sandbox::{Sandbox, SandboxConfig, Scenarios};
+use serde_json::Value;
+
+const KEY: &str = "cli-test-key-0123456789";
+const READ_KEY: &str = "cli-read-key-0123456789";
+
+/// Behaves: +15550100001 delivered; +15550100002 fails everywhere; +15550100003 never answers.
+const SCENARIOS: &str = r#"
+[default]
+behaviour = "deliver"
+after = "300ms"
+
+[[recipient]]
+address = "+15550100002"
+behaviour = "fail"
+after = "200ms"
+
+[[recipient]]
+address = "+15550100003"
+behaviour = "silent"
+"#;
+
+struct TestServer {
+    url: String,
+    dir: PathBuf,
+    sandbox: Sandbox,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let public = format!("http://{addr}");
+        let mut sc = SandboxConfig {
+            scenarios: Scenarios::from_toml(SCENARIOS).expect("scenarios"),
+            ..SandboxConfig::default()
+        };
+        sc.whatsapp.webhook_url = Some(format!("{public}/webhooks/wa"));
+        let sandbox = Sandbox::start(sc).await.expect("sandbox");
+        let dir = std::env::temp_dir().join(format!("cascade-cli-{}-{}", std::process::id(), addr.port()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let text = format!(
+            r#"
+[server]
+listen = "{addr}"
+public_url = "{public}"
+secret = "cli-test-secret-0123456789abcdef0123"
+upload_dir = "{dir}/uploads"
+allow_internal_urls = true
+shutdown_grace = "2s"
+
+[store]
+kind = "sqlite"
+path = "{dir}/cascade.db"
+
+[api_keys.cli]
+key = "{KEY}"
+scopes = ["send", "read"]
+
+[api_keys.reader]
+key = "{READ_KEY}"
+scopes = ["read"]
+
+[connections.wa]
+adapter = "whatsapp-cloud"
+access_token = "{wa_token}"
+phone_number_id = "{wa_phone}"
+app_secret = "{wa_secret}"
+base_url = "{wa_base}"
+price = "0.0085"
+
+[connections.sms]
+adapter = "twilio"
+account_sid = "{tw_sid}"
+auth_token = "{tw_token}"
+from = "+15550009999"
+status_callback = "{public}/webhooks/sms"
+base_url = "{tw_base}"
+mms = true
+price = "0.04"
+
+[policies.default]
+steps = [
+  {{ channel = "whatsapp", until = "delivered", timeout = "3s" }},
+  {{ channel = "sms", until = "delivered", timeout = "3s" }},
+]
+"#,
+            dir = dir.display(),
+            wa_token = cascade_sandbox::DEFAULT_WHATSAPP_TOKEN,
+            wa_phone = cascade_sandbox::DEFAULT_WHATSAPP_PHONE_NUMBER_ID,
+            wa_secret = cascade_sandbox::DEFAULT_WHATSAPP_APP_SECRET,
+            wa_base = sandbox.base_url("whatsapp"),
+            tw_sid = cascade_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
+            tw_token = cascade_sandbox::DEFAULT_TWILIO_AUTH_TOKEN,
+            tw_base = sandbox.base_url("twilio"),
+        );
+        let config = cascade_config::from_toml(&text).expect("config");
+        let built = cascade_config::build(&config).await.expect("build");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = built
+                .app
+                .serve(
+                    listener,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    Duration::from_secs(2),
+                )
+                .await;
+        });
+        Self { url: public, dir, sandbox, stop: Some(stop), task }
+    }
+
+    /// Runs `cascade ARGS` against this server with the send+read key.
+    async fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_key(KEY, args).await
+    }
+
+    async fn cli_with_key(&self, key: &str, args: &[&str]) -> Output {
+        cli(args, &[("CASCADE_SERVER", &self.url), ("CASCADE_API_KEY", key)]).await
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the binary with `env` (and nothing inherited that could point it elsewhere).
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_cascade"));
+    c.args(args).env_remove("CASCADE_SERVER").env_remove("CASCADE_API_KEY").env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("the CLI finished within 60 s").expect("run")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+/// The JSON documents printed, one per line.
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect(l)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wait_follows_a_delivered_cascade_and_exits_0() {
+    let s = TestServer::start().await;
+    let o = s.cli(&["send", "--to", "+15550100001", "--name", "Ann", "--text", "Hi {{contact.name}}", "--wait"]).await;
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}\n{}", stderr(&o));
+    assert!(out.contains("sending via wa"), "the live timeline shows the send:\n{out}");
+    assert!(out.contains("delivered on whatsapp (delivered)"), "{out}");
+    assert!(out.contains("0.0085"), "the cost is shown:\n{out}");
+    // The sandbox saw exactly one send, with the rendered text.
+    let sends = s.sandbox.requests();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0].body["text"]["body"], "Hi Ann");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wait_on_a_failed_cascade_exits_1_and_json_streams_events() {
+    let s = TestServer::start().await;
+    let o = s.cli(&["send", "--to", "+15550100002", "--text", "Hi", "--wait", "--json"]).await;
+    assert_eq!(code(&o), 1, "{}\n{}", stdout(&o), stderr(&o));
+    let lines = json_lines(&o);
+    assert!(lines[0]["id"].is_string(), "first the start answer: {:?}", lines[0]);
+    let types: Vec<&str> = lines[1..lines.len() - 1].iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"created"), "{types:?}");
+    assert_eq!(types.last(), Some(&"finished"), "{types:?}");
+    assert!(types.contains(&"step_failed"), "{types:?}");
+    let last = lines.last().expect("the final view");
+    assert_eq!(last["state"], "failed");
+    assert_eq!(last["attempts"].as_array().expect("attempts").len(), 2, "WhatsApp, then SMS: {last}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_list_and_cancel_in_text_and_json() {
+    let s = TestServer::start().await;
+    // Silent on every channel: runs until cancelled.
+    let o = s
+        .cli(&["send", "--to", "+15550100003", "--chain", "whatsapp,sms", "--timeout", "60s", "--text", "Hi", "--json"])
+        .await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let id = json_lines(&o)[0]["id"].as_str().expect("id").to_owned();
+    // Plain `send` prints just the id, for scripts.
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "Hello"]).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let other = stdout(&o).trim().to_owned();
+    assert_eq!(other.len(), 36, "an id: {other:?}");
+
+    let o = s.cli(&["status", &id, "--json"]).await;
+    assert_eq!(code(&o), 0);
+    let view = &json_lines(&o)[0];
+    assert_eq!(view["id"], id.as_str());
+    assert_eq!(view["state"], "running");
+
+    let o = s.cli(&["status", &id]).await;
+    let out = stdout(&o);
+    assert!(out.contains(&format!("cascade {id}")) && out.contains("running"), "{out}");
+    assert!(out.contains("channel") && out.contains("whatsapp"), "the attempts table:\n{out}");
+    assert!(out.contains("timeline") && out.contains("created"), "{out}");
+
+    let o = s.cli(&["list", "--json"]).await;
+    let page = &json_lines(&o)[0];
+    let ids: Vec<&str> = page["items"].as_array().expect("items").iter().filter_map(|i| i["id"].as_str()).collect();
+    assert!(ids.contains(&id.as_str()) && ids.contains(&other.as_str()), "{ids:?}");
+    let o = s.cli(&["list", "--state", "running"]).await;
+    let out = stdout(&o);
+    assert!(out.contains(&id), "{out}");
+    assert!(out.lines().next().is_some_and(|h| h.contains("state") && h.contains("created")), "a table:\n{out}");
+
+    let o = s.cli(&["cancel", &id]).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    let o = s.cli(&["cancel", &id, "--json"]).await;
+    assert_eq!(json_lines(&o)[0]["cancelled"], false, "a second cancel changes nothing");
+    // Watching a cancelled cascade: its timeline, then exit 1 (not delivered).
+    let o = s.cli(&["status", &id, "--watch"]).await;
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    let o = s.cli(&["list", "--state", "cancelled", "--since", "1h", "--json"]).await;
+    let items = json_lines(&o)[0]["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_uploads_a_file_and_variables_nest() {
+    let s = TestServer::start().await;
+    let file = s.dir.join("menu.jpg");
+    std::fs::write(&file, b"\xFF\xD8\xFF\xE0 not really a jpeg").expect("file");
+    let o = s
+        .cli(&[
+            "send",
+            "--to",
+            "+15550100001",
+            "--var",
+            "deal.name=Spring sale",
+            "--text",
+            "Deal: {{deal.name}}",
+            "--file",
+            file.to_str().expect("path"),
+            "--wait",
+            "--json",
+        ])
+        .await;
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let sends = s.sandbox.requests();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let body = &sends[0].body;
+    assert_eq!(body["type"], "image", "{body}");
+    assert_eq!(body["image"]["caption"], "Deal: Spring sale", "{body}");
+    assert!(
+        body["image"]["link"].as_str().is_some_and(|l| l.contains("/files/")),
+        "a signed link to the upload: {body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_map_to_exit_codes_with_the_field() {
+    let s = TestServer::start().await;
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "Hi", "--policy", "nope"]).await;
+    assert_eq!(code(&o), 2, "422 is bad input");
+    let err = stderr(&o);
+    assert!(err.contains("policy") && err.contains("nope"), "names the field and the value:\n{err}");
+
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "Hi {{missing}}", "--json"]).await;
+    assert_eq!(code(&o), 2);
+    let doc = &json_lines(&o)[0];
+    assert_eq!(doc["exit_code"], 2);
+    assert_eq!(doc["detail"]["status"], 422, "the problem document is kept: {doc}");
+
+    let o = s.cli(&["status", "0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e"]).await;
+    assert_eq!(code(&o), 4, "not found");
+    assert!(stderr(&o).contains("404"), "{}", stderr(&o));
+
+    let o = s.cli_with_key("wrong-key-0123456789", &["list"]).await;
+    assert_eq!(code(&o), 4, "unauthorized");
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+
+    let o = s.cli_with_key(READ_KEY, &["send", "--to", "+15550100001", "--text", "Hi"]).await;
+    assert_eq!(code(&o), 4, "a read key cannot send");
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+    assert!(s.sandbox.requests().is_empty(), "nothing was sent");
+    s.stop().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let o = cli(&["list", "--server", &format!("http://127.0.0.1:{port}")], &[]).await;
+    assert_eq!(code(&o), 5, "unreachable");
+    assert!(stderr(&o).contains("cannot reach the server"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["send", "--to", "+15550100001"], "--text"),
+        (&["send", "--to", "+1", "--text", "x", "--policy", "a", "--chain", "sms"], "cannot be used with"),
+        (&["send", "--to", "+1", "--text", "x", "--timeout", "5s"], "--chain"),
+        (&["send", "--text", "x"], "no address for the contact"),
+        (&["send", "--to", "+1", "--text", "x", "--var", "novalue"], "KEY=VALUE"),
+        (&["send", "--to", "+1", "--text", "x", "--chain", "sms", "--timeout", "soon"], "--timeout"),
+        (&["status"], "<ID>"),
+        (&["list", "--since", "yesterday"], "--since"),
+        (&["list", "--server", "ftp://example"], "http://"),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, says) in cases {
+        let o = cli(args, &[("CASCADE_SERVER", "http://127.0.0.1:9")]).await;
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?} should say {says:?}:\n{}", stderr(&o));
+    }
+}
+
+#[tokio::test]
+async fn help_has_examples() {
+    for args in [&["--help"][..], &["send", "--help"], &["demo", "--help"], &["config", "check", "--help"]] {
+        let o = cli(args, &[]).await;
+        assert_eq!(code(&o), 0);
+        assert!(stdout(&o).contains("Example"), "{args:?}:\n{}", stdout(&o));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[tokio::test]
+async fn config_check_names_every_problem_with_key_and_file() {
+    let dir = std::env::temp_dir().join(format!("cascade-cli-config-{}", std::process::id()));
+    let good = write(
+        &dir,
+        "good.toml",
+        "[store]\nkind = \"memory\"\n\n[connections.tg]\nadapter = \"telegram-bot\"\nbot_token = \"1:abc\"\n\n[policies.default]\nsteps = [{ channel = \"telegram\" }]\n",
+    );
+    let o = cli(&["config", "check", good.to_str().expect("path")], &[]).await;
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("valid") && stdout(&o).contains("1 connection"), "{}", stdout(&o));
+
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[connections.wa]\nadapter = \"whatsapp-cloud\"\naccess_token = \"t\"\n\n[policies.default]\nsteps = [{ channel = \"fax\" }]\n",
+    );
+    let o = cli(&["config", "check", bad.to_str().expect("path")], &[]).await;
+    assert_eq!(code(&o), 2);
+    let out = stdout(&o);
+    for key in ["connections.wa.phone_number_id", "policies.default.steps[0].channel"] {
+        assert!(out.contains(key), "names {key}:\n{out}");
+    }
+    let o = cli(&["config", "check", bad.to_str().expect("path"), "--json"], &[]).await;
+    assert_eq!(code(&o), 2);
+    let doc = &json_lines(&o)[0];
+    assert_eq!(doc["valid"], false);
+    let problems = doc["problems"].as_array().expect("problems");
+    assert!(problems.len() >= 2, "{doc}");
+    assert!(problems.iter().all(|p| p["key"].is_string() && p["message"].is_string()), "{doc}");
+
+    let o = cli(&["config", "check", dir.join("missing.toml").to_str().expect("path")], &[]).await;
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
