@@ -99,7 +99,7 @@ fn whatsapp_items() -> Vec<Value> {
         json!({"type": "status", "provider_message_id": wamid, "status": "read", "at": "2026-01-31T10:01:00Z"}),
         json!({"type": "status", "provider_message_id": "wamid.HBgLMTU1NTAxMjM0NTcVAgARGBJCOTM2RkMwMkI0MjU4QzE4NTgA",
                "status": "failed", "at": "2026-01-31T10:00:05Z",
-               "error": {"code": "131026", "class": "unreachable", "detail": "Message undeliverable: Message Undeliverable."}}),
+               "error": {"code": "131026", "class": "unreachable", "detail": "Message undeliverable"}}),
         json!({"type": "inbound", "from": "+447700900123", "text": "Thanks, got it!", "at": "2026-01-31T10:02:00Z"}),
     ]
 }

@@ -80,11 +80,34 @@ pub(crate) struct ErrorData {
     details: Option<String>,
 }
 
-/// The detail of an error: its title, and Meta's `details` when there are any.
+/// The detail of an error: its title, and Meta's `details` when there are any and they say
+/// more than the title (Meta often repeats it: "Message undeliverable: Message undeliverable").
 pub(crate) fn describe(title: String, data: Option<&ErrorData>) -> String {
-    match data.and_then(|d| d.details.as_deref()).filter(|d| !d.is_empty()) {
-        Some(details) => format!("{title}: {details}"),
-        None => title,
+    let details = data.and_then(|d| d.details.as_deref()).map(str::trim).filter(|d| !d.is_empty());
+    match details {
+        Some(d) if !d.trim_end_matches('.').eq_ignore_ascii_case(title.trim().trim_end_matches('.')) => {
+            format!("{title}: {d}")
+        }
+        _ => title,
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    #[test]
+    fn details_that_repeat_the_title_are_left_out() {
+        let data = |d: &str| ErrorData { details: Some(d.to_owned()) };
+        assert_eq!(
+            describe("Message undeliverable".into(), Some(&data("Message Undeliverable."))),
+            "Message undeliverable"
+        );
+        assert_eq!(
+            describe("Rate limit hit".into(), Some(&data("Too many messages"))),
+            "Rate limit hit: Too many messages"
+        );
+        assert_eq!(describe("Re-engagement message".into(), None), "Re-engagement message");
     }
 }
 

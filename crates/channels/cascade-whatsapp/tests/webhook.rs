@@ -83,7 +83,7 @@ fn a_failure_carries_its_classified_error() {
     assert_eq!(s.status, Status::Failed);
     let e = s.error.as_ref().expect("error");
     assert_eq!((e.class, e.code.as_str()), (ErrorClass::Unreachable, "131026"));
-    assert_eq!(e.detail, "Message undeliverable: Message Undeliverable.");
+    assert_eq!(e.detail, "Message undeliverable", "details that repeat the title are left out");
 
     let body = envelope(
         r#""statuses": [{"id": "wamid.G", "status": "failed", "timestamp": "1788000200",
