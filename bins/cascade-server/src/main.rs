@@ -58,7 +58,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    cascade_config::telemetry::init(&config.server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -66,10 +65,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, args.listen)) {
+    // Trace export runs on the runtime, so it starts inside it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        cascade_config::telemetry::init(&config.server)
+    };
+    let served = runtime.block_on(serve(config, args.listen));
+    if let Err(e) = &served {
+        tracing::error!("{e}");
+    }
+    // Outside async code, with the runtime still running: sends the spans still buffered.
+    telemetry.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("cascade-server: {e}");
             ExitCode::FAILURE
         }

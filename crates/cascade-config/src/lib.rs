@@ -6,8 +6,9 @@
 //! a running engine with its connections and policies, and the HTTP app around it.
 //!
 //! Each problem names its key and where the value came from (the file, or the environment).
-//! Reading stops at the first value of the wrong type or unknown key; the checks after it
-//! (connections, policies, keys, server settings) report every problem at once.
+//! Each section, connection, policy and API key is read on its own, so a value of the wrong type
+//! or an unknown key does not hide the problems after it, and the checks (connections, policies,
+//! keys, server settings) report every problem at once.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,16 +113,163 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigProblems> {
 }
 
 fn load_from(figment: Figment, file: Option<&Path>) -> Result<Config, ConfigProblems> {
-    let config: Config = figment.extract().map_err(|e| figment_problems(e, file))?;
+    let config = extract(&figment, file)?;
     let problems = check(&config);
     if problems.is_empty() { Ok(config) } else { Err(ConfigProblems(problems)) }
 }
 
-fn figment_problems(error: figment::Error, file: Option<&Path>) -> ConfigProblems {
+/// Reads the configuration one part at a time — each section, and each connection, policy and
+/// API key on its own — so that one wrong value does not hide the problems after it. Every
+/// problem found is returned.
+fn extract(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigProblems> {
+    let mut problems = Vec::new();
+    let mut config = Config::default();
+    let top = match figment.extract::<figment::value::Dict>() {
+        Ok(d) => d,
+        Err(e) => return Err(figment_problems(e, file, &[])),
+    };
+    for name in top.keys() {
+        if !SECTIONS.contains(&name.as_str()) {
+            problems.push(ConfigProblem {
+                key: name.clone(),
+                source: file.map(|f| f.display().to_string()),
+                message: format!("unknown section `{name}`, expected one of {}", SECTIONS.join(", ")),
+            });
+        }
+    }
+    fn section<T: serde::de::DeserializeOwned>(
+        figment: &Figment,
+        top: &figment::value::Dict,
+        name: &str,
+        file: Option<&Path>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<T> {
+        if !top.contains_key(name) {
+            return None;
+        }
+        figment.focus(name).extract::<T>().map_err(|e| problems.extend(figment_problems(e, file, &[name]).0)).ok()
+    }
+    fn entries<T: serde::de::DeserializeOwned>(
+        figment: &Figment,
+        top: &figment::value::Dict,
+        name: &str,
+        file: Option<&Path>,
+        problems: &mut Vec<ConfigProblem>,
+    ) -> BTreeMap<String, T> {
+        let mut out = BTreeMap::new();
+        match top.get(name) {
+            None => {}
+            Some(figment::value::Value::Dict(_, dict)) => {
+                for id in dict.keys() {
+                    let path = format!("{name}.{id}");
+                    if id.contains('.') {
+                        problems.push(problem(path, "a name may not contain `.`"));
+                        continue;
+                    }
+                    match figment.focus(&path).extract::<T>() {
+                        Ok(v) => {
+                            out.insert(id.clone(), v);
+                        }
+                        Err(e) => problems.extend(figment_problems(e, file, &[name, id]).0),
+                    }
+                }
+            }
+            Some(_) => problems.push(problem(name, format!("expected a table of [{name}.NAME] entries"))),
+        }
+        out
+    }
+    if let Some(v) = section(figment, &top, "server", file, &mut problems) {
+        config.server = v;
+    }
+    if let Some(v) = section(figment, &top, "store", file, &mut problems) {
+        config.store = v;
+    }
+    if let Some(v) = section(figment, &top, "engine", file, &mut problems) {
+        config.engine = v;
+    }
+    if let Some(v) = section(figment, &top, "callbacks", file, &mut problems) {
+        config.callbacks = v;
+    }
+    config.kommo = section(figment, &top, "kommo", file, &mut problems);
+    config.api_keys = entries(figment, &top, "api_keys", file, &mut problems);
+    config.connections = entries(figment, &top, "connections", file, &mut problems);
+    config.policies = entries(figment, &top, "policies", file, &mut problems);
+    if !problems.is_empty() {
+        // Problems of what could be read (a policy naming a channel no connection serves) are
+        // worth showing too, unless they only follow from the parts that could not be read.
+        let unread: BTreeSet<String> = problems.iter().map(|p| p.key.clone()).collect();
+        let unread_channels = unread_channels(&top, &config);
+        let served_by_unread = |key: &str| {
+            config.policies.iter().any(|(name, policy)| {
+                policy.steps.iter().enumerate().any(|(i, step)| {
+                    key.starts_with(&format!("policies.{name}.steps[{i}]"))
+                        && unread_channels.contains(step.channel.as_str())
+                })
+            })
+        };
+        if config.connections.is_empty() {
+            // `check` says nothing of steps' channels without connections; say it here.
+            for (name, policy) in &config.policies {
+                for (i, step) in policy.steps.iter().enumerate() {
+                    if !unread_channels.contains(step.channel.as_str()) {
+                        problems.push(problem(
+                            format!("policies.{name}.steps[{i}].channel"),
+                            format!("no connection serves channel {:?}", step.channel.as_str()),
+                        ));
+                    }
+                }
+            }
+        }
+        problems.extend(check(&config).into_iter().filter(|p| {
+            let follows_from_unread = unread.iter().any(|k| p.key.starts_with(k.as_str()))
+                || (p.key == "connections" && !unread_channels.is_empty())
+                || served_by_unread(&p.key);
+            !follows_from_unread
+        }));
+        return Err(ConfigProblems(problems));
+    }
+    Ok(config)
+}
+
+/// The channels of the connections that could not be read (their `channel`, or their adapter's
+/// default), so that policy steps naming them are not reported as unserved.
+fn unread_channels(top: &figment::value::Dict, config: &Config) -> BTreeSet<String> {
+    let Some(figment::value::Value::Dict(_, connections)) = top.get("connections") else {
+        return BTreeSet::new();
+    };
+    connections
+        .iter()
+        .filter(|(id, _)| !config.connections.contains_key(id.as_str()))
+        .filter_map(|(_, raw)| {
+            let figment::value::Value::Dict(_, fields) = raw else { return None };
+            if let Some(channel) = fields.get("channel").and_then(|v| v.as_str()) {
+                return Some(channel.to_owned());
+            }
+            let adapter = fields.get("adapter").and_then(|v| v.as_str())?;
+            let channel = match adapter {
+                "whatsapp-cloud" => "whatsapp",
+                "telegram-bot" => "telegram",
+                "twilio" => "sms",
+                "viber-bot" => "viber",
+                "max-bot" => "max",
+                "smtp" => "email",
+                _ => return None,
+            };
+            Some(channel.to_owned())
+        })
+        .collect()
+}
+
+/// `error`'s problems, each with its key (under `prefix`, the path of the part that was read)
+/// and where the value came from.
+fn figment_problems(error: figment::Error, file: Option<&Path>, prefix: &[&str]) -> ConfigProblems {
     ConfigProblems(
         error
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
+                let mut path: Vec<String> = prefix.iter().map(|p| p.to_string()).collect();
+                path.append(&mut e.path);
+                e.path = path;
                 let key = e.path.join(".");
                 let source = e
                     .metadata
@@ -139,7 +287,13 @@ fn figment_problems(error: figment::Error, file: Option<&Path>) -> ConfigProblem
                         None => m.name.to_string(),
                     })
                     .or_else(|| file.map(|f| f.display().to_string()));
-                ConfigProblem { key, source, message: e.kind.to_string() }
+                match &e.kind {
+                    figment::error::Kind::MissingField(field) => {
+                        let key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+                        ConfigProblem { key, source, message: "required, but missing".into() }
+                    }
+                    kind => ConfigProblem { key, source, message: kind.to_string() },
+                }
             })
             .collect(),
     )
@@ -312,12 +466,38 @@ fn checked(config: &Config) -> (Adapters, Vec<ConfigProblem>) {
     if !matches!(config.server.public_url.scheme(), "http" | "https") {
         problems.push(problem("server.public_url", "must be an http:// or https:// URL"));
     }
+    telemetry_problems(&config.server, &mut problems);
     if let StoreConfig::Postgres { url, .. } = &config.store
         && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
     {
         problems.push(problem("store.url", "must be a postgres:// URL"));
     }
     (adapters, problems)
+}
+
+/// Problems with the trace export keys of `[server]`.
+fn telemetry_problems(server: &ServerConfig, problems: &mut Vec<ConfigProblem>) {
+    if let Some(url) = &server.otlp_endpoint
+        && (!matches!(url.scheme(), "http" | "https") || !url.has_host())
+    {
+        problems.push(problem(
+            "server.otlp_endpoint",
+            "must be the http:// or https:// base URL of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318",
+        ));
+    }
+    for (name, value) in &server.otlp_headers {
+        if !telemetry::is_header_name(name) {
+            problems.push(problem(format!("server.otlp_headers.{name}"), "is not a valid HTTP header name"));
+        } else if !telemetry::is_header_value(value.expose()) {
+            problems.push(problem(
+                format!("server.otlp_headers.{name}"),
+                "must not contain control characters (line breaks)",
+            ));
+        }
+    }
+    if server.service_name.trim().is_empty() {
+        problems.push(problem("server.service_name", "must not be empty"));
+    }
 }
 
 /// A running engine and the HTTP app around it, built from a [`Config`].
@@ -362,6 +542,13 @@ pub async fn build(config: &Config) -> Result<Built, ConfigProblems> {
     }
     let engine = engine.build().map_err(|e| ConfigProblems(vec![problem("connections", e.to_string())]))?;
     let secret = derive("cascade files v1");
+    if config.server.max_upload > config.engine.max_file_size {
+        tracing::warn!(
+            max_upload = config.server.max_upload,
+            max_file_size = config.engine.max_file_size,
+            "server.max_upload is over engine.max_file_size: uploads are limited to engine.max_file_size"
+        );
+    }
     let mut app = App::builder(engine.clone())
         .public_url(config.server.public_url.clone())
         .secret(secret)

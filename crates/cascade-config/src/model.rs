@@ -56,7 +56,8 @@ pub struct ServerConfig {
     pub secret: Option<Secret>,
     /// Where uploads are kept (`data/uploads`).
     pub upload_dir: PathBuf,
-    /// The largest upload in bytes (100 MB).
+    /// The largest upload in bytes (100 MB, 100,000,000 bytes); at most `engine.max_file_size`,
+    /// to which a larger value is lowered.
     pub max_upload: u64,
     /// The largest JSON body in bytes (1 MiB).
     pub max_body: usize,
@@ -72,6 +73,13 @@ pub struct ServerConfig {
     /// How long a SIGTERM waits for sends in flight (30 s).
     #[serde(with = "cascade_engine::model::duration")]
     pub shutdown_grace: Duration,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`): the
+    /// server's spans are exported to `{otlp_endpoint}/v1/traces`. None: no trace export.
+    pub otlp_endpoint: Option<url::Url>,
+    /// Headers sent with every trace export (a collector's API key), by name.
+    pub otlp_headers: BTreeMap<String, Secret>,
+    /// The `service.name` exported traces carry (`cascade-server`).
+    pub service_name: String,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +96,9 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_grace: Duration::from_secs(30),
+            otlp_endpoint: None,
+            otlp_headers: BTreeMap::new(),
+            service_name: "cascade-server".into(),
         }
     }
 }

@@ -77,6 +77,52 @@ fn every_problem_is_reported_with_its_key() {
     assert!(sms_until[0].message.contains("delivered"), "{}", sms_until[0].message);
 }
 
+#[test]
+fn a_value_that_cannot_be_read_does_not_hide_the_problems_after_it() {
+    let text = r#"
+[server]
+max_body = "big"
+
+[engine]
+send_timout = "5s"
+
+[connections.wa]
+adapter = "whatsapp-cloud"
+access_token = "t"
+
+[connections.tg]
+adapter = "telegram-bot"
+bot_token = "1:abc"
+
+[policies.default]
+steps = [{ channel = "whatsapp" }, { channel = "fax" }, { channel = "telegram", connections = ["tg2"] }]
+
+[api_keys.crm]
+hash = "md5:abc"
+scopes = ["send"]
+
+[sever]
+listen = "127.0.0.1:1"
+"#;
+    let problems = from_toml(text).expect_err("invalid").0;
+    let keys = keys_of(&problems);
+    for expected in [
+        "server.max_body",
+        "engine.send_timout",
+        "connections.wa.phone_number_id",
+        "policies.default.steps[1].channel",
+        "policies.default.steps[2].connections",
+        "api_keys.crm.hash",
+        "sever",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "{expected} missing from {keys:?}");
+    }
+    let missing = problems.iter().find(|p| p.key == "connections.wa.phone_number_id").expect("missing field");
+    assert!(missing.message.contains("required"), "{}", missing.message);
+    // The WhatsApp connection could not be read, but it would serve `whatsapp`: step 0 is fine.
+    assert!(!keys.iter().any(|k| k == "policies.default.steps[0].channel"), "{keys:?}");
+}
+
 fn keys_of(p: &[cascade_config::ConfigProblem]) -> Vec<String> {
     p.iter().map(|p| p.key.clone()).collect()
 }
@@ -131,6 +177,82 @@ fn the_file_and_environment_overrides_are_named() {
         assert!(missing[0].to_string().contains("nope.toml"));
         Ok(())
     });
+}
+
+#[test]
+fn trace_export_keys_load_and_are_checked() {
+    let c = from_toml(&GOOD.replace(
+        "[server]\n",
+        "[server]\notlp_endpoint = \"http://127.0.0.1:4318\"\nservice_name = \"cascade-eu\"\n\
+         otlp_headers = { authorization = \"Bearer otel-token\" }\n",
+    ))
+    .expect("valid");
+    assert_eq!(c.server.otlp_endpoint.as_ref().map(|u| u.as_str()), Some("http://127.0.0.1:4318/"));
+    assert_eq!(c.server.service_name, "cascade-eu");
+    assert_eq!(c.server.otlp_headers["authorization"].expose(), "Bearer otel-token");
+    assert!(!format!("{c:?}").contains("otel-token"), "header values are secrets");
+
+    let defaults = from_toml(GOOD).expect("valid");
+    assert_eq!(defaults.server.otlp_endpoint, None, "no trace export unless asked for");
+    assert_eq!(defaults.server.service_name, "cascade-server");
+
+    for (bad, key) in [
+        ("otlp_endpoint = \"127.0.0.1:4318\"", "server.otlp_endpoint"),
+        ("otlp_endpoint = \"not a url\"", "server.otlp_endpoint"),
+        ("otlp_endpoint = \"ftp://collector:4318\"", "server.otlp_endpoint"),
+        ("otlp_headers = { \"x key\" = \"v\" }", "server.otlp_headers.x key"),
+        ("otlp_headers = { x-key = \"a\\nb\" }", "server.otlp_headers.x-key"),
+        ("service_name = \" \"", "server.service_name"),
+    ] {
+        let problems = from_toml(&GOOD.replace("[server]\n", &format!("[server]\n{bad}\n"))).expect_err(bad).0;
+        assert_eq!(keys(&problems), [key], "{bad}: {problems:?}");
+    }
+}
+
+#[test]
+// figment's Jail closure returns figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+fn trace_export_can_be_set_from_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("cascade.toml", GOOD)?;
+        jail.set_env("CASCADE_SERVER__OTLP_ENDPOINT", "https://otel.example.com:4318");
+        jail.set_env("CASCADE_SERVER__OTLP_HEADERS__X_API_KEY", "from-env");
+        let c = load(Some("cascade.toml".as_ref())).expect("valid");
+        assert_eq!(c.server.otlp_endpoint.as_ref().map(|u| u.as_str()), Some("https://otel.example.com:4318/"));
+        assert_eq!(c.server.otlp_headers["x_api_key"].expose(), "from-env");
+
+        jail.set_env("CASCADE_SERVER__OTLP_ENDPOINT", "otel.example.com");
+        let problems = load(Some("cascade.toml".as_ref())).expect_err("not a URL").0;
+        assert_eq!(problems[0].key, "server.otlp_endpoint");
+        let source = problems[0].source.clone().unwrap_or_default();
+        assert!(source.contains("CASCADE_SERVER__OTLP_ENDPOINT") || source.contains("environment"), "{source}");
+        Ok(())
+    });
+}
+
+#[test]
+fn retention_can_be_switched_off() {
+    let with = |engine: &str| from_toml(&GOOD.replace("[store]\n", &format!("[engine]\n{engine}\n\n[store]\n")));
+    let default = with("").expect("valid").engine.retention;
+    assert_eq!(default, Some(std::time::Duration::from_secs(30 * 86_400)), "30 days unless set");
+    let off = with("retention = \"off\"").expect("valid");
+    assert_eq!(off.engine.retention, None, "\"off\" keeps finished cascades for ever");
+    let longer = with("retention = \"90days\"").expect("valid");
+    assert_eq!(longer.engine.retention, Some(std::time::Duration::from_secs(90 * 86_400)));
+    for zero in ["retention = 0", "retention = \"0s\""] {
+        let problems = with(zero).expect_err("zero is refused").0;
+        assert_eq!(problems[0].key, "engine.retention", "{zero}: {problems:?}");
+        assert!(problems[0].message.contains("\"off\""), "says how to switch it off: {}", problems[0].message);
+    }
+    let problems = with("retention = \"never\"").expect_err("not a duration").0;
+    assert_eq!(problems[0].key, "engine.retention");
+}
+
+#[test]
+fn the_upload_and_file_limits_default_to_the_same_100_mb() {
+    let c = from_toml(GOOD).expect("valid");
+    assert_eq!(c.server.max_upload, 100_000_000);
+    assert_eq!(c.engine.max_file_size, c.server.max_upload);
 }
 
 #[tokio::test]

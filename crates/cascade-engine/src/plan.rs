@@ -22,8 +22,9 @@ use crate::model::{
 use crate::store::Conversation;
 use crate::template;
 
-/// The default largest attachment (100 MB).
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 * 1024 * 1024;
+/// The default largest attachment: 100 MB, in decimal units (100,000,000 bytes), the same as
+/// the HTTP server's default upload limit.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100_000_000;
 
 /// What the planner needs to know about the configured channels.
 pub trait ChannelDirectory {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast};
+use tracing::Instrument;
 
 use crate::channel::{InboundMessage, SendRequest, StatusUpdate};
 use crate::clock::TokioClock;
@@ -35,7 +36,7 @@ use crate::store::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// The largest attachment accepted at all (100 MB).
+    /// The largest attachment accepted at all, in bytes (100 MB, 100,000,000 bytes).
     pub max_file_size: u64,
     /// When connections are taken out and let back in.
     pub health: HealthPolicy,
@@ -57,8 +58,8 @@ pub struct EngineConfig {
     #[serde(with = "crate::model::duration")]
     pub status_grace: Duration,
     /// Finished cascades older than this are deleted with their timelines (30 days); `None`
-    /// keeps them for ever.
-    #[serde(with = "crate::model::duration::option")]
+    /// keeps them for ever (written `"off"` in a configuration file; zero is refused).
+    #[serde(with = "crate::model::duration::or_off")]
     pub retention: Option<Duration>,
     /// How often the retention sweep runs (1 min). It deletes in batches of
     /// `retention_batch` (500), yielding between batches, so live work is never held up.
@@ -412,6 +413,12 @@ impl Engine {
         &self.inner.pools
     }
 
+    /// The settings it runs with (for example `max_file_size`, which an upload limit in front
+    /// of the engine must not exceed).
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
     /// Engine time.
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
@@ -431,6 +438,10 @@ impl Engine {
     /// Validates, stores and starts a cascade. It is durable when this returns; nothing is sent
     /// before that. A repeated idempotency key returns the earlier cascade (and sends nothing);
     /// the same key with a different request is refused.
+    ///
+    /// Runs in a `cascade.submit` span whose `cascade_id` is the cascade's (the earlier one's,
+    /// for a repeated key).
+    #[tracing::instrument(name = "cascade.submit", skip_all, fields(cascade_id = tracing::field::Empty))]
     pub async fn submit(&self, request: CascadeRequest) -> Result<CascadeHandle, SubmitError> {
         let inner = &self.inner;
         if inner.stopping.load(Ordering::Acquire) {
@@ -451,6 +462,7 @@ impl Engine {
             if addresses.is_empty() { Vec::new() } else { inner.store.conversations(&addresses).await? };
         // The id comes first: tracked links carry it.
         let id = CascadeId::new();
+        tracing::Span::current().record("cascade_id", tracing::field::display(id));
         let plan = plan::build(
             &PlanInput {
                 cascade: id,
@@ -499,6 +511,7 @@ impl Engine {
         match created {
             Created::New => {}
             Created::Existing { id: existing, same_request } => {
+                tracing::Span::current().record("cascade_id", tracing::field::display(existing));
                 lock(&inner.in_flight).retain(|(c, _)| *c != id);
                 if !same_request {
                     let key = record.meta.idempotency_key.clone().unwrap_or_default();
@@ -793,7 +806,9 @@ impl Engine {
     /// Applies an input to a stored cascade: read (from `fresh`, the cache or the store),
     /// transition, save (fenced; on a version conflict, reload and apply again), then act.
     /// `input` sees the current state and may decline (`None`). Returns the outcome after the
-    /// transition seen through `observe`, or `None` if `input` declined.
+    /// transition seen through `observe`, or `None` if `input` declined. Runs in a
+    /// `cascade.apply` span with the `cascade_id`.
+    #[tracing::instrument(name = "cascade.apply", level = "debug", skip_all, fields(cascade_id = %id))]
     async fn apply<R>(
         &self,
         id: CascadeId,
@@ -974,7 +989,14 @@ impl Engine {
         };
         inner.sends.fetch_add(1, Ordering::AcqRel);
         let engine = self.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!(
+            "cascade.send",
+            cascade_id = %id,
+            attempt = number,
+            connection = %request.connection,
+            channel = %channel.info().channel,
+        );
+        let send = async move {
             let inner = &engine.inner;
             if let Some(m) = inner.pools.member(&request.connection) {
                 m.until_ready().await;
@@ -1009,7 +1031,8 @@ impl Engine {
             if inner.sends.fetch_sub(1, Ordering::AcqRel) == 1 {
                 inner.sends_done.notify_waiters();
             }
-        });
+        };
+        tokio::spawn(send.instrument(span));
     }
 
     /// Deletes finished cascades past the retention age, a batch at a time, until stopped.

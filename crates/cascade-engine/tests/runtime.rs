@@ -332,8 +332,11 @@ impl Store for FirstLookupMisses {
     async fn outbox_result(&self, id: u64, r: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
         self.inner.outbox_result(id, r).await
     }
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
-        self.inner.dead_letters(limit).await
+    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.dead_letters_page(before, limit).await
+    }
+    async fn outbox_counts(&self) -> Result<store::OutboxCounts, StoreError> {
+        self.inner.outbox_counts().await
     }
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
         self.inner.purge_finished(before, limit).await

@@ -1,7 +1,8 @@
 //! The public API under `/v1`: start, read, list, cancel and watch cascades; upload files.
 //!
 //! Every handler checks the API key's scope first, then reads and validates the whole request
-//! before anything is stored: bad input changes nothing.
+//! before anything is stored: bad input changes nothing. A key without `admin` sees only the
+//! cascades it started (their owner is `key:<name>`); another's answer as unknown ones do.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -156,7 +157,7 @@ impl App {
         can_sign: bool,
     ) -> Result<CascadeRequest, Problem> {
         let mut errors = Vec::new();
-        let policy = match self.resolve_policy(&req.policy) {
+        let mut policy = match self.resolve_policy(&req.policy) {
             Ok(p) => Some(p),
             Err(e) => {
                 errors.extend(e);
@@ -173,6 +174,33 @@ impl App {
             },
             None => None,
         };
+        // Every other file URL the request carries is fetched too (by an adapter or a
+        // provider): per-channel overrides and, for a policy of its own, its steps' content. A
+        // named policy's content comes from the configuration and is trusted like it.
+        let mut urls: Vec<(String, &mut String)> = Vec::new();
+        let mut overrides = req.message.overrides;
+        for (channel, over) in &mut overrides {
+            if let Some(a) = &mut over.attachment {
+                urls.push((format!("message.overrides.{channel}.attachment.url"), &mut a.url));
+            }
+        }
+        if req.policy.is_object()
+            && let Some(p) = &mut policy
+        {
+            for (i, step) in Arc::make_mut(p).steps.iter_mut().enumerate() {
+                if let Some(a) = step.content.as_mut().and_then(|c| c.attachment.as_mut()) {
+                    urls.push((format!("policy.steps[{i}].content.attachment.url"), &mut a.url));
+                }
+            }
+        }
+        let url_policy = self.inner().url_policy;
+        let checked = futures_util::future::join_all(urls.iter().map(|(_, url)| url_policy.check(url))).await;
+        for ((field, url), result) in urls.into_iter().zip(checked) {
+            match result {
+                Ok(checked) => *url = checked.to_string(),
+                Err(e) => errors.push(ValidationError::new(field, e.to_string())),
+            }
+        }
         if let Some(url) = &req.callback_url {
             if !can_sign {
                 errors.push(ValidationError::new(
@@ -189,7 +217,7 @@ impl App {
         let Some(policy) = policy.filter(|_| errors.is_empty()) else {
             return Err(Problem::invalid(errors));
         };
-        let message = Message { text: req.message.text, attachment, overrides: req.message.overrides };
+        let message = Message { text: req.message.text, attachment, overrides };
         let mut request = CascadeRequest::new(req.contact, message, policy);
         request.variables = req.variables;
         request.callback_url = req.callback_url;
@@ -335,14 +363,21 @@ fn cascade_json(state: &CascadeState, meta: &CascadeMeta, events: Option<&[Event
 }
 
 /// `GET /v1/cascades/{id}`: the state, outcome, every attempt with its statuses, errors and
-/// cost, and the timeline.
+/// cost, and the timeline. Another key's cascade is a 404, as an unknown one (but for `admin`).
 #[utoipa::path(get, path = "/v1/cascades/{id}", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 404, body = crate::problem::ProblemDetails)))]
 pub async fn get_one(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Problem> {
-    app.inner().keys.authorize(&headers, Scope::Read)?;
+    let key = app.inner().keys.authorize(&headers, Scope::Read)?;
     let id = parse_id(&id)?;
-    let view = app.inner().engine.get(id).await?.ok_or_else(|| Problem::not_found(format!("no cascade {id}")))?;
+    let view = app.inner().engine.get(id).await?.filter(|v| key.may_see(v.record.meta.owner.as_deref()));
+    let view = view.ok_or_else(|| no_cascade(id))?;
     Ok(Json(cascade_json(&view.record.state, &view.record.meta, Some(&view.events))).into_response())
+}
+
+/// The answer for a cascade that does not exist or that the key may not see: the same for
+/// both, so a key cannot tell another key's cascade ids from unknown ones.
+fn no_cascade(id: CascadeId) -> Problem {
+    Problem::not_found(format!("no cascade {id}"))
 }
 
 /// The query of `GET /v1/cascades`.
@@ -361,11 +396,12 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// `GET /v1/cascades`: newest first, filtered, paged by cursor.
+/// `GET /v1/cascades`: newest first, filtered, paged by cursor; the key's own cascades only,
+/// unless it has `admin`.
 #[utoipa::path(get, path = "/v1/cascades", params(ListQuery),
     responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 422, body = crate::problem::ProblemDetails)))]
 pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) -> Result<Response, Problem> {
-    app.inner().keys.authorize(&headers, Scope::Read)?;
+    let key = app.inner().keys.authorize(&headers, Scope::Read)?;
     let Query(q) = Query::<ListQuery>::from_request(request, &())
         .await
         .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
@@ -402,21 +438,33 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) 
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let filter = ListFilter { state: q.state, channel: q.channel.map(ChannelName::from), since, before, limit };
+    let filter = ListFilter {
+        state: q.state,
+        channel: q.channel.map(ChannelName::from),
+        since,
+        before,
+        owner: (!key.sees_all()).then(|| key.owner()),
+        limit,
+    };
     let records = app.inner().engine.store().list(&filter).await?;
     let next = (records.len() == limit).then(|| records.last().map(|r| r.id().to_string())).flatten();
     let items: Vec<Value> = records.iter().map(|r| cascade_json(&r.state, &r.meta, None)).collect();
     Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
 }
 
-/// `POST /v1/cascades/{id}/cancel`: stops a running cascade.
+/// `POST /v1/cascades/{id}/cancel`: stops a running cascade the key started (any, for `admin`).
 #[utoipa::path(post, path = "/v1/cascades/{id}/cancel", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 404, body = crate::problem::ProblemDetails)))]
 pub async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Problem> {
-    app.inner().keys.authorize(&headers, Scope::Send)?;
+    let key = app.inner().keys.authorize(&headers, Scope::Send)?;
     let id = parse_id(&id)?;
+    // Whose it is is checked before anything changes (the owner of a cascade never changes).
+    let record = app.inner().engine.store().load(id).await?;
+    if !record.is_some_and(|r| key.may_see(r.meta.owner.as_deref())) {
+        return Err(no_cascade(id));
+    }
     let cancelled = app.inner().engine.cancel(id).await?;
-    let view = app.inner().engine.get(id).await?.ok_or_else(|| Problem::not_found(format!("no cascade {id}")))?;
+    let view = app.inner().engine.get(id).await?.ok_or_else(|| no_cascade(id))?;
     Ok(Json(json!({"id": id, "cancelled": cancelled, "state": state_name(&view.record.state)})).into_response())
 }
 
@@ -425,11 +473,12 @@ pub async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<S
 #[utoipa::path(get, path = "/v1/cascades/{id}/events", params(("id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = crate::problem::ProblemDetails)))]
 pub async fn events(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Problem> {
-    app.inner().keys.authorize(&headers, Scope::Read)?;
+    let key = app.inner().keys.authorize(&headers, Scope::Read)?;
     let id = parse_id(&id)?;
     // Subscribe before reading, so nothing between the read and the subscription is missed.
     let rx = app.inner().engine.subscribe(id);
-    let view = app.inner().engine.get(id).await?.ok_or_else(|| Problem::not_found(format!("no cascade {id}")))?;
+    let view = app.inner().engine.get(id).await?.filter(|v| key.may_see(v.record.meta.owner.as_deref()));
+    let view = view.ok_or_else(|| no_cascade(id))?;
     let done = view.record.state.is_finished();
     let stream = timeline_stream(view.events, rx, done, app.inner().shutdown.subscribe());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
@@ -481,13 +530,44 @@ fn timeline_stream(
     })
 }
 
-/// `GET /v1/callbacks/dead`: callbacks given up on (admin).
-#[utoipa::path(get, path = "/v1/callbacks/dead",
-    responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 403, body = crate::problem::ProblemDetails)))]
-pub async fn dead_callbacks(State(app): State<App>, headers: HeaderMap) -> Result<Response, Problem> {
+/// The query of `GET /v1/callbacks/dead`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/callbacks/dead`: callbacks given up on (admin), newest first, paged by cursor.
+#[utoipa::path(get, path = "/v1/callbacks/dead", params(DeadQuery),
+    responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 403, body = crate::problem::ProblemDetails),
+        (status = 422, body = crate::problem::ProblemDetails)))]
+pub async fn dead_callbacks(State(app): State<App>, headers: HeaderMap, request: Request) -> Result<Response, Problem> {
     app.inner().keys.authorize(&headers, Scope::Admin)?;
-    let items = app.inner().engine.store().dead_letters(500).await?;
-    Ok(Json(json!({"items": items})).into_response())
+    let Query(q) = Query::<DeadQuery>::from_request(request, &())
+        .await
+        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
+    let mut errors = Vec::new();
+    let before = match q.cursor.as_deref().map(str::parse::<u64>) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(ValidationError::new("cursor", "not a cursor this API gave"));
+            None
+        }
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        errors.push(ValidationError::new("limit", "must be 1 to 500"));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let items = app.inner().engine.store().dead_letters_page(before, limit).await?;
+    let next = (items.len() == limit).then(|| items.last().map(|i| i.id.to_string())).flatten();
+    Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
 }
 
 /// The answer to `POST /v1/uploads`.

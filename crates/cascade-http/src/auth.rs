@@ -110,6 +110,22 @@ impl ApiKey {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 
+    /// The owner recorded with the cascades this key starts: `key:<name>`.
+    pub fn owner(&self) -> String {
+        format!("key:{}", self.name)
+    }
+
+    /// Whether the key sees every cascade (it has `admin`), not only the ones it started.
+    pub fn sees_all(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// Whether the key may read, watch or cancel a cascade recorded with `owner`: an `admin`
+    /// key any, another key only its own (`key:<name>`; not Kommo's, not ownerless ones).
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        self.sees_all() || owner.and_then(|o| o.strip_prefix("key:")) == Some(self.name.as_str())
+    }
+
     /// The secret its callbacks are signed with.
     pub fn secret(&self) -> Option<&Secret> {
         self.callback_secret.as_ref()
@@ -210,6 +226,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-api-key", "r-key".parse().expect("header"));
         assert!(keys.authorize(&h, Scope::Read).is_ok());
+
+        let reader = keys.by_name("reader").expect("reader");
+        assert_eq!(reader.owner(), "key:reader");
+        assert!(reader.may_see(Some("key:reader")));
+        for other in [Some("key:ops"), Some("key:reader2"), Some("kommo:reader"), Some("reader"), None] {
+            assert!(!reader.may_see(other), "{other:?}");
+        }
+        let ops = keys.by_name("ops").expect("ops");
+        assert!(
+            ops.sees_all() && ops.may_see(Some("key:reader")) && ops.may_see(Some("kommo:acme")) && ops.may_see(None)
+        );
         assert_eq!(ApiKey::from_hash("x", "md5:00", [Scope::Read]).expect_err("bad"), BadHash);
     }
 }

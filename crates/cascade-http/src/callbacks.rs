@@ -23,6 +23,7 @@ use cascade_engine::Timestamp;
 use cascade_engine::store::OutboxItem;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::App;
 
@@ -104,8 +105,18 @@ pub(crate) async fn run(app: App, mut stop: watch::Receiver<bool>) {
         };
         let full = items.len() == CLAIM;
         for item in items {
-            let outcome = deliver(&app, &client, &item).await;
-            record(&app, &settings, &item, outcome).await;
+            let span = tracing::info_span!(
+                "cascade.callback",
+                cascade_id = %item.cascade,
+                callback = item.id,
+                tries = item.tries + 1,
+            );
+            async {
+                let outcome = deliver(&app, &client, &item).await;
+                record(&app, &settings, &item, outcome).await;
+            }
+            .instrument(span)
+            .await;
         }
         if full {
             continue;

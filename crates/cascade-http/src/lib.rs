@@ -58,8 +58,9 @@ pub use crate::problem::{Problem, ProblemKind};
 
 /// The largest JSON body accepted by default (1 MiB).
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
-/// The largest upload accepted by default (100 MB).
-pub const DEFAULT_MAX_UPLOAD: u64 = 100 * 1000 * 1000;
+/// The largest upload accepted by default: 100 MB (100,000,000 bytes), the engine's default
+/// attachment limit ([`cascade_engine::plan::DEFAULT_MAX_FILE_SIZE`]).
+pub const DEFAULT_MAX_UPLOAD: u64 = cascade_engine::plan::DEFAULT_MAX_FILE_SIZE;
 
 /// The server: an engine and everything the HTTP side needs. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -249,7 +250,8 @@ impl AppBuilder {
         self
     }
 
-    /// Accepts uploads into `dir`, each up to `max_size` bytes.
+    /// Accepts uploads into `dir`, each up to `max_size` bytes, and never more than the
+    /// engine's `max_file_size`: a file the server takes is never then refused for its size.
     pub fn uploads(mut self, dir: impl Into<std::path::PathBuf>, max_size: u64) -> Self {
         self.upload_dir = Some(dir.into());
         self.max_upload = max_size;
@@ -293,8 +295,10 @@ impl AppBuilder {
         } else {
             self.secret
         };
+        // An upload over the engine's limit could never be sent: refuse it while it arrives.
+        let max_upload = self.max_upload.min(self.engine.config().max_file_size);
         let uploads = match self.upload_dir {
-            Some(dir) => Some(Uploads::new(dir, self.max_upload, secret.clone())?),
+            Some(dir) => Some(Uploads::new(dir, max_upload, secret.clone())?),
             None => None,
         };
         let metrics = Metrics::new();

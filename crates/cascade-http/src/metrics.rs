@@ -10,6 +10,7 @@
 //! | `cascade_connection_sends` | `connection`, `channel` | sends made through the connection since start (gauge) |
 //! | `cascade_due_lag_seconds` | | how late the most overdue running cascade is (0 when on time) |
 //! | `cascade_callbacks_total` | `result` | callback tries (`delivered`, `retry`, `dead`) |
+//! | `cascade_callbacks_pending` | | callbacks still to be delivered: the outbox depth |
 //! | `cascade_callbacks_dead` | | callbacks given up on and kept |
 //! | `cascade_webhooks_total` | `connection`, `result` | provider webhooks (`ok`, `bad_signature`, `malformed`) |
 //! | `cascade_api_cascades_total` | `result` | `POST /v1/cascades` answers (`created`, `replayed`) |
@@ -80,6 +81,7 @@ pub struct Metrics {
     sends: Family<ConnectionL, Gauge>,
     due_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     callbacks: Family<ResultL, Counter>,
+    pending: Gauge,
     dead: Gauge,
     webhooks: Family<WebhookL, Counter>,
     api: Family<ResultL, Counter>,
@@ -121,8 +123,10 @@ impl Metrics {
         r.register("due_lag_seconds", "How late the most overdue running cascade is", due_lag.clone());
         let callbacks = Family::<ResultL, Counter>::default();
         r.register("callbacks", "Callback tries by result", callbacks.clone());
+        let pending = Gauge::default();
+        r.register("callbacks_pending", "Callbacks still to be delivered (the outbox depth)", pending.clone());
         let dead = Gauge::default();
-        r.register("callbacks_dead", "Callbacks given up on (up to 1000 counted)", dead.clone());
+        r.register("callbacks_dead", "Callbacks given up on and kept", dead.clone());
         let webhooks = Family::<WebhookL, Counter>::default();
         r.register("webhooks", "Provider webhooks by connection and result", webhooks.clone());
         let api = Family::<ResultL, Counter>::default();
@@ -137,6 +141,7 @@ impl Metrics {
             sends,
             due_lag,
             callbacks,
+            pending,
             dead,
             webhooks,
             api,
@@ -220,8 +225,12 @@ impl Metrics {
             _ => 0.0,
         };
         self.due_lag.set(lag);
-        if let Ok(dead) = engine.store().dead_letters(1000).await {
-            self.dead.set(dead.len() as i64);
+        match engine.store().outbox_counts().await {
+            Ok(counts) => {
+                self.pending.set(i64::try_from(counts.pending).unwrap_or(i64::MAX));
+                self.dead.set(i64::try_from(counts.dead).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "counting the callback outbox failed"),
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

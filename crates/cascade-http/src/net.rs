@@ -2,9 +2,12 @@
 //!
 //! A URL whose host is, or resolves to, a loopback, private, link-local, shared (CGNAT),
 //! unspecified, multicast or documentation address is refused unless the server allows private
-//! addresses (the demo does). The check runs twice: once when the URL is given (a clear 422),
-//! and again on every connection through [`GuardedResolver`], so a name that later resolves
-//! elsewhere (DNS rebinding) is refused too. Redirects are not followed.
+//! addresses (the demo does). Every file URL of a request (`message.attachment`, the
+//! per-channel overrides', an inline policy's steps') and its `callback_url` are checked when
+//! the request arrives (a clear 422 naming the field). Callbacks are checked again on every
+//! connection through [`GuardedResolver`], so a name that later resolves elsewhere (DNS
+//! rebinding) is refused too; file URLs are fetched by the adapters' own clients, which follow
+//! no redirects but do not check the address again. Redirects are not followed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -43,7 +43,8 @@ impl App {
     }
 }
 
-/// `POST /webhooks/{connection}`.
+/// `POST /webhooks/{connection}`, in a `cascade.webhook` span with the `connection`.
+#[tracing::instrument(name = "cascade.webhook", skip_all, fields(connection = %connection))]
 pub async fn receive(
     State(app): State<App>,
     Path(connection): Path<String>,

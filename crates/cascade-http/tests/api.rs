@@ -32,7 +32,7 @@ async fn start_get_list_and_replay() {
     let sent = t.wait_sends(1).await;
     assert_eq!(sent[0].content().text, "Hi Ann, order 42 shipped");
 
-    let (status, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    let (status, _, view) = t.get(&format!("/v1/cascades/{id}"), SEND_KEY).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["id"], id);
     assert_eq!(view["contact"]["name"], "Ann");
@@ -54,10 +54,10 @@ async fn start_get_list_and_replay() {
     let (status, _, p) = t.post_json("/v1/cascades", SEND_KEY, &other, Some("order-42")).await;
     assert_problem(status, &p, 409, "idempotency-conflict", Some("Idempotency-Key"));
 
-    let (status, _, list) = t.get("/v1/cascades?state=running&channel=whatsapp", READ_KEY).await;
+    let (status, _, list) = t.get("/v1/cascades?state=running&channel=whatsapp", SEND_KEY).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
-    let (_, _, none) = t.get("/v1/cascades?state=delivered", READ_KEY).await;
+    let (_, _, none) = t.get("/v1/cascades?state=delivered", SEND_KEY).await;
     assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
     assert_eq!(t.whatsapp.sends().len(), 1);
 }
@@ -71,10 +71,10 @@ async fn list_pages_with_a_cursor() {
         let (status, _, _) = t.post_json("/v1/cascades", SEND_KEY, &b, None).await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
-    let (_, _, first) = t.get("/v1/cascades?limit=3", READ_KEY).await;
+    let (_, _, first) = t.get("/v1/cascades?limit=3", SEND_KEY).await;
     assert_eq!(first["items"].as_array().map(Vec::len), Some(3));
     let cursor = first["next_cursor"].as_str().expect("more pages");
-    let (_, _, second) = t.get(&format!("/v1/cascades?limit=3&cursor={cursor}"), READ_KEY).await;
+    let (_, _, second) = t.get(&format!("/v1/cascades?limit=3&cursor={cursor}"), SEND_KEY).await;
     assert_eq!(second["items"].as_array().map(Vec::len), Some(2));
     assert!(second["next_cursor"].is_null());
     let ids: std::collections::HashSet<_> = first["items"]
@@ -86,7 +86,7 @@ async fn list_pages_with_a_cursor() {
         .collect();
     assert_eq!(ids.len(), 5);
 
-    let (status, _, p) = t.get("/v1/cascades?state=lost&limit=0&since=yesterday", READ_KEY).await;
+    let (status, _, p) = t.get("/v1/cascades?state=lost&limit=0&since=yesterday", SEND_KEY).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<&str> =
         p["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
@@ -205,14 +205,18 @@ async fn bad_input_changes_nothing() {
     let (s, _, p) = t.post_json("/v1/cascades", SEND_KEY, &start_body(), Some(&"k".repeat(256))).await;
     assert_problem(s, &p, 422, "invalid-request", Some("Idempotency-Key"));
 
-    let (_, _, list) = t.get("/v1/cascades", READ_KEY).await;
+    let (_, _, list) = t.get("/v1/cascades", ADMIN_KEY).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "nothing was stored");
     assert!(t.whatsapp.sends().is_empty() && t.sms.sends().is_empty(), "nothing was sent");
 }
 
 #[tokio::test]
 async fn auth_and_scopes() {
-    let t = TestApp::new().await;
+    const SEND_ONLY: &str = "send-only-key-0123456789";
+    let t = TestApp::with(|b| {
+        b.api_key(cascade_http::auth::ApiKey::from_plain("sender", SEND_ONLY, [cascade_http::auth::Scope::Send]))
+    })
+    .await;
     let (s, _, p) =
         t.request(Method::POST, "/v1/cascades", None, Some(("application/json", b"{}".to_vec())), None).await;
     assert_problem(s, &p, 401, "unauthorized", Some("Authorization"));
@@ -220,7 +224,7 @@ async fn auth_and_scopes() {
     assert_problem(s, &p, 401, "unauthorized", Some("Authorization"));
     let (s, _, p) = t.post_json("/v1/cascades", READ_KEY, &start_body(), None).await;
     assert_problem(s, &p, 403, "forbidden", None);
-    let (s, _, p) = t.get("/v1/cascades", SEND_KEY).await;
+    let (s, _, p) = t.get("/v1/cascades", SEND_ONLY).await;
     assert_problem(s, &p, 403, "forbidden", None);
     let (s, _, p) = t.get("/v1/callbacks/dead", READ_KEY).await;
     assert_problem(s, &p, 403, "forbidden", None);
@@ -260,7 +264,7 @@ async fn a_signed_status_webhook_finishes_the_step_and_a_bad_one_changes_nothing
 
     let (s, _, p) = t.webhook("wa-main", &payload, "sha256=00").await;
     assert_problem(s, &p, 401, "bad-signature", None);
-    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), SEND_KEY).await;
     assert_eq!(view["state"], "running", "a bad signature changes nothing");
 
     let (s, _, p) = t.webhook("wa-main", b"{not json", &sign_whatsapp(b"{not json")).await;
@@ -274,7 +278,7 @@ async fn a_signed_status_webhook_finishes_the_step_and_a_bad_one_changes_nothing
     // The duplicate is harmless.
     let (s, _, _) = t.webhook("wa-main", &payload, &sign_whatsapp(&payload)).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), SEND_KEY).await;
     assert_eq!(view["state"], "delivered", "{view}");
     assert_eq!(view["outcome"]["channel"], "whatsapp");
     assert!(t.sms.sends().is_empty(), "delivered on the first step: no fallover");
@@ -407,13 +411,13 @@ async fn tracked_links_redirect_and_record_the_click() {
     // A messenger drawing the link's preview does not count as a click.
     let preview = follow("WhatsApp/2.23.20.0").await;
     assert_eq!(preview.status(), StatusCode::FOUND);
-    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), SEND_KEY).await;
     assert_eq!(view["state"], "running");
 
     let click = follow("Mozilla/5.0 (iPhone)").await;
     assert_eq!(click.status(), StatusCode::FOUND);
     assert_eq!(click.headers()["location"], "https://shop.example.com/offer?id=7");
-    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), READ_KEY).await;
+    let (_, _, view) = t.get(&format!("/v1/cascades/{id}"), SEND_KEY).await;
     assert_eq!(view["state"], "delivered", "{view}");
     assert_eq!(view["outcome"]["status"], "clicked");
     assert!(t.sms.sends().is_empty());
@@ -438,4 +442,308 @@ async fn event_streams_end_when_the_server_begins_to_stop() {
         .expect("the stream ends although the cascade still runs")
         .expect("task");
     assert!(!names.contains(&"finished".to_owned()), "{names:?}");
+}
+
+/// A request that names no file but carries one in a per-channel override or in a step of its
+/// own policy: every such URL is checked like `message.attachment.url`.
+fn with_file_at(overrides: Value, policy: Value) -> Value {
+    json!({
+        "contact": {"phone": "+15551234567"},
+        "message": {"text": "Your invoice", "overrides": overrides},
+        "policy": policy
+    })
+}
+
+fn file(url: &str) -> Value {
+    json!({"url": url, "media_type": "application/pdf", "size": 1000})
+}
+
+/// Every file URL a request carries — per-channel overrides and the content of an inline
+/// policy's steps — is refused when it points inside (or is not http), with its exact path,
+/// and a refused request stores and sends nothing.
+#[tokio::test]
+async fn file_urls_in_overrides_and_inline_steps_are_checked() {
+    let t = TestApp::new().await;
+    let steps = |content: Value| json!({"steps": [{"channel": "whatsapp"}, {"channel": "sms", "content": content}]});
+    let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "private address in an override",
+            with_file_at(json!({"whatsapp": {"attachment": file("http://10.0.0.5/invoice.pdf")}}), json!("default")),
+            vec!["message.overrides.whatsapp.attachment.url"],
+        ),
+        (
+            "a local file in an override",
+            with_file_at(json!({"sms": {"attachment": file("file:///etc/passwd")}}), json!("default")),
+            vec!["message.overrides.sms.attachment.url"],
+        ),
+        (
+            "a name that resolves to loopback",
+            with_file_at(json!({"whatsapp": {"attachment": file("http://localhost:8080/x.pdf")}}), json!("default")),
+            vec!["message.overrides.whatsapp.attachment.url"],
+        ),
+        (
+            "cloud metadata in an inline step",
+            with_file_at(json!({}), steps(json!({"attachment": file("http://169.254.169.254/latest/meta-data")}))),
+            vec!["policy.steps[1].content.attachment.url"],
+        ),
+        (
+            "both at once",
+            with_file_at(
+                json!({"whatsapp": {"attachment": file("http://[::1]/a.pdf")}}),
+                steps(json!({"text": "short", "attachment": file("http://192.168.1.1/b.pdf")})),
+            ),
+            vec!["message.overrides.whatsapp.attachment.url", "policy.steps[1].content.attachment.url"],
+        ),
+    ];
+    for (name, body, fields) in cases {
+        let (s, _, p) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+        assert_problem(s, &p, 422, "invalid-request", Some(fields[0]));
+        let got: Vec<&str> =
+            p["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+        assert_eq!(got, fields, "{name}: {p}");
+    }
+    let (_, _, p) = t
+        .post_json(
+            "/v1/cascades",
+            SEND_KEY,
+            &with_file_at(json!({"whatsapp": {"attachment": file("http://10.0.0.5/invoice.pdf")}}), json!("default")),
+            None,
+        )
+        .await;
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("internal address (10.0.0.5)")), "{p}");
+
+    let (_, _, list) = t.get("/v1/cascades", ADMIN_KEY).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "nothing was stored");
+    assert!(t.whatsapp.sends().is_empty() && t.sms.sends().is_empty(), "nothing was sent");
+}
+
+/// Public file URLs pass and are sent as given; buttons are links the contact opens, not
+/// files the server fetches, so their URLs are not restricted.
+#[tokio::test]
+async fn public_files_and_any_button_pass() {
+    let t = TestApp::new().await;
+    let body = with_file_at(
+        json!({"whatsapp": {
+            "attachment": file("https://8.8.8.8/invoice.pdf"),
+            "buttons": [{"caption": "Intranet", "url": "http://10.0.0.5/orders/42"}]
+        }}),
+        json!({"steps": [{
+            "channel": "whatsapp",
+            "content": {"buttons": [{"caption": "Local", "url": "http://127.0.0.1/x"}]}
+        }]}),
+    );
+    let (s, _, r) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let sent = t.wait_sends(1).await;
+    let content = sent[0].content();
+    assert_eq!(content.attachment.as_ref().map(|a| a.url.as_str()), Some("https://8.8.8.8/invoice.pdf"));
+    assert_eq!(content.buttons[0].url, "http://127.0.0.1/x", "the step's buttons win over the channel's");
+
+    // A server that allows internal URLs (a demo on one machine) takes them in overrides too.
+    let open = TestApp::with(|b| b.allow_internal_urls(true)).await;
+    let body = with_file_at(json!({"whatsapp": {"attachment": file("http://10.0.0.5/invoice.pdf")}}), json!("default"));
+    let (s, _, r) = open.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+}
+
+fn cascade_ids(list: &Value) -> Vec<String> {
+    list["items"].as_array().expect("items").iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect()
+}
+
+async fn start_as(t: &TestApp, key: &str) -> String {
+    let (s, _, r) = t.post_json("/v1/cascades", key, &start_body(), None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    r["id"].as_str().expect("id").to_owned()
+}
+
+/// Two keys on one server: each reads, lists, watches and cancels only its own cascades; a
+/// foreign id answers exactly like an unknown one; an admin key sees and cancels all.
+#[tokio::test]
+async fn keys_see_only_their_own_cascades() {
+    let t = TestApp::new().await;
+    let crm: Vec<String> =
+        [start_as(&t, SEND_KEY).await, start_as(&t, SEND_KEY).await, start_as(&t, SEND_KEY).await].into();
+    let partner = start_as(&t, PARTNER_KEY).await;
+    // One started without any API key (as Kommo's and embedders' are): only admin sees it.
+    let policy = cascade_engine::Policy::new([cascade_engine::Step::new("sms")]);
+    let request = cascade_engine::CascadeRequest::new(
+        cascade_engine::Contact::with_phone("+15557654321"),
+        cascade_engine::Message::text("hi"),
+        policy,
+    );
+    let ownerless = t.app.engine().submit(request).await.expect("submitted").id().to_string();
+
+    // Read.
+    let (s, _, view) = t.get(&format!("/v1/cascades/{}", crm[0]), SEND_KEY).await;
+    assert_eq!((s, view["id"].as_str()), (StatusCode::OK, Some(crm[0].as_str())));
+    let unknown = cascade_engine::CascadeId::new().to_string();
+    let (s, _, missing) = t.get(&format!("/v1/cascades/{unknown}"), PARTNER_KEY).await;
+    assert_problem(s, &missing, 404, "not-found", None);
+    for (key, id) in [(PARTNER_KEY, &crm[0]), (READ_KEY, &crm[0]), (SEND_KEY, &partner), (SEND_KEY, &ownerless)] {
+        let (s, _, p) = t.get(&format!("/v1/cascades/{id}"), key).await;
+        assert_problem(s, &p, 404, "not-found", None);
+        assert_eq!(p["detail"], format!("no cascade {id}"), "worded as for an unknown id");
+        assert_eq!(p.as_object().map(|o| o.len()), missing.as_object().map(|o| o.len()), "{p} vs {missing}");
+    }
+    for id in crm.iter().chain([&partner, &ownerless]) {
+        let (s, _, _) = t.get(&format!("/v1/cascades/{id}"), ADMIN_KEY).await;
+        assert_eq!(s, StatusCode::OK, "admin reads {id}");
+    }
+
+    // List: only one's own, paged among one's own; admin lists all.
+    let (_, _, page) = t.get("/v1/cascades?limit=2", SEND_KEY).await;
+    assert_eq!(cascade_ids(&page), [crm[2].clone(), crm[1].clone()]);
+    let cursor = page["next_cursor"].as_str().expect("a full page has a cursor");
+    let (_, _, rest) = t.get(&format!("/v1/cascades?limit=2&cursor={cursor}"), SEND_KEY).await;
+    assert_eq!(cascade_ids(&rest), [crm[0].clone()], "the partner's newer cascade is not on the crm's pages");
+    let (_, _, theirs) = t.get("/v1/cascades", PARTNER_KEY).await;
+    assert_eq!(cascade_ids(&theirs), [partner.as_str()]);
+    let (_, _, none) = t.get("/v1/cascades", READ_KEY).await;
+    assert!(cascade_ids(&none).is_empty(), "a key that started nothing lists nothing");
+    let (_, _, all) = t.get("/v1/cascades?channel=whatsapp", ADMIN_KEY).await;
+    assert_eq!(cascade_ids(&all).len(), 4, "admin lists every key's cascades (filters still apply)");
+    let (_, _, all) = t.get("/v1/cascades", ADMIN_KEY).await;
+    assert_eq!(cascade_ids(&all).len(), 5, "and those of no key");
+
+    // Cancel: a foreign id is a 404 and changes nothing.
+    let cancel = |id: String, key: &'static str| {
+        let t = t.clone();
+        async move { t.request(Method::POST, &format!("/v1/cascades/{id}/cancel"), Some(key), None, None).await }
+    };
+    let (s, _, p) = cancel(crm[0].clone(), PARTNER_KEY).await;
+    assert_problem(s, &p, 404, "not-found", None);
+    let (s, _, p) = cancel(unknown.clone(), PARTNER_KEY).await;
+    assert_problem(s, &p, 404, "not-found", None);
+    let (_, _, view) = t.get(&format!("/v1/cascades/{}", crm[0]), SEND_KEY).await;
+    assert_eq!(view["state"], "running", "the partner's cancel changed nothing");
+    let (s, _, r) = cancel(crm[0].clone(), SEND_KEY).await;
+    assert_eq!((s, r["cancelled"].as_bool()), (StatusCode::OK, Some(true)), "{r}");
+    let (s, _, r) = cancel(partner.clone(), ADMIN_KEY).await;
+    assert_eq!((s, r["cancelled"].as_bool()), (StatusCode::OK, Some(true)), "admin cancels any: {r}");
+
+    // Watch: the stream of a foreign cascade is a 404; one's own (ended) streams to the end.
+    let (s, _, p) = t.get(&format!("/v1/cascades/{}/events", crm[0]), PARTNER_KEY).await;
+    assert_problem(s, &p, 404, "not-found", None);
+    let (s, _, p) = t.get(&format!("/v1/cascades/{partner}/events"), SEND_KEY).await;
+    assert_problem(s, &p, 404, "not-found", None);
+    let own = t.sse_as(SEND_KEY, &format!("/v1/cascades/{}/events", crm[0])).await;
+    assert_eq!(own.last().map(String::as_str), Some("finished"), "{own:?}");
+    let theirs = t.sse_as(ADMIN_KEY, &format!("/v1/cascades/{partner}/events")).await;
+    assert_eq!(theirs.last().map(String::as_str), Some("finished"), "{theirs:?}");
+}
+
+/// Puts `n` callbacks in the outbox and gives every one up; returns their ids, oldest first.
+async fn dead_callbacks(t: &TestApp, n: usize) -> Vec<u64> {
+    use cascade_engine::store::{CascadeUpdate, NewOutboxItem};
+    let store = t.app.engine().store().clone();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let at = chrono::Utc::now();
+        let record = cascade_testkit::sample_record(None, "fp", &format!("+1555000{i:04}"), at);
+        store.create(record.clone(), vec![]).await.expect("create");
+        let mut state = record.state.clone();
+        state.phase = cascade_engine::machine::Phase::Finished;
+        state.outcome = Some(cascade_engine::Outcome::Cancelled);
+        state.finished_at = Some(at);
+        let update = CascadeUpdate {
+            state,
+            expected_version: record.version,
+            wake_at: None,
+            events: Vec::new(),
+            provider_refs: Vec::new(),
+            outbox: Some(NewOutboxItem {
+                cascade: record.id(),
+                url: "https://crm.example.com/hooks".into(),
+                body: json!({"n": i}),
+            }),
+        };
+        store.save(&update).await.expect("save");
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let items = store.claim_outbox(later, 10, std::time::Duration::from_secs(60)).await.expect("claim");
+        assert_eq!(items.len(), 1);
+        store.outbox_result(items[0].id, Err((format!("HTTP 503 ({i})"), None))).await.expect("dead");
+        ids.push(items[0].id);
+    }
+    ids
+}
+
+fn callback_ids(page: &Value) -> Vec<u64> {
+    page["items"].as_array().expect("items").iter().filter_map(|i| i["id"].as_u64()).collect()
+}
+
+/// `GET /v1/callbacks/dead` pages newest first with `limit` and `cursor`, to the last one.
+#[tokio::test]
+async fn dead_callbacks_are_paged_newest_first() {
+    let t = TestApp::new().await;
+    let mut ids = dead_callbacks(&t, 5).await;
+    ids.reverse();
+
+    let (s, _, page) = t.get("/v1/callbacks/dead?limit=2", ADMIN_KEY).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(callback_ids(&page), ids[..2]);
+    assert_eq!(page["items"][0]["dead"], true);
+    assert_eq!(page["items"][0]["last_error"], "HTTP 503 (4)");
+    assert_eq!(page["items"][0]["body"], json!({"n": 4}));
+    let mut seen = callback_ids(&page);
+    let mut cursor = page["next_cursor"].as_str().expect("a full page has a cursor").to_owned();
+    loop {
+        let (s, _, page) = t.get(&format!("/v1/callbacks/dead?limit=2&cursor={cursor}"), ADMIN_KEY).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        seen.extend(callback_ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every dead callback once, newest first");
+
+    let (_, _, all) = t.get("/v1/callbacks/dead", ADMIN_KEY).await;
+    assert_eq!(callback_ids(&all), ids, "the default page (100) holds all five");
+    assert!(all["next_cursor"].is_null());
+    let (_, _, last) = t.get(&format!("/v1/callbacks/dead?cursor={}", ids[4]), ADMIN_KEY).await;
+    assert_eq!(last["items"], json!([]), "below the oldest there is nothing");
+
+    let (s, _, p) = t.get("/v1/callbacks/dead?limit=501&cursor=abc", ADMIN_KEY).await;
+    assert_problem(s, &p, 422, "invalid-request", Some("cursor"));
+    let fields: Vec<&str> =
+        p["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["cursor", "limit"]);
+    let (s, _, p) = t.get("/v1/callbacks/dead?limit=0", ADMIN_KEY).await;
+    assert_problem(s, &p, 422, "invalid-request", Some("limit"));
+    let (s, _, p) = t.get("/v1/callbacks/dead?page=2", ADMIN_KEY).await;
+    assert_problem(s, &p, 422, "invalid-request", None);
+    let (s, _, p) = t.get("/v1/callbacks/dead?limit=500", SEND_KEY).await;
+    assert_problem(s, &p, 403, "forbidden", None);
+}
+
+/// The upload limit and the engine's file limit are one value (100 MB by default), and an
+/// upload limit set above the engine's is lowered to it: a file the server took is never
+/// refused for its size when it is sent.
+#[tokio::test]
+async fn an_upload_the_server_takes_is_never_too_large_to_send() {
+    assert_eq!(cascade_http::DEFAULT_MAX_UPLOAD, 100_000_000);
+    assert_eq!(cascade_engine::plan::DEFAULT_MAX_FILE_SIZE, cascade_http::DEFAULT_MAX_UPLOAD);
+    assert_eq!(cascade_engine::EngineConfig::default().max_file_size, cascade_http::DEFAULT_MAX_UPLOAD);
+
+    // The test app asks for 300,000-byte uploads; the engine here takes files up to 1,000.
+    let config = cascade_engine::EngineConfig { max_file_size: 1_000, ..Default::default() };
+    let t = TestApp::with_engine(config, |b| b).await;
+    let (s, _, up) = t.upload("exact.jpg", "image/jpeg", &[7u8; 1_000]).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    let (s, _, p) = t.upload("over.jpg", "image/jpeg", &[7u8; 1_001]).await;
+    assert_problem(s, &p, 413, "payload-too-large", Some("file"));
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("1000-byte")), "{p}");
+
+    let mut body = start_body();
+    body["message"]["attachment"] = json!({"upload_id": up["upload_id"]});
+    let (s, _, r) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "the largest upload is sent: {r}");
+
+    // The same boundary for a file given by URL.
+    body["message"]["attachment"] = json!({"url": "https://8.8.8.8/a.jpg", "media_type": "image/jpeg", "size": 1_000});
+    let (s, _, r) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    body["message"]["attachment"]["size"] = json!(1_001);
+    let (s, _, p) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
+    assert_problem(s, &p, 422, "invalid-request", Some("message.attachment.size"));
 }

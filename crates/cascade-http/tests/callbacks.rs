@@ -162,6 +162,39 @@ async fn a_gone_receiver_is_given_up_at_once() {
     workers.stop().await;
 }
 
+/// The value of an unlabelled metric in a `/metrics` answer.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_outbox_depth_and_the_dead_callbacks_are_metrics() {
+    let (receiver, url) = Receiver::start(vec![410]).await;
+    let t = TestApp::with(|b| b.allow_internal_urls(true).callbacks(fast())).await;
+    // No callback worker yet: the outcome report waits in the outbox.
+    start_and_cancel(&t, &url).await;
+    start_and_cancel(&t, &url).await;
+    let text = t.text("/metrics").await;
+    assert_eq!(metric(&text, "cascade_callbacks_pending"), Some(2.0), "{text}");
+    assert_eq!(metric(&text, "cascade_callbacks_dead"), Some(0.0), "{text}");
+
+    // The first try is answered 410 (given up on), the second 200 (delivered).
+    let workers = t.app.spawn_workers();
+    receiver.wait_calls(2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = t.text("/metrics").await;
+        let (pending, dead) = (metric(&text, "cascade_callbacks_pending"), metric(&text, "cascade_callbacks_dead"));
+        if pending == Some(0.0) && dead == Some(1.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pending {pending:?}, dead {dead:?}:\n{text}");
+        // Real HTTP and a real outbox: poll briefly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.stop().await;
+}
+
 #[tokio::test]
 async fn a_key_without_a_callback_secret_cannot_ask_for_callbacks() {
     let t = TestApp::with(|b| {

@@ -103,7 +103,10 @@ async fn inbound(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> Respon
 
 async fn send_inbound(state: &State, channel: &str, from: &str, to: Option<&str>, text: &str) -> Result<u16, String> {
     let (provider, hook) = providers::inbound_hook(state, channel, from, to, text)?;
-    state.post(provider, &hook).await.ok_or_else(|| format!("the {channel} webhook could not be delivered to {}", hook.url))
+    state
+        .post(provider, &hook)
+        .await
+        .ok_or_else(|| format!("the {channel} webhook could not be delivered to {}", hook.url))
 }
 
 async fn clear(AxumState(state): AxumState<Arc<State>>) -> StatusCode {

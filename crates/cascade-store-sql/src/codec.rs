@@ -68,6 +68,8 @@ pub(crate) struct NewCascade {
     pub idempotency_key: Option<String>,
     pub fingerprint: String,
     pub channels: String,
+    /// Who started it (`meta.owner`), for list filters.
+    pub owner: Option<String>,
     pub body: String,
     pub meta: String,
     pub events: Vec<String>,
@@ -88,6 +90,7 @@ impl NewCascade {
             idempotency_key: record.meta.idempotency_key.clone(),
             fingerprint: record.meta.fingerprint.clone(),
             channels: channels(state),
+            owner: record.meta.owner.clone(),
             body: json(state)?,
             meta: json(&*record.meta)?,
             events: events.iter().map(json).collect::<Result<_, _>>()?,

@@ -49,7 +49,7 @@ macro_rules! define_hot_writes {
             for chunk in creates.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
-                     fingerprint, channels, event_count, body, meta) ",
+                     fingerprint, channels, owner, event_count, body, meta) ",
                 );
                 q.push_values(chunk, |mut b, (_, c)| {
                     b.push_bind(c.id)
@@ -61,6 +61,7 @@ macro_rules! define_hot_writes {
                         .push_bind(c.idempotency_key.as_deref())
                         .push_bind(c.fingerprint.as_str())
                         .push_bind(c.channels.as_str())
+                        .push_bind(c.owner.as_deref())
                         .push_bind(c.events.len() as i64)
                         .push_bind(c.body.as_str())
                         .push_bind(c.meta.as_str());

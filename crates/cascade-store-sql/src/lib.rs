@@ -66,6 +66,9 @@ macro_rules! list_filter {
         if let Some(b) = $f.before {
             $q.push(" AND id < ").push_bind(*b.as_uuid());
         }
+        if let Some(o) = &$f.owner {
+            $q.push(" AND owner = ").push_bind(o.clone());
+        }
         $q.push(" ORDER BY id DESC LIMIT ").push_bind($f.limit as i64);
     }};
 }

@@ -15,12 +15,17 @@ pub(crate) struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
 /// The SQLite schema.
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: Embedded = Embedded(&[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))]);
+pub(crate) const SQLITE: Embedded = Embedded(&[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, "owner", include_str!("../migrations/sqlite/0002_owner.sql")),
+]);
 
 /// The PostgreSQL schema.
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: Embedded =
-    Embedded(&[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))]);
+pub(crate) const POSTGRES: Embedded = Embedded(&[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, "owner", include_str!("../migrations/postgres/0002_owner.sql")),
+]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {

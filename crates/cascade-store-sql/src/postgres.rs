@@ -131,5 +131,6 @@ crate::shared::define_sql_store! {
             next_at = coalesce($3, next_at), dead = ($3::BIGINT IS NULL) WHERE id = $1",
     purge: "SELECT id FROM cascades WHERE finished_at IS NOT NULL AND finished_at < $1 \
             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE NOT dead), (SELECT count(*) FROM outbox WHERE dead)",
     contains: ("strpos(channels, ", ") > 0"),
 }

@@ -24,6 +24,8 @@ macro_rules! define_sql_store {
         retry_outbox: $retry_outbox:literal,
         // Picks finished cascades to purge: (before, limit).
         purge: $purge:literal,
+        // Counts pending and dead callbacks, each over its partial index: (pending, dead).
+        outbox_counts: $outbox_counts:literal,
         // Wraps the `channels` column test of list filters: (prefix, suffix).
         contains: ($contains:literal, $close:literal),
     ) => {
@@ -304,16 +306,27 @@ macro_rules! define_sql_store {
                 self.writer.outbox_result(id, result).await
             }
 
-            async fn dead_letters(
+            async fn dead_letters_page(
                 &self,
+                before: Option<u64>,
                 limit: usize,
             ) -> Result<Vec<cascade_engine::store::OutboxItem>, cascade_engine::StoreError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT id, cascade_id, url, body, tries, next_at, last_error, dead FROM outbox WHERE dead = ",
                 );
-                q.push_bind(true).push(" ORDER BY id LIMIT ").push_bind(limit as i64);
+                q.push_bind(true);
+                if let Some(before) = before {
+                    q.push(" AND id < ").push_bind(i64::try_from(before).unwrap_or(i64::MAX));
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
                 let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
                 rows.iter().map(outbox_row).collect()
+            }
+
+            async fn outbox_counts(&self) -> Result<cascade_engine::store::OutboxCounts, cascade_engine::StoreError> {
+                let (pending, dead): (i64, i64) =
+                    sqlx::query_as($outbox_counts).fetch_one(&self.read).await.map_err(crate::codec::unavailable)?;
+                Ok(cascade_engine::store::OutboxCounts { pending: pending as u64, dead: dead as u64 })
             }
 
             async fn purge_finished(

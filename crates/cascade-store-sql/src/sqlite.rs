@@ -131,5 +131,7 @@ crate::shared::define_sql_store! {
             next_at = coalesce(?3, next_at), dead = (?3 IS NULL) WHERE id = ?1",
     purge: "SELECT id FROM cascades WHERE finished_at IS NOT NULL AND finished_at < ?1 \
             ORDER BY finished_at LIMIT ?2",
+    outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE dead = 0), \
+            (SELECT count(*) FROM outbox WHERE dead = 1)",
     contains: ("instr(channels, ", ") > 0"),
 }

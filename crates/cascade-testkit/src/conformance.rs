@@ -7,7 +7,8 @@ use std::time::Duration;
 use cascade_engine::machine::{CascadeState, Phase};
 use cascade_engine::plan::{Plan, PlannedStep};
 use cascade_engine::store::{
-    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, NewOutboxItem, ProviderRef,
+    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, NewOutboxItem, OutboxCounts,
+    ProviderRef,
 };
 use cascade_engine::{
     Address, AddressKind, CascadeId, ChannelName, ConnectionId, Contact, Content, Event, EventKind, Outcome,
@@ -101,6 +102,8 @@ where
     claiming_and_leases(make().await).await;
     provider_ids_addresses_and_conversations(make().await).await;
     outbox(make().await).await;
+    outbox_counts(make().await).await;
+    dead_letter_pages(make().await).await;
     listing_and_retention(make().await).await;
 }
 
@@ -266,10 +269,92 @@ async fn outbox(store: Arc<dyn Store>) {
     );
 }
 
+async fn outbox_counts(store: Arc<dyn Store>) {
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts::default(), "an empty outbox counts nothing, got {counts:?}");
+    for i in 0..5 {
+        let r = sample_record(None, "fp", &format!("+1555000020{i}"), t0());
+        store.create(r.clone(), vec![]).await.expect("create");
+        let mut u = update(&r, finished(r.state.clone(), t0()), None);
+        u.outbox = Some(NewOutboxItem {
+            cascade: r.id(),
+            url: format!("https://example.test/cb/{i}"),
+            body: serde_json::json!({ "i": i }),
+        });
+        store.save(&u).await.expect("save");
+    }
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts { pending: 5, dead: 0 }, "enqueued callbacks are pending, got {counts:?}");
+
+    let lease = Duration::from_secs(60);
+    let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim outbox");
+    check!(items.len() == 5, "every callback is claimed, got {}", items.len());
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts { pending: 5, dead: 0 }, "claimed callbacks are still pending, got {counts:?}");
+
+    store.outbox_result(items[0].id, Ok(())).await.expect("delivered");
+    store.outbox_result(items[1].id, Ok(())).await.expect("delivered");
+    store.outbox_result(items[2].id, Err(("gave up".into(), None))).await.expect("dead");
+    store.outbox_result(items[3].id, Err(("HTTP 503".into(), Some(t0() + secs(30))))).await.expect("retry");
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(
+        counts == OutboxCounts { pending: 2, dead: 1 },
+        "delivered callbacks count in neither, dead ones as dead, retried and untried ones as pending; got {counts:?}"
+    );
+
+    store.outbox_result(items[2].id, Err(("gave up again".into(), None))).await.expect("dead again");
+    store.outbox_result(items[4].id, Err(("410 Gone".into(), None))).await.expect("dead");
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts { pending: 1, dead: 2 }, "a callback given up on twice counts once; got {counts:?}");
+    let dead = store.dead_letters(10).await.expect("dead letters");
+    check!(dead.len() as u64 == counts.dead, "the dead count matches the dead letters, {} listed", dead.len());
+}
+
+async fn dead_letter_pages(store: Arc<dyn Store>) {
+    let lease = Duration::from_secs(60);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let a = sample_record(None, "fp", &format!("+1555000030{i}"), t0());
+        store.create(a.clone(), vec![]).await.expect("create");
+        let mut u = update(&a, finished(a.state.clone(), t0()), None);
+        u.outbox = Some(NewOutboxItem {
+            cascade: a.id(),
+            url: "https://example.test/cb".into(),
+            body: serde_json::json!({ "n": i }),
+        });
+        store.save(&u).await.expect("save");
+        let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim outbox");
+        check!(items.len() == 1, "one callback due, got {}", items.len());
+        // Every callback but the third dies; that one waits for a retry.
+        let retry = (i == 2).then(|| t0() + secs(100));
+        store.outbox_result(items[0].id, Err((format!("error {i}"), retry))).await.expect("result");
+        ids.push(items[0].id);
+    }
+    let dead: Vec<u64> = vec![ids[4], ids[3], ids[1], ids[0]];
+    let first = store.dead_letters_page(None, 3).await.expect("dead letters");
+    let got: Vec<u64> = first.iter().map(|i| i.id).collect();
+    check!(
+        got == dead[..3],
+        "dead callbacks page newest first, skipping live ones: got {got:?}, expected {:?}",
+        &dead[..3]
+    );
+    check!(first.iter().all(|i| i.dead), "a listed dead callback is marked dead");
+    let rest = store.dead_letters_page(Some(got[2]), 3).await.expect("dead letters");
+    let got: Vec<u64> = rest.iter().map(|i| i.id).collect();
+    check!(got == dead[3..], "the next page starts below the cursor: got {got:?}, expected {:?}", &dead[3..]);
+    let none = store.dead_letters_page(Some(dead[3]), 3).await.expect("dead letters");
+    check!(none.is_empty(), "past the oldest dead callback the page is empty");
+    let newest: Vec<u64> = store.dead_letters(2).await.expect("dead letters").iter().map(|i| i.id).collect();
+    check!(newest == dead[..2], "`dead_letters` is the first page: got {newest:?}");
+}
+
 async fn listing_and_retention(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        let r = sample_record(Some(&format!("k{i}")), "fp", &format!("+1555000010{i}"), t0());
+        let mut r = sample_record(Some(&format!("k{i}")), "fp", &format!("+1555000010{i}"), t0());
+        if i == 3 {
+            Arc::make_mut(&mut r.meta).owner = Some("key:other".into());
+        }
         store.create(r.clone(), vec![]).await.expect("create");
         ids.push(r.id());
         if i % 2 == 0 {
@@ -292,6 +377,24 @@ async fn listing_and_retention(store: Arc<dyn Store>) {
         .await
         .expect("list");
     check!(other.is_empty(), "list filters by channel");
+    let owned = store
+        .list(&ListFilter { owner: Some("key:other".into()), limit: 10, ..ListFilter::default() })
+        .await
+        .expect("list");
+    check!(owned.len() == 1 && owned[0].id() == ids[3], "list filters by owner, got {} cascades", owned.len());
+    let mine = store
+        .list(&ListFilter { owner: Some("key:test".into()), before: Some(ids[4]), limit: 2, ..ListFilter::default() })
+        .await
+        .expect("list");
+    check!(
+        mine.iter().map(|r| r.id()).collect::<Vec<_>>() == [ids[2], ids[1]],
+        "the owner filter pages like the others"
+    );
+    let nobody = store
+        .list(&ListFilter { owner: Some("key:nobody".into()), limit: 10, ..ListFilter::default() })
+        .await
+        .expect("list");
+    check!(nobody.is_empty(), "an owner with no cascades lists none");
 
     let purged = store.purge_finished(t0() + secs(3), 10).await.expect("purge");
     check!(purged == 2, "finished cascades older than the cut-off are purged, got {purged}");

@@ -62,6 +62,37 @@ pub mod option {
     }
 }
 
+/// `#[serde(with = "duration::or_off")]` for an `Option<Duration>` a configuration file can
+/// switch off: the string `"off"` (any case) or null is `None`, anything else a duration as
+/// [`deserialize`] reads it, which must be more than zero (zero is refused rather than guessed
+/// at: it could mean "off" or "at once"). `None` serializes as `"off"`.
+pub mod or_off {
+    use super::*;
+
+    /// Serializes `Some` as a human string, `None` as `"off"`.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::format(*d)),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    /// Accepts `"off"`, null, a human string or a number of seconds above zero.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        use serde::de::Error;
+        let raw = match Option::<Raw<'de>>::deserialize(d)? {
+            None => return Ok(None),
+            Some(Raw::Text(t)) if t.trim().eq_ignore_ascii_case("off") => return Ok(None),
+            Some(raw) => raw,
+        };
+        let d: Duration = from_raw(raw)?;
+        if d.is_zero() {
+            return Err(D::Error::custom("must be more than 0; write \"off\" to switch it off"));
+        }
+        Ok(Some(d))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +103,27 @@ mod tests {
         assert_eq!(parse("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse("soon").unwrap_err().contains("soon"));
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize, PartialEq, Debug)]
+    struct Switchable {
+        #[serde(with = "or_off")]
+        d: Option<Duration>,
+    }
+
+    #[test]
+    fn off_switches_off_and_zero_is_refused() {
+        let read = |json: &str| serde_json::from_str::<Switchable>(json).map(|s| s.d);
+        assert_eq!(read(r#"{"d": "off"}"#).expect("off"), None);
+        assert_eq!(read(r#"{"d": "OFF"}"#).expect("off"), None);
+        assert_eq!(read(r#"{"d": null}"#).expect("null"), None);
+        assert_eq!(read(r#"{"d": "30days"}"#).expect("days"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(read(r#"{"d": 60}"#).expect("seconds"), Some(Duration::from_secs(60)));
+        for zero in [r#"{"d": 0}"#, r#"{"d": "0s"}"#] {
+            let e = read(zero).expect_err("zero").to_string();
+            assert!(e.contains("\"off\""), "{e}");
+        }
+        let off = serde_json::to_string(&Switchable { d: None }).expect("json");
+        assert_eq!(off, r#"{"d":"off"}"#);
     }
 }

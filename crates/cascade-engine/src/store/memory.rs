@@ -25,6 +25,8 @@ struct Inner {
     conversations: HashMap<(ChannelName, String), Vec<Conversation>>,
     outbox: BTreeMap<u64, OutboxItem>,
     next_outbox: u64,
+    /// How many items of `outbox` are dead, kept up to date so counting reads no items.
+    dead: u64,
 }
 
 #[derive(Debug)]
@@ -256,6 +258,7 @@ impl Store for MemoryStore {
             .filter(|r| f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c)))
             .filter(|r| f.since.is_none_or(|t| r.state.created_at >= t))
             .filter(|r| f.before.is_none_or(|b| r.id() < b))
+            .filter(|r| f.owner.as_deref().is_none_or(|o| r.meta.owner.as_deref() == Some(o)))
             .collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.id()));
         Ok(out.into_iter().take(f.limit).cloned().collect())
@@ -276,7 +279,9 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         match result {
             Ok(()) => {
-                g.outbox.remove(&id);
+                if g.outbox.remove(&id).is_some_and(|item| item.dead) {
+                    g.dead -= 1;
+                }
             }
             Err((error, retry_at)) => {
                 if let Some(item) = g.outbox.get_mut(&id) {
@@ -284,7 +289,11 @@ impl Store for MemoryStore {
                     item.last_error = Some(error);
                     match retry_at {
                         Some(at) => item.next_at = at,
-                        None => item.dead = true,
+                        None if !item.dead => {
+                            item.dead = true;
+                            g.dead += 1;
+                        }
+                        None => {}
                     }
                 }
             }
@@ -292,8 +301,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        Ok(self.lock().outbox.values().filter(|i| i.dead).take(limit).cloned().collect())
+    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let g = self.lock();
+        let upper = before.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let below = g.outbox.range((std::ops::Bound::Unbounded, upper));
+        Ok(below.rev().map(|(_, i)| i).filter(|i| i.dead).take(limit).cloned().collect())
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let g = self.lock();
+        Ok(OutboxCounts { pending: g.outbox.len() as u64 - g.dead, dead: g.dead })
     }
 
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {

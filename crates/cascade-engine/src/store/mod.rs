@@ -188,6 +188,15 @@ pub struct OutboxItem {
     pub dead: bool,
 }
 
+/// How many callbacks the outbox holds ([`Store::outbox_counts`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct OutboxCounts {
+    /// Callbacks still to be delivered: due now, waiting for a retry, or being tried.
+    pub pending: u64,
+    /// Callbacks given up on and kept ([`Store::dead_letters`]).
+    pub dead: u64,
+}
+
 /// A filter for [`Store::list`].
 #[derive(Clone, PartialEq, Debug, Default)]
 pub struct ListFilter {
@@ -199,6 +208,8 @@ pub struct ListFilter {
     pub since: Option<Timestamp>,
     /// Only cascades with ids before this one (newest first paging).
     pub before: Option<CascadeId>,
+    /// Only cascades whose [`CascadeMeta::owner`] is exactly this (`key:crm`).
+    pub owner: Option<String>,
     /// The most to return.
     pub limit: usize,
 }
@@ -257,8 +268,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// error, to retry at `retry_at` or, if `None`, as dead.
     async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError>;
 
-    /// Callbacks given up on.
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Callbacks given up on, newest first (highest id first): up to `limit` of those whose id
+    /// is below `before`, or of all of them when `before` is `None`. Pass the last id of a page
+    /// as `before` to get the next.
+    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// The newest `limit` callbacks given up on ([`dead_letters_page`](Store::dead_letters_page)
+    /// from the start).
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.dead_letters_page(None, limit).await
+    }
+
+    /// How many callbacks are pending and how many are dead, without reading them: one cheap
+    /// query (the metrics endpoint calls it on every scrape). Delivered callbacks are gone
+    /// and counted in neither.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 
     /// Deletes up to `limit` finished cascades last updated before `before`; returns how many.
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError>;

@@ -1,6 +1,7 @@
 //! A test app: an engine with stub channels (WhatsApp-shaped and SMS-shaped), the real
-//! WhatsApp webhook intake, three API keys, uploads in a temporary directory, and helpers that
-//! call the router in process.
+//! WhatsApp webhook intake, four API keys, uploads in a temporary directory, and helpers that
+//! call the router in process. It refuses internal URLs (loopback, private networks) unless a
+//! test allows them.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use cascade_engine::{Connection, Engine, Policy, Status, Step};
+use cascade_engine::{Connection, Engine, EngineConfig, Policy, Status, Step};
 use cascade_http::App;
 use cascade_http::auth::{ApiKey, Scope};
 use cascade_testkit::{SentMessage, StubChannel, caps};
@@ -19,8 +20,13 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// `crm`: `send` and `read`, with a callback secret. Most tests start and read with it.
 pub const SEND_KEY: &str = "send-key-0123456789";
+/// `partner`: `send` and `read`, another client of the same server.
+pub const PARTNER_KEY: &str = "partner-key-0123456789";
+/// `dashboard`: `read` only.
 pub const READ_KEY: &str = "read-key-0123456789";
+/// `ops`: `admin`.
 pub const ADMIN_KEY: &str = "admin-key-0123456789";
 pub const CALLBACK_SECRET: &str = "callback-secret";
 pub const APP_SECRET: &str = "whatsapp-app-secret";
@@ -48,9 +54,18 @@ impl TestApp {
     }
 
     pub async fn with(customize: impl FnOnce(cascade_http::AppBuilder) -> cascade_http::AppBuilder) -> Self {
+        Self::with_engine(EngineConfig::default(), customize).await
+    }
+
+    /// An app whose engine runs with `config`.
+    pub async fn with_engine(
+        config: EngineConfig,
+        customize: impl FnOnce(cascade_http::AppBuilder) -> cascade_http::AppBuilder,
+    ) -> Self {
         let whatsapp = StubChannel::with_adapter("whatsapp", "whatsapp-cloud", caps::whatsapp());
         let sms = StubChannel::new("sms", caps::sms());
         let engine = Engine::builder()
+            .config(config)
             .connection(Connection::new("wa-main", whatsapp.clone()))
             .connection(Connection::new("sms-main", sms.clone()))
             .link_tracking(cascade_engine::LinkTracking::new("http://127.0.0.1:8080/l/", [7u8; 32].to_vec()))
@@ -64,7 +79,8 @@ impl TestApp {
         let builder = App::builder(engine)
             .policy("default", policy)
             .intake("wa-main", whatsapp_intake())
-            .api_key(ApiKey::from_plain("crm", SEND_KEY, [Scope::Send]).callback_secret(CALLBACK_SECRET))
+            .api_key(ApiKey::from_plain("crm", SEND_KEY, [Scope::Send, Scope::Read]).callback_secret(CALLBACK_SECRET))
+            .api_key(ApiKey::from_plain("partner", PARTNER_KEY, [Scope::Send, Scope::Read]))
             .api_key(ApiKey::from_plain("dashboard", READ_KEY, [Scope::Read]))
             .api_key(ApiKey::from_plain("ops", ADMIN_KEY, [Scope::Admin]))
             .secret(b"0123456789abcdef0123456789abcdef".to_vec())
@@ -155,10 +171,15 @@ impl TestApp {
         self.request(Method::POST, "/v1/uploads", Some(SEND_KEY), Some((&ct, body)), None).await
     }
 
-    /// The `event:` names of a Server-Sent Events stream, read to its end.
+    /// The `event:` names of a Server-Sent Events stream, read to its end, watched with the key
+    /// that started the cascades (`crm`).
     pub async fn sse(&self, path: &str) -> Vec<String> {
-        let r =
-            Request::get(path).header("authorization", format!("Bearer {READ_KEY}")).body(Body::empty()).expect("req");
+        self.sse_as(SEND_KEY, path).await
+    }
+
+    /// The `event:` names of a Server-Sent Events stream watched with `key`, read to its end.
+    pub async fn sse_as(&self, key: &str, path: &str) -> Vec<String> {
+        let r = Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty()).expect("req");
         let response = self.router.clone().oneshot(r).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
         let mut stream = response.into_body().into_data_stream();

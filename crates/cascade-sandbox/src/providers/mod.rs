@@ -27,14 +27,18 @@ pub fn inbound_hook(
     match channel {
         "whatsapp" => {
             let wa_id = digits(from);
-            whatsapp::hook(state, "", &wa_id, &Event::Reply(text.to_owned())).map(|h| ("whatsapp", h)).ok_or_else(no_url)
+            whatsapp::hook(state, "", &wa_id, &Event::Reply(text.to_owned()))
+                .map(|h| ("whatsapp", h))
+                .ok_or_else(no_url)
         }
         "telegram" => telegram::update(state, from, text).map(|h| ("telegram", h)).ok_or_else(no_url),
         "sms" | "twilio" => {
             let to = to.unwrap_or("+15550000000");
             twilio::inbound(state, from, to, text).map(|h| ("sms", h)).ok_or_else(no_url)
         }
-        "viber" => viber::callback(state, 0, from, &Event::Reply(text.to_owned())).map(|h| ("viber", h)).ok_or_else(no_url),
+        "viber" => {
+            viber::callback(state, 0, from, &Event::Reply(text.to_owned())).map(|h| ("viber", h)).ok_or_else(no_url)
+        }
         "max" => {
             if from.parse::<i64>().is_err() {
                 return Err(format!("a MAX user id is a number, not {from:?}"));

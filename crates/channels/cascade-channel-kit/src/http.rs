@@ -18,10 +18,12 @@ pub fn client(timeout: Duration) -> reqwest::Client {
     build(timeout, reqwest::redirect::Policy::none())
 }
 
-/// A client for fetching attachments from their own hosts (CDNs, signed URLs): it follows up to
-/// five redirects, unlike the provider client.
+/// A client for fetching attachments from their own hosts (CDNs, signed URLs). Like the
+/// provider client it follows no redirects: the server checks an attachment's URL when the
+/// cascade is started (no internal addresses), and a redirect would take the fetch somewhere
+/// that was never checked. A redirect answer is `rejected` ([`media::fetched_part`](crate::media::fetched_part)).
 pub fn fetch_client(timeout: Duration) -> reqwest::Client {
-    build(timeout, reqwest::redirect::Policy::limited(5))
+    build(timeout, reqwest::redirect::Policy::none())
 }
 
 fn build(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::Client {

@@ -63,9 +63,10 @@ pub async fn file_part(path: &std::path::Path, attachment: &Attachment) -> Resul
 }
 
 /// A multipart part streaming the body of `url` (for providers that take uploads only, or whose
-/// fetch-by-URL limit is lower than their upload limit). Use a [`fetch_client`](crate::http::fetch_client):
-/// file hosts redirect. A file host that is down is `transient` (neither the sender nor the
-/// contact is at fault); one that answers 4xx is `rejected`.
+/// fetch-by-URL limit is lower than their upload limit), fetched with `client` (a
+/// [`fetch_client`](crate::http::fetch_client), which follows no redirects). A file host that is
+/// down is `transient` (neither the sender nor the contact is at fault); one that answers 4xx,
+/// or a redirect, is `rejected`.
 pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Attachment) -> Result<Part, SendError> {
     let response = fetch(client, url).await?;
     let size = response.content_length().unwrap_or(attachment.size);
@@ -110,12 +111,19 @@ pub async fn bytes(client: &reqwest::Client, source: &Source, limit: u64) -> Res
 }
 
 /// A successful answer from a file host: one that is down is `transient` (neither the sender
-/// nor the contact is at fault); one that answers 4xx is `rejected`.
+/// nor the contact is at fault); one that answers 4xx is `rejected`, and so is a redirect
+/// (redirects are not followed, and asking again will not change the answer).
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, SendError> {
     let response = client.get(url).send().await.map_err(fetch_failed)?;
     let status = response.status();
     if status.is_success() {
         return Ok(response);
+    }
+    if status.is_redirection() {
+        return Err(SendError::rejected(
+            "attachment_redirect",
+            format!("fetching the attachment answered {status}; redirects are not followed: give the file's final URL"),
+        ));
     }
     let detail = format!("fetching the attachment answered {status}");
     Err(if status.is_client_error() {
