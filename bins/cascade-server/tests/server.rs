@@ -3,157 +3,18 @@
 //! server; a restart continues from the store; SIGTERM shuts down cleanly; `--check-config`
 //! reports every problem with its key.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-use cascade_sandbox::{Sandbox, SandboxConfig, Scenarios};
+use std::process::Command;
+
+use cascade_sandbox::Sandbox;
+use common::{Api, KEY, Server, free_port, sandbox_config, temp_dir, write_config};
 use serde_json::{Value, json};
-
-const KEY: &str = "e2e-api-key-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cascade-server-e2e-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&d).expect("dir");
-    d
-}
-
-fn write_config(dir: &Path, port: u16, sandbox: &Sandbox) -> PathBuf {
-    let public = format!("http://127.0.0.1:{port}");
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "{public}"
-secret = "e2e-secret-0123456789abcdef0123456789"
-upload_dir = "{dir}/uploads"
-allow_internal_urls = true
-shutdown_grace = "5s"
-
-[store]
-kind = "sqlite"
-path = "{dir}/cascade.db"
-
-[api_keys.e2e]
-key = "{KEY}"
-scopes = ["admin"]
-
-[connections.wa-main]
-adapter = "whatsapp-cloud"
-access_token = "{wa_token}"
-phone_number_id = "{wa_phone}"
-app_secret = "{wa_secret}"
-base_url = "{wa_base}"
-
-[connections.sms-main]
-adapter = "twilio"
-account_sid = "{tw_sid}"
-auth_token = "{tw_token}"
-from = "+15550009999"
-status_callback = "{public}/webhooks/sms-main"
-base_url = "{tw_base}"
-
-[policies.default]
-steps = [
-  {{ channel = "whatsapp", until = "delivered", timeout = "20s" }},
-  {{ channel = "sms", until = "delivered", timeout = "20s" }},
-]
-"#,
-        dir = dir.display(),
-        wa_token = cascade_sandbox::DEFAULT_WHATSAPP_TOKEN,
-        wa_phone = cascade_sandbox::DEFAULT_WHATSAPP_PHONE_NUMBER_ID,
-        wa_secret = cascade_sandbox::DEFAULT_WHATSAPP_APP_SECRET,
-        wa_base = sandbox.base_url("whatsapp"),
-        tw_sid = cascade_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
-        tw_token = cascade_sandbox::DEFAULT_TWILIO_AUTH_TOKEN,
-        tw_base = sandbox.base_url("twilio"),
-    );
-    let path = dir.join("cascade.toml");
-    std::fs::write(&path, text).expect("config");
-    path
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(config: &Path, port: u16) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cascade-server"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server did not become ready");
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("the server did not stop within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_state(base: &str, id: &str, state: &str) -> Value {
-    let client = reqwest::Client::new();
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = client
-            .get(format!("{base}/v1/cascades/{id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if last["state"] == state {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cascade {id} never reached {state}: {last}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_cascades_through_the_sandbox_survives_a_restart_and_stops_on_sigterm() {
     let port = free_port();
-    let scenarios = Scenarios::from_toml(
-        r#"
+    let scenarios = r#"
 [default]
 behaviour = "deliver"
 after = "100ms"
@@ -162,12 +23,8 @@ after = "100ms"
 address = "+15550100002"
 channels = ["whatsapp"]
 behaviour = "not_on_channel"
-"#,
-    )
-    .expect("scenarios");
-    let mut sandbox_config = SandboxConfig { scenarios, ..SandboxConfig::default() };
-    sandbox_config.whatsapp.webhook_url = Some(format!("http://127.0.0.1:{port}/webhooks/wa-main"));
-    let sandbox = Sandbox::start(sandbox_config).await.expect("sandbox");
+"#;
+    let sandbox = Sandbox::start(sandbox_config(port, scenarios)).await.expect("sandbox");
     let dir = temp_dir();
     let config = write_config(&dir, port, &sandbox);
 
@@ -186,15 +43,14 @@ behaviour = "not_on_channel"
     let a = on_whatsapp["id"].as_str().expect("id").to_owned();
     let b = not_on_whatsapp["id"].as_str().expect("id").to_owned();
 
-    let view = wait_state(&server.base, &a, "delivered").await;
+    let view = Api::new(&server.base).wait_state(&a, "delivered").await;
     assert_eq!(view["outcome"]["channel"], "whatsapp", "{view}");
-    let view = wait_state(&server.base, &b, "delivered").await;
+    let view = Api::new(&server.base).wait_state(&b, "delivered").await;
     assert_eq!(view["outcome"]["channel"], "sms", "fell over to SMS, delivered by Twilio's signed callback: {view}");
     assert_eq!(view["attempts"][0]["error"]["class"], "unreachable", "{view}");
 
     // Sends counted by the sandbox equal attempts recorded: nothing twice.
-    let sends =
-        |provider: &str| sandbox.requests().iter().filter(|r| r.provider == provider && r.method == "POST").count();
+    let sends = |provider: &str| common::sends(&sandbox, provider);
     assert_eq!((sends("whatsapp"), sends("sms")), (2, 1));
 
     let status = server.terminate();
@@ -202,7 +58,7 @@ behaviour = "not_on_channel"
 
     // After a restart on the same file, the cascades are there, and a repeat sends nothing.
     let server = Server::start(&config, port).await;
-    let view = wait_state(&server.base, &b, "delivered").await;
+    let view = Api::new(&server.base).wait_state(&b, "delivered").await;
     assert_eq!(view["id"], b);
     let again = client
         .post(format!("{}/v1/cascades", server.base))
