@@ -9,6 +9,7 @@
 //! Human output by default (colours only on a terminal), `--json` for scripts. Exit codes are
 //! in [`exit`] and `docs/cli.md`.
 
+mod campaign;
 mod cascades;
 mod client;
 mod configcheck;
@@ -85,6 +86,9 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the demo: server, sandbox and contacts, with a live timeline and a summary.
     Demo(demo::DemoArgs),
+    /// Bulk campaigns: check a recipient list (more commands come with the campaign runner).
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             Command::Webhook(c) => webhook::run(&out, c),
             Command::Sandbox(a) => sandbox::run(&out, a).await,
             Command::Demo(a) => demo::run(&out, a).await,
+            Command::Campaign(c) => campaign::run(&out, c).await,
         }
     });
     match result {
