@@ -247,12 +247,12 @@ fn unread_channels(top: &figment::value::Dict, config: &Config) -> BTreeSet<Stri
             }
             let adapter = fields.get("adapter").and_then(|v| v.as_str())?;
             let channel = match adapter {
-                "whatsapp-cloud" => "whatsapp",
-                "telegram-bot" => "telegram",
-                "twilio" => "sms",
-                "viber-bot" => "viber",
-                "max-bot" => "max",
-                "smtp" => "email",
+                cascade_whatsapp::ADAPTER => cascade_whatsapp::DEFAULT_CHANNEL,
+                cascade_telegram::ADAPTER => cascade_telegram::DEFAULT_CHANNEL,
+                cascade_sms_twilio::ADAPTER => cascade_sms_twilio::DEFAULT_CHANNEL,
+                cascade_viber::ADAPTER => cascade_viber::DEFAULT_CHANNEL,
+                cascade_max::ADAPTER => cascade_max::DEFAULT_CHANNEL,
+                cascade_email::ADAPTER => cascade_email::DEFAULT_CHANNEL,
                 _ => return None,
             };
             Some(channel.to_owned())

@@ -123,6 +123,30 @@ listen = "127.0.0.1:1"
     assert!(!keys.iter().any(|k| k == "policies.default.steps[0].channel"), "{keys:?}");
 }
 
+/// A connection that cannot be read still serves its adapter's default channel: the names the
+/// config file uses are the adapters' own `ADAPTER` and `DEFAULT_CHANNEL`.
+#[test]
+fn an_unreadable_connection_serves_its_adapters_default_channel() {
+    for (adapter, channel) in [
+        (cascade_whatsapp::ADAPTER, cascade_whatsapp::DEFAULT_CHANNEL),
+        (cascade_telegram::ADAPTER, cascade_telegram::DEFAULT_CHANNEL),
+        (cascade_sms_twilio::ADAPTER, cascade_sms_twilio::DEFAULT_CHANNEL),
+        (cascade_viber::ADAPTER, cascade_viber::DEFAULT_CHANNEL),
+        (cascade_max::ADAPTER, cascade_max::DEFAULT_CHANNEL),
+        (cascade_email::ADAPTER, cascade_email::DEFAULT_CHANNEL),
+    ] {
+        let text = format!(
+            "[connections.c]\nadapter = \"{adapter}\"\nunknown_key = 1\n\n\
+             [policies.default]\nsteps = [{{ channel = \"{channel}\" }}]\n"
+        );
+        let keys = keys_of(&from_toml(&text).expect_err("unreadable connection").0);
+        assert!(keys.iter().any(|k| k.starts_with("connections.c")), "{adapter}: {keys:?}");
+        assert!(!keys.iter().any(|k| k.starts_with("policies")), "{adapter} serves {channel}: {keys:?}");
+        let other = keys_of(&from_toml(&text.replace(&format!("\"{channel}\" }}"), "\"fax\" }")).expect_err("").0);
+        assert!(other.iter().any(|k| k == "policies.default.steps[0].channel"), "{adapter} serves no fax: {other:?}");
+    }
+}
+
 fn keys_of(p: &[cascade_config::ConfigProblem]) -> Vec<String> {
     p.iter().map(|p| p.key.clone()).collect()
 }

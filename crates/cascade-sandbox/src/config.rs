@@ -39,8 +39,9 @@ pub struct WhatsAppAccount {
     pub phone_number_id: String,
     /// Where status and message webhooks go (none: not sent).
     pub webhook_url: Option<String>,
-    /// Refuse free-form messages to contacts who have not written in 24 hours (error 131047),
-    /// as the real service does. Off by default so that the demo needs no templates.
+    /// Refuse every free-form message (anything but a template) with error 131047, as the real
+    /// service does outside a contact's 24-hour window: the sandbox keeps no window, so with this
+    /// on only templates go through. Off by default so that the demo needs no templates.
     pub enforce_window: bool,
 }
 

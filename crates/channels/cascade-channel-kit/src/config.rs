@@ -35,9 +35,11 @@ pub fn connection(
     c
 }
 
-/// Checks a `base_url` (an absolute `http(s)://` URL) and returns it without a trailing slash,
-/// ready for `format!("{base}/path")`.
+/// Checks a `base_url` (an absolute `http(s)://` URL) and returns it without surrounding spaces
+/// or a trailing slash, ready for `format!("{base}/path")`: use the value returned, not the one
+/// given.
 pub fn base_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
     let parsed = url::Url::parse(value).map_err(|e| ConfigError::new(key, format!("not a URL ({e}): {value:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(ConfigError::new(key, format!("must be an http(s):// URL with a host, not {value:?}")));
@@ -65,6 +67,8 @@ mod tests {
         assert_eq!(err.key, "base_url");
         assert!(base_url("base_url", "ftp://x.test").is_err());
         assert!(base_url("base_url", "https://x.test/?a=1").is_err());
+        // URL parsing forgives surrounding spaces; the value returned must not keep them.
+        assert_eq!(base_url("base_url", " https://x.test/v1/ \n").as_deref(), Ok("https://x.test/v1"));
         assert_eq!(
             required("phone_number_id", " ").expect_err("blank").to_string(),
             "phone_number_id: must not be empty"

@@ -13,24 +13,17 @@ pub const MAX_ANSWER: usize = 1 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An HTTP client for one connection: a whole-call `timeout`, a 10 s connect limit, no
-/// redirects (a provider API that redirects is misconfigured, and credentials must not follow).
+/// redirects. One client serves a connection's provider calls and its attachment fetches (one
+/// pool): a provider API that redirects is misconfigured, and credentials must not follow; and
+/// the server checks an attachment's URL when the cascade is started (no internal addresses),
+/// so a redirect would take the fetch somewhere that was never checked (a redirect answer is
+/// `rejected`, [`media::fetched_part`](crate::media::fetched_part)). Adapters set credentials
+/// per request, never as the client's default headers, so a fetch carries none.
 pub fn client(timeout: Duration) -> reqwest::Client {
-    build(timeout, reqwest::redirect::Policy::none())
-}
-
-/// A client for fetching attachments from their own hosts (CDNs, signed URLs). Like the
-/// provider client it follows no redirects: the server checks an attachment's URL when the
-/// cascade is started (no internal addresses), and a redirect would take the fetch somewhere
-/// that was never checked. A redirect answer is `rejected` ([`media::fetched_part`](crate::media::fetched_part)).
-pub fn fetch_client(timeout: Duration) -> reqwest::Client {
-    build(timeout, reqwest::redirect::Policy::none())
-}
-
-fn build(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10).min(timeout))
-        .redirect(redirect)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cascade/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
@@ -172,6 +165,24 @@ mod tests {
             .await;
         let err = call(client(Duration::from_millis(200)).get(server.uri())).await.expect_err("timeout");
         assert_eq!((err.class, err.code.as_str()), (ErrorClass::Transient, "timeout"));
+    }
+
+    /// One client serves provider calls and attachment fetches: neither follows a redirect.
+    #[tokio::test]
+    async fn redirects_are_answers_not_followed() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::path("/moved"))
+            .respond_with(wiremock::ResponseTemplate::new(302).insert_header("location", "/elsewhere"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        wiremock::Mock::given(wiremock::matchers::path("/elsewhere"))
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let answer = call(client(DEFAULT_TIMEOUT).get(format!("{}/moved", server.uri()))).await.expect("answer");
+        assert_eq!(answer.status, StatusCode::FOUND);
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 //!   inbound messages), the [`WebhookRequest`] it reads, and HMAC helpers that compare in
 //!   constant time.
 //! - [`table`]: provider error codes → error classes as a table that is both code and docs.
+//! - [`send`]: sends in several parts, which must not send an accepted part twice.
 //!
 //! ```
 //! use cascade_channel_kit::{ErrorRule, table};
@@ -30,6 +31,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 mod secret;
+pub mod send;
 pub mod table;
 pub mod webhook;
 

@@ -63,8 +63,8 @@ pub async fn file_part(path: &std::path::Path, attachment: &Attachment) -> Resul
 }
 
 /// A multipart part streaming the body of `url` (for providers that take uploads only, or whose
-/// fetch-by-URL limit is lower than their upload limit), fetched with `client` (a
-/// [`fetch_client`](crate::http::fetch_client), which follows no redirects). A file host that is
+/// fetch-by-URL limit is lower than their upload limit), fetched with `client` (an
+/// [`http::client`](crate::http::client), which follows no redirects). A file host that is
 /// down is `transient` (neither the sender nor the contact is at fault); one that answers 4xx,
 /// or a redirect, is `rejected`.
 pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Attachment) -> Result<Part, SendError> {
@@ -75,7 +75,7 @@ pub async fn fetched_part(client: &reqwest::Client, url: &str, attachment: &Atta
 }
 
 /// The whole file, for channels that carry it inside the message (email): read from this
-/// machine or fetched with `client` (a [`fetch_client`](crate::http::fetch_client)). A file over
+/// machine or fetched with `client` (an [`http::client`](crate::http::client)). A file over
 /// `limit` bytes is `rejected` before it is read whole; fetch failures are classed as in
 /// [`fetched_part`].
 pub async fn bytes(client: &reqwest::Client, source: &Source, limit: u64) -> Result<Vec<u8>, SendError> {
@@ -171,7 +171,7 @@ mod tests {
     async fn whole_files_are_read_up_to_the_limit() {
         let path = std::env::temp_dir().join(format!("cascade-kit-bytes-{}", std::process::id()));
         std::fs::write(&path, b"0123456789").expect("write");
-        let client = crate::http::fetch_client(std::time::Duration::from_secs(5));
+        let client = crate::http::client(std::time::Duration::from_secs(5));
         let source = Source::File(path.clone());
         assert_eq!(bytes(&client, &source, 10).await.expect("fits"), b"0123456789");
         let err = bytes(&client, &source, 9).await.expect_err("too large");

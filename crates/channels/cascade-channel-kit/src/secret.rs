@@ -7,6 +7,9 @@ use serde::{Deserialize, Deserializer};
 /// A credential (token, password, app secret). `Debug` and `Display` print `***`; the value is
 /// read with [`expose`](Secret::expose) where it goes on the wire, and nowhere else.
 ///
+/// Deserializing refuses a blank value; building one in code (`new`, `From`) does not, so the
+/// signature checks of [`webhook`](crate::webhook) refuse a blank key themselves.
+///
 /// ```
 /// use cascade_channel_kit::Secret;
 /// let token = Secret::new("EAAG-very-secret");

@@ -141,8 +141,21 @@ pub fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Checks a hex-encoded HMAC-SHA256 of `body` in constant time.
+/// What [`WebhookError::NotConfigured`] says when a signing key is blank.
+pub const BLANK_KEY: &str = "the signing key is empty";
+
+/// Whether a key is empty or only spaces: anyone can sign with it, so nothing it signs is trusted.
+fn blank(key: &[u8]) -> bool {
+    key.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Checks a hex-encoded HMAC-SHA256 of `body` in constant time. A blank `key` (a [`Secret`](
+/// crate::Secret) built from `""` in code, which skips the check its deserialization makes)
+/// verifies nothing: [`WebhookError::NotConfigured`] with [`BLANK_KEY`].
 pub fn verify_sha256_hex(key: &[u8], body: &[u8], signature_hex: &str) -> Result<(), WebhookError> {
+    if blank(key) {
+        return Err(WebhookError::NotConfigured(BLANK_KEY));
+    }
     let given = hex::decode(signature_hex.trim()).map_err(|_| WebhookError::BadSignature)?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(body);
@@ -173,8 +186,12 @@ pub fn cascade_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Checks a [`cascade_signature`] header at `now` (unix seconds): a `v1` that matches (several
-/// may be given while a secret is rotated) and a timestamp within [`SIGNATURE_TOLERANCE`].
+/// may be given while a secret is rotated) and a timestamp within [`SIGNATURE_TOLERANCE`]. A
+/// blank `secret` is refused as [`WebhookError::NotConfigured`] with [`BLANK_KEY`].
 pub fn verify_cascade_signature(secret: &[u8], header: &str, body: &[u8], now: i64) -> Result<(), WebhookError> {
+    if blank(secret) {
+        return Err(WebhookError::NotConfigured(BLANK_KEY));
+    }
     let mut timestamp = None;
     let mut candidates = Vec::new();
     for part in header.split(',') {
@@ -198,14 +215,15 @@ pub fn verify_cascade_signature(secret: &[u8], header: &str, body: &[u8], now: i
 
 /// Checks a provider's shared-secret header (Telegram's `X-Telegram-Bot-Api-Secret-Token`,
 /// MAX's `X-Max-Bot-Api-Secret`): it must equal `secret`, compared in constant time. Without a
-/// configured secret the webhook is refused as [`WebhookError::NotConfigured`] naming `key`.
+/// configured secret, or with a blank one (which any request could match), the webhook is
+/// refused as [`WebhookError::NotConfigured`] naming `key`.
 pub fn verify_shared_secret(
     request: &WebhookRequest<'_>,
     header: &'static str,
     secret: Option<&crate::Secret>,
     key: &'static str,
 ) -> Result<(), WebhookError> {
-    let secret = secret.ok_or(WebhookError::NotConfigured(key))?;
+    let secret = secret.filter(|s| !blank(s.expose().as_bytes())).ok_or(WebhookError::NotConfigured(key))?;
     let given = request.signature_header(header)?;
     if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
         Ok(())
@@ -257,6 +275,32 @@ mod tests {
         let rotated = format!("{},v1=00ff", header.replace("v1=", "v1=00ff,v1="));
         assert_eq!(verify_cascade_signature(b"secret", &rotated, body, 1_000), Ok(()));
         assert_eq!(verify_cascade_signature(b"secret", "v1=abc", body, 1_000), Err(WebhookError::BadSignature));
+    }
+
+    /// An HMAC keyed with nothing is one anyone can compute: a blank key verifies nothing.
+    #[test]
+    fn blank_keys_verify_nothing() {
+        let body = b"{}";
+        let forged = hex::encode(hmac_sha256(b"", body));
+        assert_eq!(verify_sha256_hex(b"", body, &forged), Err(WebhookError::NotConfigured(BLANK_KEY)));
+        let spaces = hex::encode(hmac_sha256(b"  ", body));
+        assert_eq!(verify_sha256_hex(b"  ", body, &spaces), Err(WebhookError::NotConfigured(BLANK_KEY)));
+        let header = cascade_signature(b"", 1_000, body);
+        assert_eq!(verify_cascade_signature(b"", &header, body, 1_000), Err(WebhookError::NotConfigured(BLANK_KEY)));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-secret", reqwest::header::HeaderValue::from_static(""));
+        let request = WebhookRequest::post("https://h.test/webhooks/x", &headers, body);
+        let empty = crate::Secret::from("");
+        assert_eq!(
+            verify_shared_secret(&request, "x-secret", Some(&empty), "webhook_secret"),
+            Err(WebhookError::NotConfigured("webhook_secret"))
+        );
+        let set = crate::Secret::from("s3cret");
+        assert_eq!(
+            verify_shared_secret(&request, "x-secret", Some(&set), "webhook_secret"),
+            Err(WebhookError::BadSignature)
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::{EmailConfig, Security};
 
 /// The adapter name.
 pub const ADAPTER: &str = "smtp";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "email";
 /// Idle connections kept for the next message, at most.
 const MAX_IDLE: usize = 8;
 /// An idle connection older than this is closed rather than reused (servers drop idle clients
@@ -94,7 +96,7 @@ impl Email {
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
         Ok(Self {
-            fetch: http::fetch_client(config.timeout),
+            fetch: http::client(config.timeout),
             info,
             from,
             reply_to,

@@ -95,7 +95,7 @@ fn default_max_attachment() -> u64 {
 }
 
 fn default_channel() -> String {
-    "email".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 impl EmailConfig {

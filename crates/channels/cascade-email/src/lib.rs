@@ -5,5 +5,5 @@ mod client;
 mod config;
 pub mod error;
 
-pub use client::{ADAPTER, Email};
+pub use client::{ADAPTER, DEFAULT_CHANNEL, Email};
 pub use config::{DEFAULT_MAX_ATTACHMENT, EmailConfig, Security};

@@ -19,6 +19,8 @@ use crate::error::classify;
 
 /// The adapter name.
 pub const ADAPTER: &str = "max-bot";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "max";
 /// Longest text, in characters.
 pub const MAX_TEXT: usize = 4000;
 /// The updates [`Max::subscribe`] asks for.
@@ -71,8 +73,9 @@ pub struct Max {
     pub(crate) config: MaxConfig,
     info: ChannelInfo,
     base: String,
+    /// For the API and for fetching files to upload (no redirects for either; the token goes
+    /// per request, so a fetch does not carry it).
     http: reqwest::Client,
-    fetch: reqwest::Client,
 }
 
 impl std::fmt::Debug for Max {
@@ -133,7 +136,7 @@ impl Max {
             conversation_window: None,
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
-        Ok(Self { http: http::client(config.timeout), fetch: http::fetch_client(config.timeout), info, base, config })
+        Ok(Self { http: http::client(config.timeout), info, base, config })
     }
 
     /// The engine connection for this bot, with its price and rate limit.
@@ -188,7 +191,7 @@ impl Max {
         let slot: UploadSlot = answer.json().map_err(|_| upload_error("the upload slot", &answer))?;
         let part: Part = match &source {
             Source::File(path) => media::file_part(path, file).await?,
-            Source::Url(url) => media::fetched_part(&self.fetch, url, file).await?,
+            Source::Url(url) => media::fetched_part(&self.http, url, file).await?,
         };
         let call =
             self.http.post(&slot.url).header("Authorization", self.token()).multipart(Form::new().part("data", part));
@@ -254,6 +257,9 @@ impl Channel for Max {
         let body = self.body(request).await?;
         let (key, id) = recipient.query();
         let url = format!("{}/messages?{key}={id}", self.base);
+        // The one retry inside a send (docs/writing-a-channel.md): `attachment.not.ready` means
+        // the message was not taken while MAX processes the upload, so posting it again cannot
+        // send it twice, and handing the engine a `transient` would only upload the file again.
         let mut wait = self.config.attachment_wait;
         let mut tries = 0;
         let answer = loop {

@@ -61,7 +61,7 @@ fn default_base_url() -> String {
 }
 
 fn default_channel() -> String {
-    "max".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 fn default_attachment_wait() -> Duration {

@@ -6,5 +6,5 @@ mod config;
 pub mod error;
 pub mod webhook;
 
-pub use client::{ADAPTER, LIMITS, MAX_TEXT, Max, Recipient, UPDATE_TYPES};
+pub use client::{ADAPTER, DEFAULT_CHANNEL, LIMITS, MAX_TEXT, Max, Recipient, UPDATE_TYPES};
 pub use config::{DEFAULT_BASE_URL, MaxConfig};

@@ -16,6 +16,8 @@ use crate::error::rule_for;
 
 /// The adapter name statuses are matched by.
 pub const ADAPTER: &str = "twilio";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "sms";
 /// Longest body, in characters.
 pub const MAX_BODY: usize = 1600;
 /// MMS files: images (JPEG, PNG, GIF) up to 5 MB, any other type up to 500 KB.
@@ -108,7 +110,8 @@ impl Twilio {
             return Err(SendError::rejected("empty_message", "nothing to send: no text and no file"));
         }
         if let Some(callback) = &self.config.status_callback {
-            form.push(("StatusCallback", callback.clone()));
+            // Checked as a URL, which forgives surrounding spaces; Twilio is given it without them.
+            form.push(("StatusCallback", callback.trim().to_owned()));
         }
         Ok(form)
     }

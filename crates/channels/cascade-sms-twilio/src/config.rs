@@ -71,7 +71,7 @@ fn default_base_url() -> String {
 }
 
 fn default_channel() -> String {
-    "sms".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 impl TwilioConfig {

@@ -6,5 +6,5 @@ mod config;
 pub mod error;
 pub mod webhook;
 
-pub use client::{ADAPTER, MAX_BODY, MMS_LIMITS, Twilio};
+pub use client::{ADAPTER, DEFAULT_CHANNEL, MAX_BODY, MMS_LIMITS, Twilio};
 pub use config::{DEFAULT_BASE_URL, TwilioConfig};

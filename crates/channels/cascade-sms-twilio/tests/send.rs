@@ -71,6 +71,25 @@ async fn an_sms_is_the_documented_form_post() {
 }
 
 #[tokio::test]
+async fn urls_are_used_without_the_spaces_around_them() {
+    let (server, sms) = setup(|c| {
+        c.base_url = format!(" {}/ ", c.base_url);
+        c.status_callback = Some(" https://cascade.example.com/webhooks/sms-us\n".into());
+    })
+    .await;
+    Mock::given(path(format!("/2010-04-01/Accounts/{SID}/Messages.json")))
+        .and(body_string(
+            "To=%2B15558675310&From=%2B15005550006&Body=hi\
+             &StatusCallback=https%3A%2F%2Fcascade.example.com%2Fwebhooks%2Fsms-us",
+        ))
+        .respond_with(created("SM0123456789abcdef0123456789abcdef", None))
+        .expect(1)
+        .mount(&server)
+        .await;
+    sms.send(&request(text("hi"))).await.expect("accepted");
+}
+
+#[tokio::test]
 async fn a_messaging_service_an_api_key_and_mms() {
     let (server, sms) = setup(|c| {
         c.from = None;

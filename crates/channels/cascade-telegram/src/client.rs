@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cascade_channel_kit::media::{self, Source};
-use cascade_channel_kit::{ConfigError, http};
+use cascade_channel_kit::{ConfigError, http, send};
 use cascade_engine::{
     Accepted, AddressKind, Attachment, Capabilities, Channel, ChannelInfo, Connection, ConnectionId, Content,
     MediaKind, MediaLimits, SendError, SendRequest, Status,
@@ -18,6 +18,8 @@ use crate::error::classify;
 
 /// The adapter name statuses are matched by.
 pub const ADAPTER: &str = "telegram-bot";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "telegram";
 
 /// Longest text of `sendMessage`, in characters.
 pub const MAX_TEXT: usize = 4096;
@@ -45,9 +47,9 @@ pub struct Telegram {
     pub(crate) config: TelegramConfig,
     info: ChannelInfo,
     base: String,
+    /// For the API and for fetching files to re-upload (no redirects for either; the token is
+    /// in the method URLs, never on the client, so a fetch does not carry it).
     http: reqwest::Client,
-    /// For fetching files to re-upload (follows redirects, unlike the API client).
-    files: reqwest::Client,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -118,7 +120,7 @@ impl Telegram {
             conversation_window: None,
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
-        Ok(Self { http: http::client(config.timeout), files: http::fetch_client(config.timeout), info, base, config })
+        Ok(Self { http: http::client(config.timeout), info, base, config })
     }
 
     /// The engine connection for this bot, with its price and rate limit.
@@ -195,11 +197,16 @@ impl Telegram {
             }
             FilePlan::UploadFile(path) => request.multipart(form(fields, field, media::file_part(&path, file).await?)),
             FilePlan::Reupload(url) => {
-                request.multipart(form(fields, field, media::fetched_part(&self.files, &url, file).await?))
+                request.multipart(form(fields, field, media::fetched_part(&self.http, &url, file).await?))
             }
         };
         let sent = self.answer(req, request).await?;
-        if caption_fits { Ok(sent) } else { self.send_text(req, chat_id).await }
+        if caption_fits {
+            return Ok(sent);
+        }
+        // The file is in the chat: if the text fails, the file's acceptance stands (retrying
+        // would send the file again).
+        Ok(self.send_text(req, chat_id).await.unwrap_or_else(|e| send::partly_sent(req, sent, &e)))
     }
 
     async fn answer(&self, req: &SendRequest, request: reqwest::RequestBuilder) -> Result<Accepted, SendError> {

@@ -55,7 +55,7 @@ fn default_base_url() -> String {
 }
 
 fn default_channel() -> String {
-    "telegram".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 impl TelegramConfig {
@@ -88,7 +88,7 @@ impl TelegramConfig {
         }
         if let Some(secret) = &self.webhook_secret {
             let s = secret.expose();
-            if s.len() > 256 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if s.is_empty() || s.len() > 256 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 return Err(ConfigError::new(
                     "webhook_secret",
                     "Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and -",

@@ -6,5 +6,5 @@ mod config;
 pub mod error;
 pub mod webhook;
 
-pub use client::{ADAPTER, MAX_CAPTION, MAX_TEXT, Telegram, UPLOAD_LIMITS, provider_message_id};
+pub use client::{ADAPTER, DEFAULT_CHANNEL, MAX_CAPTION, MAX_TEXT, Telegram, UPLOAD_LIMITS, provider_message_id};
 pub use config::{DEFAULT_BASE_URL, TelegramConfig};

@@ -180,6 +180,40 @@ async fn a_text_too_long_for_a_caption_follows_the_video() {
     assert_eq!(accepted.provider_message_id, "42:11");
 }
 
+/// The video is in the chat once `sendVideo` answers: a text that fails after it must not make
+/// the engine send the video again (transient) or move on as if nothing went (400).
+#[tokio::test]
+async fn a_text_that_fails_after_its_video_leaves_the_video_accepted() {
+    for (status, body) in [
+        (500, json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+        (400, json!({"ok": false, "error_code": 400, "description": "Bad Request: can't parse entities"})),
+    ] {
+        let (server, tg) = setup().await;
+        let long = "x".repeat(1500);
+        Mock::given(path(format!("/bot{TOKEN}/sendVideo"))).respond_with(sent(42, 10)).expect(1).mount(&server).await;
+        Mock::given(path(format!("/bot{TOKEN}/sendMessage")))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let content =
+            Content { attachment: Some(attachment("https://cdn.test/v.mp4", "video/mp4", 1_000_000)), ..text(&long) };
+        let accepted = tg.send(&request("42", content)).await.expect("the video went out");
+        assert_eq!(accepted.provider_message_id, "42:10", "answer {status}");
+        assert_eq!(accepted.status, Some(Status::Sent));
+    }
+}
+
+#[tokio::test]
+async fn a_base_url_with_spaces_around_it_works() {
+    let server = MockServer::start().await;
+    let mut config = TelegramConfig::new(TOKEN);
+    config.base_url = format!("  {}/ ", server.uri());
+    let tg = Telegram::new(config).expect("config");
+    Mock::given(path(format!("/bot{TOKEN}/sendMessage"))).respond_with(sent(42, 1)).expect(1).mount(&server).await;
+    tg.send(&request("42", text("hi"))).await.expect("sent");
+}
+
 async fn error_for(status: u16, body: serde_json::Value) -> SendError {
     let (server, tg) = setup().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(status).set_body_json(body)).mount(&server).await;
@@ -248,6 +282,11 @@ fn the_token_never_shows() {
     let mut bad = TelegramConfig::new(TOKEN);
     bad.webhook_secret = Some("has spaces".into());
     assert_eq!(Telegram::new(bad).expect_err("secret").key, "webhook_secret");
+    // Set from code, a secret skips the blank check of the config file; an empty one would let
+    // any request whose header is empty through.
+    let mut bad = TelegramConfig::new(TOKEN);
+    bad.webhook_secret = Some("".into());
+    assert_eq!(Telegram::new(bad).expect_err("empty secret").key, "webhook_secret");
 }
 
 #[test]

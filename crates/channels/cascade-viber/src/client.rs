@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cascade_channel_kit::media::{self, Source};
-use cascade_channel_kit::{ConfigError, http};
+use cascade_channel_kit::{ConfigError, http, send};
 use cascade_engine::{
     Accepted, AddressKind, Attachment, Button, Capabilities, Channel, ChannelInfo, Connection, ConnectionId, MediaKind,
     MediaLimits, SendError, SendRequest, Status,
@@ -17,6 +17,8 @@ use crate::error::rule_for;
 
 /// The adapter name statuses are matched by.
 pub const ADAPTER: &str = "viber-bot";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "viber";
 /// Longest text message, in characters.
 pub const MAX_TEXT: usize = 7000;
 /// Longest picture caption, in characters.
@@ -108,7 +110,8 @@ impl Viber {
         m
     }
 
-    /// The bodies to post, in order (the last one's token is what statuses are waited for).
+    /// The bodies to post, in order: one, or a text and then the file it could not caption. The
+    /// last one's token is what statuses are waited for (the text's, if the file then fails).
     pub fn bodies(&self, request: &SendRequest) -> Result<Vec<Value>, SendError> {
         let receiver = request.address.value.trim();
         let content = &request.content;
@@ -137,40 +140,33 @@ impl Viber {
             card.insert("rich_media".into(), rich_media(picture.map(|(_, url)| url.as_str()), text, &content.buttons));
             return Ok(vec![Value::Object(card)]);
         }
-        let mut bodies = Vec::new();
-        let mut text_first = false;
-        if let Some((a, url)) = &file {
-            let mut m = match a.kind() {
-                MediaKind::Image => {
-                    let mut m = self.base(receiver, "picture");
-                    let fits = text.chars().count() <= MAX_CAPTION;
-                    m.insert("text".into(), json!(if fits { text } else { "" }));
-                    text_first = !fits && !text.is_empty();
-                    m.insert("media".into(), json!(url));
-                    m
-                }
-                MediaKind::Video => {
-                    let mut m = self.base(receiver, "video");
-                    m.insert("media".into(), json!(url));
-                    m.insert("size".into(), json!(a.size));
-                    text_first = !text.is_empty();
-                    m
-                }
-                MediaKind::Audio | MediaKind::Document => {
-                    file_body(self.base(receiver, "file"), a, url, &mut text_first, text)
-                }
-            };
-            if text_first {
-                bodies.push(Value::Object(self.text(receiver, text)));
-            }
-            add_keyboard(&mut m, &content.buttons);
-            bodies.push(Value::Object(m));
-        } else {
+        let Some((a, url)) = file else {
             let mut m = self.text(receiver, text);
             add_keyboard(&mut m, &content.buttons);
-            bodies.push(Value::Object(m));
-        }
-        Ok(bodies)
+            return Ok(vec![Value::Object(m)]);
+        };
+        let image = a.kind() == MediaKind::Image;
+        let fits = text.chars().count() <= MAX_CAPTION;
+        // A picture carries a text that fits as its caption; any other text goes first, alone.
+        let text_first = !(text.is_empty() || (image && fits));
+        let mut m = match a.kind() {
+            MediaKind::Image => {
+                let mut m = self.base(receiver, "picture");
+                m.insert("text".into(), json!(if fits { text } else { "" }));
+                m.insert("media".into(), json!(url));
+                m
+            }
+            MediaKind::Video => {
+                let mut m = self.base(receiver, "video");
+                m.insert("media".into(), json!(url));
+                m.insert("size".into(), json!(a.size));
+                m
+            }
+            MediaKind::Audio | MediaKind::Document => file_body(self.base(receiver, "file"), a, &url),
+        };
+        add_keyboard(&mut m, &content.buttons);
+        let file = Value::Object(m);
+        Ok(if text_first { vec![Value::Object(self.text(receiver, text)), file] } else { vec![file] })
     }
 
     fn text(&self, receiver: &str, text: &str) -> Map<String, Value> {
@@ -201,17 +197,10 @@ impl Viber {
     }
 }
 
-fn file_body(
-    mut m: Map<String, Value>,
-    a: &Attachment,
-    url: &str,
-    text_first: &mut bool,
-    text: &str,
-) -> Map<String, Value> {
+fn file_body(mut m: Map<String, Value>, a: &Attachment, url: &str) -> Map<String, Value> {
     m.insert("media".into(), json!(url));
     m.insert("size".into(), json!(a.size));
     m.insert("file_name".into(), json!(media::file_name(a)));
-    *text_first = !text.is_empty();
     m
 }
 
@@ -258,12 +247,19 @@ impl Channel for Viber {
         &self.info
     }
 
+    /// Posts the bodies in order. Once one is accepted the contact has it: a later failure
+    /// leaves the send accepted with what went out (retrying would send it again).
     async fn send(&self, request: &SendRequest) -> Result<Accepted, SendError> {
         let bodies = self.bodies(request)?;
-        let mut last = None;
-        for body in &bodies {
-            last = Some(self.post(request, body).await?);
+        let (first, rest) =
+            bodies.split_first().ok_or_else(|| SendError::rejected("empty_message", "nothing to send"))?;
+        let mut accepted = self.post(request, first).await?;
+        for body in rest {
+            match self.post(request, body).await {
+                Ok(next) => accepted = next,
+                Err(e) => return Ok(send::partly_sent(request, accepted, &e)),
+            }
         }
-        last.ok_or_else(|| SendError::rejected("empty_message", "nothing to send"))
+        Ok(accepted)
     }
 }

@@ -49,7 +49,7 @@ fn default_base_url() -> String {
 }
 
 fn default_channel() -> String {
-    "viber".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 impl ViberConfig {

@@ -6,5 +6,5 @@ mod config;
 pub mod error;
 pub mod webhook;
 
-pub use client::{ADAPTER, LIMITS, MAX_CAPTION, MAX_CARD_TEXT, MAX_TEXT, Viber};
+pub use client::{ADAPTER, DEFAULT_CHANNEL, LIMITS, MAX_CAPTION, MAX_CARD_TEXT, MAX_TEXT, Viber};
 pub use config::{DEFAULT_BASE_URL, ViberConfig};

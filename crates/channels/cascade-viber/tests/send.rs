@@ -5,7 +5,7 @@ use std::sync::Arc;
 use cascade_engine::*;
 use cascade_viber::{Viber, ViberConfig};
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f";
@@ -131,6 +131,52 @@ async fn a_picture_with_caption_and_a_file_after_its_text() {
     };
     let a = viber.send(&request(Content { attachment: Some(pdf), ..text("Invoice") })).await.expect("file");
     assert_eq!(a.provider_message_id, "4", "statuses are waited for on the file");
+}
+
+/// The text is with the contact once Viber takes it: a file that fails after it must not make
+/// the engine send the text again (transient) or move on as if nothing went (400).
+#[tokio::test]
+async fn a_file_that_fails_after_its_text_leaves_the_text_accepted() {
+    for status in [500, 400] {
+        let (server, viber) = setup().await;
+        Mock::given(path("/pa/send_message"))
+            .and(body_partial_json(json!({"type": "text", "text": "Invoice"})))
+            .respond_with(ok(3))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(path("/pa/send_message"))
+            .and(body_partial_json(json!({"type": "file"})))
+            .respond_with(ResponseTemplate::new(status).set_body_string("upstream failed"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let pdf = Attachment {
+            url: "https://cdn.test/inv/5521.pdf".into(),
+            media_type: "application/pdf".into(),
+            size: 48213,
+            filename: None,
+        };
+        let a =
+            viber.send(&request(Content { attachment: Some(pdf), ..text("Invoice") })).await.expect("the text went");
+        assert_eq!(a.provider_message_id, "3", "answer {status}");
+    }
+}
+
+#[test]
+fn a_text_goes_first_unless_it_is_a_pictures_caption() {
+    let viber = Viber::new(ViberConfig::new(TOKEN, "Acme")).expect("config");
+    let kinds = |content: Content| -> Vec<String> {
+        let bodies = viber.bodies(&request(content)).expect("bodies");
+        bodies.iter().map(|b| b["type"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let video = Attachment { url: "https://cdn.test/v.mp4".into(), media_type: "video/mp4".into(), ..picture() };
+    assert_eq!(kinds(Content { attachment: Some(picture()), ..text("short") }), ["picture"]);
+    assert_eq!(kinds(Content { attachment: Some(picture()), ..text(&"c".repeat(769)) }), ["text", "picture"]);
+    assert_eq!(kinds(Content { attachment: Some(picture()), ..text("") }), ["picture"]);
+    assert_eq!(kinds(Content { attachment: Some(video.clone()), ..text("watch") }), ["text", "video"]);
+    assert_eq!(kinds(Content { attachment: Some(video), ..text("") }), ["video"]);
+    assert_eq!(kinds(text("only text")), ["text"]);
 }
 
 async fn error_for(status: i64, message: &str) -> SendError {

@@ -23,6 +23,8 @@ pub const ADAPTER_PREFIX: &str = "webhook-";
 pub struct Webhook {
     pub(crate) config: WebhookConfig,
     info: ChannelInfo,
+    /// The configured `url`, without surrounding spaces.
+    url: String,
     http: reqwest::Client,
 }
 
@@ -83,7 +85,7 @@ impl Webhook {
             adapter: format!("{ADAPTER_PREFIX}{}", config.channel).into(),
             capabilities,
         };
-        Ok(Self { http: http::client(config.timeout), info, config })
+        Ok(Self { http: http::client(config.timeout), info, url: config.url.trim().to_owned(), config })
     }
 
     /// The engine connection for this service, with its price and rate limit.
@@ -116,7 +118,7 @@ impl Channel for Webhook {
         let now = chrono::Utc::now().timestamp();
         let mut call = self
             .http
-            .post(&self.config.url)
+            .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(CASCADE_SIGNATURE_HEADER, cascade_signature(self.config.secret.expose().as_bytes(), now, &body))
             .header("Idempotency-Key", default_message_id(request));

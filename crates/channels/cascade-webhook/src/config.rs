@@ -86,7 +86,10 @@ impl WebhookConfig {
     /// Checks the settings; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         config::required("channel", &self.channel)?;
-        let base = self.url.split('?').next().unwrap_or_default();
+        // Set in code, a secret skips the blank check of the config file; signing with an empty
+        // one would let anyone forge our sends and the service's status reports.
+        config::required("secret", self.secret.expose())?;
+        let base = self.url.trim().split('?').next().unwrap_or_default();
         config::base_url("url", base)?;
         if self.address_kinds.is_empty() {
             return Err(ConfigError::new("address_kinds", "name at least one of channel_id, phone, email"));

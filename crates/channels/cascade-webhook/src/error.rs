@@ -20,13 +20,21 @@ pub const ERRORS: &[ErrorRule] = &[
     ErrorRule::new("429", ErrorClass::Transient, "slow down (its `Retry-After` is honoured)"),
     ErrorRule::new("4xx", ErrorClass::Rejected, "any other client error"),
     ErrorRule::new("5xx", ErrorClass::Transient, "the service failed (its `Retry-After` is honoured)"),
+    ErrorRule::new("3xx", ErrorClass::Connection, "a redirect: redirects are not followed, so `url` is out of date"),
+    ErrorRule::new("1xx", ErrorClass::Transient, "an interim answer and no final one"),
 ];
 
-/// The rule for an HTTP status.
+/// The rule for an HTTP status that is not a success. A redirect is our misconfiguration, not
+/// the message's fault: the signed send must not follow it elsewhere, so the `url` needs fixing.
 pub fn rule_for(status: u16) -> &'static ErrorRule {
     let exact = table::lookup(ERRORS, &status.to_string());
-    let range = if status >= 500 { "5xx" } else { "4xx" };
-    exact.or_else(|| table::lookup(ERRORS, range)).expect("the table covers 4xx and 5xx")
+    let range = match status {
+        100..=199 => "1xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    exact.or_else(|| table::lookup(ERRORS, range)).expect("the table covers every range")
 }
 
 #[cfg(test)]
@@ -39,6 +47,10 @@ mod tests {
         assert_eq!(rule_for(418).class, ErrorClass::Rejected);
         assert_eq!(rule_for(503).class, ErrorClass::Transient);
         assert_eq!(rule_for(401).class, ErrorClass::Connection);
+        // Not client errors: a redirect is our `url`, an interim answer is worth retrying.
+        assert_eq!(rule_for(301).class, ErrorClass::Connection);
+        assert_eq!(rule_for(308).class, ErrorClass::Connection);
+        assert_eq!(rule_for(101).class, ErrorClass::Transient);
     }
 
     #[test]

@@ -113,6 +113,30 @@ async fn the_status_code_decides_the_class() {
     assert_eq!((e.class, e.code.as_str()), (ErrorClass::Transient, "bad_reply"));
 }
 
+/// A redirect is not followed (the signed message must not go elsewhere) and is not the
+/// message's fault: the configured `url` is out of date, a `connection` problem.
+#[tokio::test]
+async fn a_redirect_is_our_url_not_the_message() {
+    let e = error_for(ResponseTemplate::new(301).insert_header("location", "https://elsewhere.test/send")).await;
+    assert_eq!((e.class, e.code.as_str()), (ErrorClass::Connection, "301"));
+    let e = error_for(ResponseTemplate::new(307).insert_header("location", "/v2/send")).await;
+    assert_eq!(e.class, ErrorClass::Connection);
+}
+
+#[tokio::test]
+async fn the_url_is_used_without_the_spaces_around_it() {
+    let server = MockServer::start().await;
+    let line =
+        Webhook::new(WebhookConfig::new("line", format!(" {}/send?v=2\n", server.uri()), SECRET)).expect("config");
+    Mock::given(path("/send"))
+        .and(wiremock::matchers::query_param("v", "2"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    line.send(&request()).await.expect("accepted");
+}
+
 #[test]
 fn config() {
     let line = Webhook::new(WebhookConfig::new("line", "https://bridge.test/send", SECRET)).expect("config");
@@ -122,4 +146,8 @@ fn config() {
     let mut c = WebhookConfig::new("line", "https://bridge.test/send", SECRET);
     c.highest_status = Status::Failed;
     assert_eq!(Webhook::new(c).expect_err("status").key, "highest_status");
+    assert_eq!(
+        Webhook::new(WebhookConfig::new("line", "https://bridge.test/send", "")).expect_err("secret").key,
+        "secret"
+    );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cascade_channel_kit::media::{self, Source};
-use cascade_channel_kit::{ConfigError, http};
+use cascade_channel_kit::{ConfigError, http, send};
 use cascade_engine::{
     Accepted, AddressKind, Attachment, Capabilities, Channel, ChannelInfo, Connection, ConnectionId, MediaKind,
     MediaLimits, ProviderTemplate, SendError, SendRequest, Status,
@@ -20,6 +20,8 @@ use crate::error::{ErrorData, describe, rule_for};
 
 /// The adapter name statuses are matched by.
 pub const ADAPTER: &str = "whatsapp-cloud";
+/// The channel name a connection serves unless its config names another.
+pub const DEFAULT_CHANNEL: &str = "whatsapp";
 /// Longest text body, in characters.
 pub const MAX_TEXT: usize = 4096;
 /// Longest media caption, in characters.
@@ -41,9 +43,9 @@ pub struct WhatsApp {
     pub(crate) config: WhatsAppConfig,
     info: ChannelInfo,
     root: String,
+    /// For the API and for fetching files to upload (no redirects for either; the token goes
+    /// per request, so a fetch does not carry it).
     http: reqwest::Client,
-    /// For fetching files to upload (follows redirects, unlike the API client).
-    files: reqwest::Client,
     /// Media ids of files already uploaded (a campaign sends the same file many times).
     uploaded: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -109,14 +111,7 @@ impl WhatsApp {
             conversation_window: Some(SERVICE_WINDOW),
         };
         let info = ChannelInfo { channel: config.channel.as_str().into(), adapter: ADAPTER.into(), capabilities };
-        Ok(Self {
-            http: http::client(config.timeout),
-            files: http::fetch_client(config.timeout),
-            info,
-            root,
-            config,
-            uploaded: Mutex::default(),
-        })
+        Ok(Self { http: http::client(config.timeout), info, root, config, uploaded: Mutex::default() })
     }
 
     /// The engine connection for this number, with its price and rate limit.
@@ -162,7 +157,7 @@ impl WhatsApp {
         }
         let part = match &source {
             Source::File(path) => media::file_part(path, file).await?,
-            Source::Url(url) => media::fetched_part(&self.files, url, file).await?,
+            Source::Url(url) => media::fetched_part(&self.http, url, file).await?,
         };
         let form =
             Form::new().text("messaging_product", "whatsapp").text("type", file.media_type.clone()).part("file", part);
@@ -221,11 +216,14 @@ impl WhatsApp {
         });
         let sent = self.post_message(req, &body).await?;
         if caption_fits {
-            Ok(sent)
-        } else {
-            // A text too long for a caption follows the file; its id is the one statuses are waited for.
-            self.post_message(req, &self.text_body(to, &content.text)).await
+            return Ok(sent);
         }
+        // A text too long for a caption follows the file; its id is the one statuses are waited
+        // for. If it fails, the file's acceptance stands (retrying would send the file again).
+        Ok(self
+            .post_message(req, &self.text_body(to, &content.text))
+            .await
+            .unwrap_or_else(|e| send::partly_sent(req, sent, &e)))
     }
 
     async fn send_template(

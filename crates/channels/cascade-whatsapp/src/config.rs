@@ -69,7 +69,7 @@ fn default_api_version() -> String {
 }
 
 fn default_channel() -> String {
-    "whatsapp".to_owned()
+    crate::DEFAULT_CHANNEL.to_owned()
 }
 
 impl WhatsAppConfig {

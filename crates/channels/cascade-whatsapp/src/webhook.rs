@@ -8,7 +8,7 @@
 //! Changes for another phone number id (one app, several numbers, one webhook URL) are skipped.
 
 use cascade_channel_kit::webhook::{constant_time_eq, verify_sha256_hex};
-use cascade_channel_kit::{Intake, WebhookError, WebhookEvent, WebhookRequest};
+use cascade_channel_kit::{Intake, Secret, WebhookError, WebhookEvent, WebhookRequest};
 use cascade_engine::{InboundMessage, SendError, Status, StatusUpdate, Timestamp};
 use chrono::{TimeZone, Utc};
 use serde::Deserialize;
@@ -207,11 +207,17 @@ fn e164(wa_id: &str) -> String {
     }
 }
 
+/// A secret that is set and not blank.
+fn configured(secret: Option<&Secret>) -> Option<&Secret> {
+    secret.filter(|s| !s.expose().trim().is_empty())
+}
+
 impl WhatsApp {
     /// Checks `X-Hub-Signature-256` (`sha256=` and the hex HMAC-SHA256 of the raw body, keyed
     /// with the app secret).
     pub fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
-        let Some(secret) = &self.config.app_secret else {
+        // A blank secret (possible when the config is built in code) is no secret: anyone can sign.
+        let Some(secret) = configured(self.config.app_secret.as_ref()) else {
             return Err(WebhookError::NotConfigured("app_secret"));
         };
         let header = request.signature_header(SIGNATURE_HEADER)?;
@@ -227,7 +233,7 @@ impl Intake for WhatsApp {
 
     /// `hub.mode=subscribe` with our `verify_token` is answered with `hub.challenge`.
     fn handshake(&self, request: &WebhookRequest<'_>) -> Option<Result<String, WebhookError>> {
-        let Some(expected) = &self.config.verify_token else {
+        let Some(expected) = configured(self.config.verify_token.as_ref()) else {
             return Some(Err(WebhookError::NotConfigured("verify_token")));
         };
         let (mut mode, mut token, mut challenge) = (None, None, None);

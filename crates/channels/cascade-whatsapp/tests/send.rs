@@ -7,7 +7,7 @@ use std::time::Duration;
 use cascade_engine::*;
 use cascade_whatsapp::{WhatsApp, WhatsAppConfig};
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "EAAGm0PX4ZCpsBA-test-token";
@@ -268,6 +268,34 @@ async fn a_text_too_long_to_follow_its_file_sends_nothing() {
     let e = wa.send(&request(content, true)).await.expect_err("too long");
     assert_eq!(e.code, "message_too_long");
     assert!(server.received_requests().await.expect("recorded").is_empty());
+}
+
+/// The image is with the contact once Graph answers: a text that fails after it must not make
+/// the engine send the image again (transient) or move on as if nothing went (400).
+#[tokio::test]
+async fn a_text_that_fails_after_its_file_leaves_the_file_accepted() {
+    for (status, code) in [(500, 131016), (400, 131047)] {
+        let (server, wa) = setup(|_| {}).await;
+        Mock::given(path(messages_path()))
+            .and(body_partial_json(json!({"type": "image", "image": {"link": "https://cdn.test/p/42.jpg"}})))
+            .respond_with(accepted("wamid.IMG"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(path(messages_path()))
+            .and(body_partial_json(json!({"type": "text"})))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"error": {
+                "message": "failed", "type": "OAuthException", "code": code, "fbtrace_id": "Ab1"}})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let content = Content {
+            attachment: Some(attachment("https://cdn.test/p/42.jpg", "image/jpeg")),
+            ..text(&"w".repeat(1500))
+        };
+        let a = wa.send(&request(content, true)).await.expect("the image went out");
+        assert_eq!(a.provider_message_id, "wamid.IMG", "answer {status}");
+    }
 }
 
 #[tokio::test]

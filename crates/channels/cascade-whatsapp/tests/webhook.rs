@@ -218,4 +218,21 @@ fn without_secrets_webhooks_are_refused() {
         body: b"",
     };
     assert_eq!(wa.handshake(&get), Some(Err(WebhookError::NotConfigured("verify_token"))));
+
+    // Blank secrets set in code (the config file refuses them) are not configured either: an
+    // HMAC keyed with nothing, or an empty verify token, is one anyone can produce.
+    let mut config = WhatsAppConfig::new("token", PHONE_ID);
+    config.app_secret = Some("".into());
+    config.verify_token = Some("".into());
+    let wa = WhatsApp::new(config).expect("config");
+    let h = signed(&body, "");
+    let post = WebhookRequest::post("https://h.test/", &h, body.as_bytes());
+    assert_eq!(wa.receive(&post), Err(WebhookError::NotConfigured("app_secret")));
+    let get = WebhookRequest {
+        method: "GET",
+        url: "https://h.test/?hub.mode=subscribe&hub.challenge=1&hub.verify_token=",
+        headers: &h,
+        body: b"",
+    };
+    assert_eq!(wa.handshake(&get), Some(Err(WebhookError::NotConfigured("verify_token"))));
 }
