@@ -1,10 +1,12 @@
 //! Logs and traces: where the server's `tracing` output goes.
 //!
 //! Logs go to stderr as text or JSON lines (`server.log_format`), filtered by `RUST_LOG` or
-//! `server.log_level`. With `server.otlp_endpoint` set, the same spans (`cascade.submit`,
+//! `server.log_level`. With `server.otlp_endpoint` set, the spans (`cascade.submit`,
 //! `cascade.apply`, `cascade.send`, `cascade.callback`, `cascade.webhook`, each with its
 //! `cascade_id` or `connection`) are also exported to an OpenTelemetry collector over
-//! OTLP/HTTP (protobuf), in batches sent from a task on the tokio runtime.
+//! OTLP/HTTP (protobuf), in batches sent from a task on the tokio runtime. Export has its own
+//! filter ([`EXPORT_FILTER`]): `cascade.apply`, a `debug` span, is exported whatever the log
+//! level, and logged only at `debug`.
 //!
 //! ```no_run
 //! # fn demo(config: cascade_config::Config) {
@@ -28,10 +30,11 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider};
 use tracing::Subscriber;
-use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::{LogFormat, ServerConfig};
 
@@ -39,8 +42,9 @@ use crate::{LogFormat, ServerConfig};
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Installs the global `tracing` subscriber: logs to stderr as text or JSON lines
-/// (`server.log_format`), filtered by `RUST_LOG` when set, else by `server.log_level`; and,
-/// when `server.otlp_endpoint` is set, trace export to that collector (see [`TraceExport`]).
+/// (`server.log_format`), filtered by [`log_filter`]; and, when `server.otlp_endpoint` is set,
+/// trace export to that collector (see [`TraceExport`]), filtered by [`EXPORT_FILTER`]. That
+/// is [`subscriber`] writing to stderr.
 ///
 /// Call it once, before building the engine, inside the tokio runtime that will run the
 /// server (`Runtime::enter`): the export task is spawned on it. A second call changes nothing.
@@ -50,20 +54,11 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Trace export that cannot start (no runtime, a client that cannot be built) is logged as an
 /// error and the server runs without it, as it does when the collector cannot be reached.
 pub fn init(server: &ServerConfig) -> Telemetry {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&server.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
     let (export, failed) = match TraceExport::new(server) {
         Ok(export) => (export, None),
         Err(e) => (None, Some(e)),
     };
-    let registry = tracing_subscriber::registry().with(filter).with(export.as_ref().map(|e| e.layer()));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let _ = match server.log_format {
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
-        LogFormat::Text => registry.with(fmt).try_init(),
-    };
+    let _ = subscriber(server, export.as_ref(), std::io::stderr).try_init();
     match (&export, failed) {
         (_, Some(e)) => tracing::error!(error = %e, "trace export is off"),
         (Some(export), None) => {
@@ -72,6 +67,37 @@ pub fn init(server: &ServerConfig) -> Telemetry {
         (None, None) => {}
     }
     Telemetry { export }
+}
+
+/// What exported spans are filtered by, whatever the log level: everything at `info` and
+/// above, and the engine's `debug` spans too, so every `cascade.apply` is exported.
+pub const EXPORT_FILTER: &str = "info,cascade_engine=debug";
+
+/// What logs are filtered by: `RUST_LOG` when set, else `server.log_level`, else `info`.
+pub fn log_filter(server: &ServerConfig) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&server.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The subscriber [`init`] installs, with its logs written to `logs` instead of stderr: the
+/// log layer (`server.log_format`) filtered by [`log_filter`], and, with `export`, the
+/// export layer filtered by [`EXPORT_FILTER`]. Each layer sees only what its own filter lets
+/// through, so the log level does not decide what is exported.
+pub fn subscriber<W>(
+    server: &ServerConfig,
+    export: Option<&TraceExport>,
+    logs: W,
+) -> impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(logs);
+    let fmt = match server.log_format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(log_filter(server)).boxed(),
+        LogFormat::Text => fmt.with_filter(log_filter(server)).boxed(),
+    };
+    tracing_subscriber::registry().with(fmt).with(export.map(|e| e.layer().with_filter(EnvFilter::new(EXPORT_FILTER))))
 }
 
 /// What [`init`] set up, to keep until the server has stopped.
@@ -166,7 +192,8 @@ impl TraceExport {
     }
 
     /// A layer that turns the spans of a subscriber into exported traces (events inside a
-    /// span become its span events).
+    /// span become its span events). It has no filter of its own: [`subscriber`] gives it
+    /// [`EXPORT_FILTER`].
     pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static + use<S>
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,

@@ -1,6 +1,7 @@
 //! Trace export over OTLP/HTTP to a collector on loopback: the engine's spans, with the cascade
 //! id, reach `/v1/traces` with the service name and the configured headers, and shutting the
-//! export down sends what is still buffered.
+//! export down sends what is still buffered. The subscriber is the one `init` installs, at the
+//! default log level: `cascade.apply`, a `debug` span, is exported all the same, and not logged.
 //!
 //! Its own test binary: it installs the process-wide subscriber, so spans of the engine's
 //! spawned tasks are seen too.
@@ -15,10 +16,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use cascade_channel_kit::Secret;
 use cascade_config::ServerConfig;
-use cascade_config::telemetry::TraceExport;
+use cascade_config::telemetry::{self, TraceExport};
 use cascade_engine::{AddressKind, Capabilities, CascadeRequest, Connection, Contact, Engine, Message, Policy, Status};
 use cascade_testkit::StubChannel;
-use tracing_subscriber::layer::SubscriberExt;
 
 /// One request the collector received: method, path, headers, body.
 type Post = (Method, String, HeaderMap, Bytes);
@@ -46,6 +46,27 @@ async fn collect(
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], Bytes::new())
 }
 
+/// What the log layer wrote.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -67,8 +88,13 @@ async fn the_engines_spans_reach_the_collector_with_the_cascade_id_and_the_servi
     assert!(TraceExport::new(&ServerConfig::default()).expect("no export").is_none(), "off unless configured");
     let export = TraceExport::new(&server).expect("export starts").expect("configured");
     assert_eq!(export.endpoint(), format!("http://{addr}/v1/traces"));
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(export.layer()))
-        .expect("the only subscriber of this test binary");
+    assert_eq!(server.log_level, "info", "the default log level, where `cascade.apply` is not logged");
+    let logs = Logs::default();
+    let subscriber = {
+        let logs = logs.clone();
+        telemetry::subscriber(&server, Some(&export), move || logs.clone())
+    };
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber of this test binary");
 
     let sms = StubChannel::new("sms", Capabilities::text_only(vec![AddressKind::Phone], Status::Delivered));
     let engine = Engine::builder().connection(Connection::new("sms-1", sms.clone())).build().expect("engine");
@@ -108,5 +134,12 @@ async fn the_engines_spans_reach_the_collector_with_the_cascade_id_and_the_servi
         "sms-1",
     ] {
         assert!(contains(&body, needle), "{needle:?} is not in the exported spans");
+    }
+
+    // The log layer keeps to its own level: the end is logged, not the `debug` span around it.
+    if std::env::var_os("RUST_LOG").is_none() {
+        let logs = logs.text();
+        assert!(logs.contains("cascade finished"), "{logs}");
+        assert!(!logs.contains("cascade.apply"), "{logs}");
     }
 }

@@ -637,7 +637,6 @@ impl Engine {
         if !click {
             return Ok(Some(target));
         }
-        drop(record);
         let now = self.now();
         let clicked = |state: &CascadeState| {
             let a = clicked_attempt(state, step)?;
@@ -656,7 +655,8 @@ impl Engine {
             let a = clicked_attempt(state, step)?;
             self.delivery_conversation(state, a.number, now)
         };
-        match self.apply(id, None, clicked, observe).await {
+        // The record was just read: apply the click to it rather than read it again.
+        match self.apply(id, Some(record), clicked, observe).await {
             Ok(Some(Some(conv))) => {
                 if let Err(e) = self.inner.store.touch_conversation(conv).await {
                     tracing::warn!(cascade = %id, error = %e, "could not record the conversation of a click");
@@ -1058,7 +1058,8 @@ impl Engine {
     }
 
     /// Deletes every finished cascade that finished before `before`, in batches of `batch`
-    /// (yielding between them). Returns how many went. The retention sweep calls this; an
+    /// (yielding between them), but those with a callback still to deliver
+    /// ([`Store::purge_finished`]). Returns how many went. The retention sweep calls this; an
     /// operator may too.
     pub async fn purge_finished_before(&self, before: Timestamp, batch: usize) -> Result<usize, EngineError> {
         let mut total = 0;

@@ -474,3 +474,104 @@ fn steps_stored_without_links_still_load() {
     let round: PlannedStep = serde_json::from_value(serde_json::to_value(&tracked_step).expect("json")).expect("load");
     assert_eq!(round, tracked_step);
 }
+
+/// A [`MemoryStore`] that counts the cascades read and written back.
+#[derive(Debug, Default)]
+struct Counting {
+    inner: MemoryStore,
+    loads: std::sync::atomic::AtomicUsize,
+    saves: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    /// (loads, saves) so far.
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.loads.load(SeqCst), self.saves.load(SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn create(&self, r: store::CascadeRecord, e: Vec<Event>) -> Result<store::Created, StoreError> {
+        self.inner.create(r, e).await
+    }
+    async fn load(&self, id: CascadeId) -> Result<Option<store::CascadeRecord>, StoreError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+    async fn save(&self, u: &store::CascadeUpdate) -> Result<u64, StoreError> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.save(u).await
+    }
+    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(id).await
+    }
+    async fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<store::AttemptRef>, StoreError> {
+        self.inner.find_attempt(adapter, pmid).await
+    }
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        n: usize,
+        lease: Duration,
+    ) -> Result<Vec<store::CascadeRecord>, StoreError> {
+        self.inner.claim_due(now, n, lease).await
+    }
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.next_wake().await
+    }
+    async fn running_for_address(&self, c: &ChannelName, a: &str) -> Result<Vec<CascadeId>, StoreError> {
+        self.inner.running_for_address(c, a).await
+    }
+    async fn touch_conversation(&self, c: store::Conversation) -> Result<(), StoreError> {
+        self.inner.touch_conversation(c).await
+    }
+    async fn conversations(&self, a: &[(ChannelName, String)]) -> Result<Vec<store::Conversation>, StoreError> {
+        self.inner.conversations(a).await
+    }
+    async fn list(&self, f: &store::ListFilter) -> Result<Vec<store::CascadeRecord>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn claim_outbox(&self, n: Timestamp, l: usize, d: Duration) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.claim_outbox(n, l, d).await
+    }
+    async fn outbox_result(&self, id: u64, r: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
+        self.inner.outbox_result(id, r).await
+    }
+    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.dead_letters(before, limit).await
+    }
+    async fn outbox_counts(&self) -> Result<store::OutboxCounts, StoreError> {
+        self.inner.outbox_counts().await
+    }
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.inner.purge_finished(before, limit).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_click_reads_its_cascade_once() {
+    let store = std::sync::Arc::new(Counting::default());
+    let wa = StubChannel::new("whatsapp", caps::whatsapp());
+    let engine = Engine::builder()
+        .store(store.clone())
+        .connection(Connection::new("wa-1", wa.clone()))
+        .link_tracking(LinkTracking::new(BASE, KEY))
+        .build()
+        .expect("engine");
+    let h =
+        engine.submit(CascadeRequest::new(ann(), offer(), tracked(Policy::chain(["whatsapp"])))).await.expect("submit");
+    settle().await;
+    status(&engine, "stub-whatsapp", &wa.accepted_ids()[0], Status::Delivered).await;
+    h.outcome().await.expect("outcome");
+    // A finished cascade is not kept in the engine's cache: the click must go to the store.
+    let token = tokens(&wa.sends()[0].content().text).remove(0);
+    let (loads, saves) = store.counts();
+    assert_eq!(follow(&engine, &token).await.as_deref(), Some("https://shop.test/sale"));
+    assert_eq!(store.counts(), (loads + 1, saves + 1), "the click is applied to the record it read");
+    assert_eq!(follow(&engine, &token).await.as_deref(), Some("https://shop.test/sale"));
+    assert_eq!(store.counts(), (loads + 2, saves + 1), "a repeated click costs one read and no write");
+    let view = engine.get(h.id()).await.expect("get").expect("exists");
+    assert_eq!(clicks(&view), 1);
+}

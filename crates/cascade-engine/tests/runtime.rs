@@ -332,8 +332,8 @@ impl Store for FirstLookupMisses {
     async fn outbox_result(&self, id: u64, r: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
         self.inner.outbox_result(id, r).await
     }
-    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
-        self.inner.dead_letters_page(before, limit).await
+    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<store::OutboxItem>, StoreError> {
+        self.inner.dead_letters(before, limit).await
     }
     async fn outbox_counts(&self) -> Result<store::OutboxCounts, StoreError> {
         self.inner.outbox_counts().await

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -22,13 +23,14 @@ use cascade_engine::{
     ValidationError,
 };
 use futures_util::Stream;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use crate::App;
-use crate::auth::Scope;
+use crate::auth::{ApiKey, Scope};
 use crate::problem::{Problem, ProblemKind, parse_json};
 use crate::uploads::{UploadError, guess_media_type};
 
@@ -122,13 +124,13 @@ pub async fn start(
     let body = body.map_err(body_problem)?;
     let req: StartRequest = parse_json(&body)?;
     let idempotency = idempotency_key(&headers)?;
-    let mut request = app.to_cascade_request(req, key.name(), key.secret().is_some()).await?;
+    let mut request = app.to_cascade_request(req, &key).await?;
     request.idempotency_key = idempotency.map(|k| format!("{}:{k}", key.name()));
     let handle = app.inner().engine.submit(request).await?;
     let existing = handle.is_existing();
     let state = if existing {
-        match app.inner().engine.get(handle.id()).await? {
-            Some(v) => state_name(&v.record.state).to_owned(),
+        match app.inner().engine.store().load(handle.id()).await? {
+            Some(r) => state_name(&r.state).to_owned(),
             None => "running".to_owned(),
         }
     } else {
@@ -148,14 +150,9 @@ pub async fn start(
 }
 
 impl App {
-    /// Turns a validated API body into an engine request: resolves the policy name, the
-    /// upload, and checks the URLs the server would call.
-    pub(crate) async fn to_cascade_request(
-        &self,
-        req: StartRequest,
-        key_name: &str,
-        can_sign: bool,
-    ) -> Result<CascadeRequest, Problem> {
+    /// Turns a validated API body into an engine request owned by `key`: resolves the policy
+    /// name, the upload, and checks the URLs the server would call.
+    pub(crate) async fn to_cascade_request(&self, req: StartRequest, key: &ApiKey) -> Result<CascadeRequest, Problem> {
         let mut errors = Vec::new();
         let mut policy = match self.resolve_policy(&req.policy) {
             Ok(p) => Some(p),
@@ -202,10 +199,10 @@ impl App {
             }
         }
         if let Some(url) = &req.callback_url {
-            if !can_sign {
+            if key.secret().is_none() {
                 errors.push(ValidationError::new(
                     "callback_url",
-                    format!("API key {key_name:?} has no callback_secret to sign callbacks with; configure one"),
+                    format!("API key {:?} has no callback_secret to sign callbacks with; configure one", key.name()),
                 ));
             } else if let Err(e) = self.inner().url_policy.check(url).await {
                 errors.push(ValidationError::new("callback_url", e.to_string()));
@@ -222,7 +219,7 @@ impl App {
         request.variables = req.variables;
         request.callback_url = req.callback_url;
         request.metadata = req.metadata;
-        request.owner = Some(format!("key:{key_name}"));
+        request.owner = Some(key.owner());
         Ok(request)
     }
 
@@ -402,9 +399,7 @@ pub struct ListQuery {
     responses((status = 200, body = Object), (status = 401, body = crate::problem::ProblemDetails), (status = 422, body = crate::problem::ProblemDetails)))]
 pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) -> Result<Response, Problem> {
     let key = app.inner().keys.authorize(&headers, Scope::Read)?;
-    let Query(q) = Query::<ListQuery>::from_request(request, &())
-        .await
-        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
+    let q: ListQuery = query(request).await?;
     let mut errors = Vec::new();
     const STATES: [&str; 5] = ["running", "delivered", "failed", "cancelled", "expired"];
     if let Some(s) = &q.state
@@ -423,18 +418,7 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) 
         }
         None => None,
     };
-    let before = match q.cursor.as_deref().map(str::parse::<CascadeId>) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(ValidationError::new("cursor", "not a cursor this API gave"));
-            None
-        }
-        None => None,
-    };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        errors.push(ValidationError::new("limit", "must be 1 to 200"));
-    }
+    let Page { before, limit } = Page::<CascadeId>::parse(q.cursor.as_deref(), q.limit, 50, 200, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
@@ -447,9 +431,56 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) 
         limit,
     };
     let records = app.inner().engine.store().list(&filter).await?;
-    let next = (records.len() == limit).then(|| records.last().map(|r| r.id().to_string())).flatten();
+    let next = next_cursor(&records, limit, |r| r.id().to_string());
     let items: Vec<Value> = records.iter().map(|r| cascade_json(&r.state, &r.meta, None)).collect();
     Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
+}
+
+/// The query string of a request, or a `422` quoting what is wrong with it.
+async fn query<Q: DeserializeOwned>(request: Request) -> Result<Q, Problem> {
+    let Query(q) = Query::<Q>::from_request(request, &())
+        .await
+        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
+    Ok(q)
+}
+
+/// One page of a list paged by cursor: the items before `before` (the last id of the page
+/// before), at most `limit` of them.
+#[derive(Debug)]
+struct Page<C> {
+    before: Option<C>,
+    limit: usize,
+}
+
+impl<C: FromStr> Page<C> {
+    /// Reads a `cursor` and a `limit` (1 to `max`, `default` when not given); what is wrong
+    /// with them is added to `errors`.
+    fn parse(
+        cursor: Option<&str>,
+        limit: Option<usize>,
+        default: usize,
+        max: usize,
+        errors: &mut Vec<ValidationError>,
+    ) -> Self {
+        let before = match cursor.map(str::parse::<C>) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => {
+                errors.push(ValidationError::new("cursor", "not a cursor this API gave"));
+                None
+            }
+            None => None,
+        };
+        let limit = limit.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            errors.push(ValidationError::new("limit", format!("must be 1 to {max}")));
+        }
+        Self { before, limit }
+    }
+}
+
+/// The cursor of the page after `items`: the last item's id when the page is full (`limit`).
+fn next_cursor<T>(items: &[T], limit: usize, id: impl FnOnce(&T) -> String) -> Option<String> {
+    items.last().filter(|_| items.len() == limit).map(id)
 }
 
 /// `POST /v1/cascades/{id}/cancel`: stops a running cascade the key started (any, for `admin`).
@@ -458,14 +489,23 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) 
 pub async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, Problem> {
     let key = app.inner().keys.authorize(&headers, Scope::Send)?;
     let id = parse_id(&id)?;
-    // Whose it is is checked before anything changes (the owner of a cascade never changes).
-    let record = app.inner().engine.store().load(id).await?;
-    if !record.is_some_and(|r| key.may_see(r.meta.owner.as_deref())) {
-        return Err(no_cascade(id));
+    // Whose it is is checked before anything changes (the owner of a cascade never changes);
+    // an `admin` key may cancel any, so the engine's answer is enough for it.
+    if !key.sees_all() {
+        let record = app.inner().engine.store().load(id).await?;
+        if !record.is_some_and(|r| key.may_see(r.meta.owner.as_deref())) {
+            return Err(no_cascade(id));
+        }
     }
     let cancelled = app.inner().engine.cancel(id).await?;
-    let view = app.inner().engine.get(id).await?.ok_or_else(|| no_cascade(id))?;
-    Ok(Json(json!({"id": id, "cancelled": cancelled, "state": state_name(&view.record.state)})).into_response())
+    let state = if cancelled {
+        "cancelled"
+    } else {
+        // It had ended already: how.
+        let record = app.inner().engine.store().load(id).await?.ok_or_else(|| no_cascade(id))?;
+        state_name(&record.state)
+    };
+    Ok(Json(json!({"id": id, "cancelled": cancelled, "state": state})).into_response())
 }
 
 /// `GET /v1/cascades/{id}/events`: the timeline so far, then each new entry live, as
@@ -546,27 +586,14 @@ pub struct DeadQuery {
         (status = 422, body = crate::problem::ProblemDetails)))]
 pub async fn dead_callbacks(State(app): State<App>, headers: HeaderMap, request: Request) -> Result<Response, Problem> {
     app.inner().keys.authorize(&headers, Scope::Admin)?;
-    let Query(q) = Query::<DeadQuery>::from_request(request, &())
-        .await
-        .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
+    let q: DeadQuery = query(request).await?;
     let mut errors = Vec::new();
-    let before = match q.cursor.as_deref().map(str::parse::<u64>) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(ValidationError::new("cursor", "not a cursor this API gave"));
-            None
-        }
-        None => None,
-    };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        errors.push(ValidationError::new("limit", "must be 1 to 500"));
-    }
+    let Page { before, limit } = Page::<u64>::parse(q.cursor.as_deref(), q.limit, 100, 500, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let items = app.inner().engine.store().dead_letters_page(before, limit).await?;
-    let next = (items.len() == limit).then(|| items.last().map(|i| i.id.to_string())).flatten();
+    let items = app.inner().engine.store().dead_letters(before, limit).await?;
+    let next = next_cursor(&items, limit, |i| i.id.to_string());
     Ok(Json(json!({"items": items, "next_cursor": next})).into_response())
 }
 

@@ -110,9 +110,9 @@ impl ApiKey {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 
-    /// The owner recorded with the cascades this key starts: `key:<name>`.
+    /// The owner recorded with the cascades this key starts: `key:<name>` ([`Owner::Key`]).
     pub fn owner(&self) -> String {
-        format!("key:{}", self.name)
+        Owner::Key(&self.name).to_string()
     }
 
     /// Whether the key sees every cascade (it has `admin`), not only the ones it started.
@@ -123,12 +123,50 @@ impl ApiKey {
     /// Whether the key may read, watch or cancel a cascade recorded with `owner`: an `admin`
     /// key any, another key only its own (`key:<name>`; not Kommo's, not ownerless ones).
     pub fn may_see(&self, owner: Option<&str>) -> bool {
-        self.sees_all() || owner.and_then(|o| o.strip_prefix("key:")) == Some(self.name.as_str())
+        self.sees_all() || owner.and_then(Owner::parse) == Some(Owner::Key(&self.name))
     }
 
     /// The secret its callbacks are signed with.
     pub fn secret(&self) -> Option<&Secret> {
         self.callback_secret.as_ref()
+    }
+}
+
+/// Who started a cascade, as its recorded owner names it: an API key (`key:<name>`, see
+/// [`ApiKey::owner`]) or a Kommo account (`kommo:<account>`, see `Kommo::owner`).
+///
+/// ```
+/// use cascade_http::auth::Owner;
+/// assert_eq!(Owner::parse("key:crm"), Some(Owner::Key("crm")));
+/// assert_eq!(Owner::parse("kommo:acme"), Some(Owner::Kommo("acme")));
+/// assert_eq!(Owner::parse("crm"), None);
+/// assert_eq!(Owner::Key("crm").to_string(), "key:crm");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// Started through the API with the key of this name.
+    Key(&'a str),
+    /// Started by a SalesBot of this Kommo account.
+    Kommo(&'a str),
+}
+
+impl<'a> Owner<'a> {
+    /// Reads a recorded owner; `None` for one of neither form.
+    pub fn parse(owner: &'a str) -> Option<Self> {
+        if let Some(name) = owner.strip_prefix("key:") {
+            Some(Owner::Key(name))
+        } else {
+            owner.strip_prefix("kommo:").map(Owner::Kommo)
+        }
+    }
+}
+
+impl fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Key(name) => write!(f, "key:{name}"),
+            Owner::Kommo(account) => write!(f, "kommo:{account}"),
+        }
     }
 }
 

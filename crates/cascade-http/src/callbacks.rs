@@ -12,9 +12,10 @@
 //!
 //! A 2xx answer completes it. Anything else (or no answer) is retried with exponential backoff
 //! (10 s, 20 s, 40 s … at most 1 h apart) until 24 h have passed since the first try; then the
-//! item is kept as dead and listed by `GET /v1/callbacks/dead`. A 410 Gone gives up at once.
-//! Before every try the URL is checked again against the server's URL policy (no internal
-//! addresses unless allowed).
+//! item is kept as dead and listed by `GET /v1/callbacks/dead`. A 410 Gone gives up at once,
+//! and so does a URL the server's URL policy refuses on a try (no internal addresses unless
+//! allowed): a host written as an address is checked before the try, a host name when the
+//! connection resolves it ([`crate::net::GuardedResolver`]), so it is looked up once.
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::App;
+use crate::auth::Owner;
+use crate::net::refusal;
 
 /// How callbacks are delivered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,7 +138,8 @@ pub(crate) async fn deliver(app: &App, client: &reqwest::Client, item: &OutboxIt
         Err(e) => return Delivery::Retry(format!("store: {e}")),
     };
     let owner = record.as_ref().and_then(|r| r.meta.owner.clone());
-    if let Some(account) = owner.as_deref().and_then(|o| o.strip_prefix("kommo:")) {
+    let parsed = owner.as_deref().and_then(Owner::parse);
+    if let Some(Owner::Kommo(account)) = parsed {
         let Some(kommo) = &app.inner().kommo else {
             return Delivery::GiveUp("Kommo is no longer configured on this server".into());
         };
@@ -144,21 +148,21 @@ pub(crate) async fn deliver(app: &App, client: &reqwest::Client, item: &OutboxIt
             None => cascade_kommo::ContinueReport::new(item.cascade.to_string(), false),
         };
         let delivery = crate::kommo::deliver(kommo, account, &item.url, &report).await;
-        tracing::info!(cascade = %item.cascade, callback = item.id, tries = item.tries + 1, result = ?delivery, "kommo continue try");
+        tracing::info!(result = ?delivery, "kommo continue try");
         return delivery;
     }
-    let secret = owner
-        .as_deref()
-        .and_then(|o| o.strip_prefix("key:"))
-        .and_then(|name| app.inner().keys.by_name(name))
-        .and_then(|k| k.secret().cloned());
+    let secret = match parsed {
+        Some(Owner::Key(name)) => app.inner().keys.by_name(name).and_then(|k| k.secret().cloned()),
+        _ => None,
+    };
     let Some(secret) = secret else {
         return Delivery::GiveUp(format!(
             "no callback secret for the cascade's owner {:?} (the API key was removed or has no callback_secret)",
             owner.unwrap_or_default()
         ));
     };
-    if let Err(e) = app.inner().url_policy.check(&item.url).await {
+    // A host written as an address is checked here; a host name when the client resolves it.
+    if let Err(e) = app.inner().url_policy.check_offline(&item.url) {
         return Delivery::GiveUp(format!("callback_url refused: {e}"));
     }
     let body = serde_json::to_vec(&item.body).unwrap_or_default();
@@ -175,9 +179,12 @@ pub(crate) async fn deliver(app: &App, client: &reqwest::Client, item: &OutboxIt
         Ok(r) if r.status().is_success() => Delivery::Delivered,
         Ok(r) if r.status() == reqwest::StatusCode::GONE => Delivery::GiveUp("410 Gone".into()),
         Ok(r) => Delivery::Retry(format!("HTTP {}", r.status())),
-        Err(e) => Delivery::Retry(format!("{e}")),
+        Err(e) => match refusal(&e) {
+            Some(refused) => Delivery::GiveUp(format!("callback_url refused: {refused}")),
+            None => Delivery::Retry(format!("{e}")),
+        },
     };
-    tracing::info!(cascade = %item.cascade, callback = item.id, tries = item.tries + 1, result = ?delivery, "callback try");
+    tracing::info!(result = ?delivery, "callback try");
     delivery
 }
 
@@ -200,7 +207,7 @@ async fn record(app: &App, settings: &CallbackSettings, item: &OutboxItem, deliv
         Err((_, None)) => "dead",
     });
     if let Err(e) = app.inner().engine.store().outbox_result(item.id, result).await {
-        tracing::warn!(callback = item.id, error = %e, "recording a callback result failed; it will be tried again");
+        tracing::warn!(error = %e, "recording a callback result failed; it will be tried again");
     }
 }
 

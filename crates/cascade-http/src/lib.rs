@@ -6,10 +6,11 @@
 //! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
 //! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
 //! `application/problem+json`. Background work (callback delivery, metrics) runs in
-//! [`App::spawn_workers`].
+//! [`App::spawn_workers`]; [`App::serve`] runs it all and stops in order.
 //!
 //! ```no_run
 //! # async fn demo(engine: cascade_engine::Engine) -> std::io::Result<()> {
+//! use std::time::Duration;
 //! use cascade_http::{App, auth::{ApiKey, Scope}};
 //!
 //! let app = App::builder(engine)
@@ -17,10 +18,9 @@
 //!     .secret(b"a long random secret of 32 bytes or more".to_vec())
 //!     .api_key(ApiKey::from_plain("crm", "ck_live_secret", [Scope::Send, Scope::Read]))
 //!     .build();
-//! let workers = app.spawn_workers();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app.router()).await?;
-//! workers.stop().await;
+//! // Until Ctrl-C or SIGTERM; then the sends in flight get 10 s to finish.
+//! app.serve(listener, cascade_http::shutdown_signal(), Duration::from_secs(10)).await?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -198,6 +198,30 @@ impl App {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one: the usual `shutdown` for
+/// [`App::serve`], and for anything else a binary keeps running until it is told to stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }
 
 /// The background tasks of an [`App`].

@@ -5,10 +5,14 @@
 //! addresses (the demo does). Every file URL of a request (`message.attachment`, the
 //! per-channel overrides', an inline policy's steps') and its `callback_url` are checked when
 //! the request arrives (a clear 422 naming the field). Callbacks are checked again on every
-//! connection through [`GuardedResolver`], so a name that later resolves elsewhere (DNS
-//! rebinding) is refused too; file URLs are fetched by the adapters' own clients, which follow
-//! no redirects but do not check the address again. Redirects are not followed.
+//! try: a host written as an address before it ([`UrlPolicy::check_offline`]), a host name
+//! on connection through [`GuardedResolver`], so a name that later resolves elsewhere (DNS
+//! rebinding) is refused too ([`refusal`] tells such a refusal from other failures). File
+//! URLs are fetched by the adapters' own clients, which follow no redirects but do not check
+//! the address again. Redirects are not followed.
 
+use std::error::Error;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +83,21 @@ pub struct UrlPolicy {
 impl UrlPolicy {
     /// Checks a URL's form and, unless internal addresses are allowed, where its host resolves.
     pub async fn check(&self, raw: &str) -> Result<url::Url, UrlRefused> {
+        let url = self.check_offline(raw)?;
+        if !self.allow_internal
+            && let Some(url::Host::Domain(name)) = url.host()
+        {
+            for a in lookup(name, url.port_or_known_default().unwrap_or(443)).await? {
+                check_ip(a.ip())?;
+            }
+        }
+        Ok(url)
+    }
+
+    /// What [`check`](Self::check) finds without a lookup: the URL's form and, unless
+    /// internal addresses are allowed, a host written as an IP address. A host name is left
+    /// to the [`client`](Self::client)'s resolver, which refuses it on connection.
+    pub fn check_offline(&self, raw: &str) -> Result<url::Url, UrlRefused> {
         let url = url::Url::parse(raw).map_err(|_| UrlRefused::NotHttp)?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(UrlRefused::NotHttp);
@@ -86,31 +105,12 @@ impl UrlPolicy {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlRefused::Credentials);
         }
-        let host = match url.host() {
-            Some(h) => h,
+        match url.host() {
             None => return Err(UrlRefused::NotHttp),
-        };
-        if self.allow_internal {
-            return Ok(url);
-        }
-        match host {
-            url::Host::Ipv4(ip) => check_ip(IpAddr::V4(ip))?,
-            url::Host::Ipv6(ip) => check_ip(IpAddr::V6(ip))?,
-            url::Host::Domain(name) => {
-                let port = url.port_or_known_default().unwrap_or(443);
-                let addrs = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, port)))
-                    .await
-                    .map_err(|_| UrlRefused::Unresolvable(format!("{name}: lookup timed out")))?
-                    .map_err(|e| UrlRefused::Unresolvable(format!("{name}: {e}")))?;
-                let mut any = false;
-                for a in addrs {
-                    check_ip(a.ip())?;
-                    any = true;
-                }
-                if !any {
-                    return Err(UrlRefused::Unresolvable(name.to_owned()));
-                }
-            }
+            Some(_) if self.allow_internal => {}
+            Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip))?,
+            Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip))?,
+            Some(url::Host::Domain(_)) => {}
         }
         Ok(url)
     }
@@ -133,23 +133,68 @@ fn check_ip(ip: IpAddr) -> Result<(), UrlRefused> {
     if is_internal(ip) { Err(UrlRefused::Internal(ip)) } else { Ok(()) }
 }
 
-/// A resolver that drops internal addresses, so a connection can only reach what
-/// [`UrlPolicy::check`] would allow, even if the name's records changed since.
+/// The addresses of `name` (at least one), looked up within 5 s.
+async fn lookup(name: &str, port: u16) -> Result<Vec<SocketAddr>, UrlRefused> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, port)))
+        .await
+        .map_err(|_| UrlRefused::Unresolvable(format!("{name}: lookup timed out")))?
+        .map_err(|e| UrlRefused::Unresolvable(format!("{name}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(UrlRefused::Unresolvable(name.to_owned()));
+    }
+    Ok(addrs)
+}
+
+/// A resolver that refuses what [`UrlPolicy::check`] refuses (a name that does not resolve,
+/// or that resolves to an internal address), so a connection can only reach what the check
+/// would allow, even if the name's records changed since. Its error is a [`Refused`].
 #[derive(Debug, Clone, Copy)]
 pub struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_internal(a.ip())).collect();
-            if allowed.is_empty() {
-                return Err(format!("{host} resolves only to internal addresses").into());
+            let host = name.as_str();
+            let refused =
+                |reason| -> Box<dyn Error + Send + Sync> { Box::new(Refused { host: host.to_owned(), reason }) };
+            let addrs = lookup(host, 0).await.map_err(refused)?;
+            if let Some(a) = addrs.iter().find(|a| is_internal(a.ip())) {
+                return Err(refused(UrlRefused::Internal(a.ip())));
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
+}
+
+/// A connection [`GuardedResolver`] refused: the host name, and why.
+#[derive(PartialEq, Eq, thiserror::Error)]
+#[error("{host}: {reason}")]
+pub struct Refused {
+    /// The name looked up.
+    pub host: String,
+    /// Why it was refused.
+    pub reason: UrlRefused,
+}
+
+/// The message itself: a client's error shows its causes by `Debug`.
+impl fmt::Debug for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Refused({:?})", self.to_string())
+    }
+}
+
+/// Why the server's URL policy refused a connection, if that is what `error` (a client's
+/// error, say) comes from.
+pub fn refusal<'e>(error: &'e (dyn Error + 'static)) -> Option<&'e UrlRefused> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return Some(&refused.reason);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -204,5 +249,27 @@ mod tests {
         let client = UrlPolicy::default().client(Duration::from_secs(2));
         let err = client.get(format!("http://localhost:{port}/")).send().await.expect_err("refused");
         assert!(format!("{err:?}").contains("internal addresses"), "{err:?}");
+        assert!(matches!(refusal(&err), Some(UrlRefused::Internal(ip)) if ip.is_loopback()), "{err:?}");
+        // Any other failure is not a refusal.
+        drop(listener);
+        let open = UrlPolicy { allow_internal: true }.client(Duration::from_secs(2));
+        let err = open.get(format!("http://localhost:{port}/")).send().await.expect_err("nobody listens");
+        assert_eq!(refusal(&err), None, "{err:?}");
+    }
+
+    #[test]
+    fn without_a_lookup_only_the_form_and_address_literals_are_checked() {
+        let strict = UrlPolicy::default();
+        assert_eq!(
+            strict.check_offline("http://127.0.0.1:9/x").expect_err("loopback"),
+            UrlRefused::Internal("127.0.0.1".parse().expect("ip"))
+        );
+        assert!(matches!(strict.check_offline("http://[::ffff:10.0.0.1]/"), Err(UrlRefused::Internal(_))));
+        assert_eq!(strict.check_offline("ftp://example.com/").expect_err("scheme"), UrlRefused::NotHttp);
+        assert_eq!(strict.check_offline("https://u:p@example.com/").expect_err("creds"), UrlRefused::Credentials);
+        // A name is left to the resolver.
+        assert!(strict.check_offline("http://localhost:8080/").is_ok());
+        assert!(strict.check_offline("https://8.8.8.8/hook").is_ok());
+        assert!(UrlPolicy { allow_internal: true }.check_offline("http://127.0.0.1:9/x").is_ok());
     }
 }

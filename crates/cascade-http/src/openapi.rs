@@ -1,6 +1,10 @@
 //! The OpenAPI document, generated from the handlers and request types, served at
 //! `/v1/openapi.json`.
 
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
@@ -29,7 +33,13 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// `GET /v1/openapi.json`.
+/// `GET /v1/openapi.json`: the document, built and serialized once.
 pub async fn serve() -> Response {
-    axum::Json(ApiDoc::openapi()).into_response()
+    static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
+        Bytes::from(
+            serde_json::to_vec(&ApiDoc::openapi())
+                .unwrap_or_else(|e| unreachable!("the OpenAPI document serializes: {e}")),
+        )
+    });
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.clone()).into_response()
 }

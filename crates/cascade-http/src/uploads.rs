@@ -136,16 +136,18 @@ impl Uploads {
 
     /// The signed query (`expires=…&sig=…`) for `id` until `expires` (unix seconds).
     pub fn sign(&self, id: &str, expires: i64) -> String {
-        format!(
-            "expires={expires}&sig={}",
-            hex::encode(hmac_sha256(&self.secret, format!("{id}.{expires}").as_bytes()))
-        )
+        format!("expires={expires}&sig={}", self.signature(id, expires))
     }
 
     /// Checks a signed link at `now`.
     pub fn verify(&self, id: &str, expires: i64, sig: &str, now: i64) -> bool {
-        let expected = hex::encode(hmac_sha256(&self.secret, format!("{id}.{expires}").as_bytes()));
+        let expected = self.signature(id, expires);
         constant_time_eq(expected.as_bytes(), sig.as_bytes()) && now <= expires && valid_id(id)
+    }
+
+    /// The `sig` of a link to `id` until `expires`: hex HMAC-SHA256 of `<id>.<expires>`.
+    fn signature(&self, id: &str, expires: i64) -> String {
+        hex::encode(hmac_sha256(&self.secret, format!("{id}.{expires}").as_bytes()))
     }
 
     /// The upload directory.

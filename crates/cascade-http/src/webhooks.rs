@@ -59,7 +59,7 @@ pub async fn receive(
     let events = match intake.receive(&request) {
         Ok(events) => events,
         Err(e) => {
-            tracing::warn!(connection = %connection, error = %e, "webhook refused");
+            tracing::warn!(error = %e, "webhook refused");
             app.inner().metrics.webhook(&connection, if e.is_auth() { "bad_signature" } else { "malformed" });
             return Err(problem(&e));
         }
@@ -77,7 +77,7 @@ pub async fn receive(
             WebhookEvent::Inbound(message) => {
                 let stopped = app.inner().engine.inbound(&id, message).await?;
                 for cascade in stopped {
-                    tracing::info!(cascade = %cascade, connection = %connection, "reply stopped the cascade");
+                    tracing::info!(cascade = %cascade, "reply stopped the cascade");
                 }
                 inbound += 1;
             }

@@ -162,6 +162,50 @@ async fn a_gone_receiver_is_given_up_at_once() {
     workers.stop().await;
 }
 
+#[tokio::test]
+async fn a_callback_to_an_internal_address_is_refused_at_delivery_and_never_sent() {
+    let (receiver, url) = Receiver::start(vec![]).await;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    // Started where internal URLs are allowed, as if the names had resolved to public
+    // addresses then; delivered by a server over the same store that refuses them.
+    let t = TestApp::with(|b| b.allow_internal_urls(true).callbacks(fast())).await;
+    start_and_cancel(&t, &by_name).await;
+    start_and_cancel(&t, &url).await;
+    let strict = cascade_http::App::builder(t.app.engine().clone())
+        .api_key(
+            cascade_http::auth::ApiKey::from_plain("crm", SEND_KEY, [cascade_http::auth::Scope::Send])
+                .callback_secret(CALLBACK_SECRET),
+        )
+        .allow_internal_urls(false)
+        .callbacks(fast())
+        .build();
+    let workers = strict.spawn_workers();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let (_, _, dead) = t.get("/v1/callbacks/dead", ADMIN_KEY).await;
+        if dead["items"].as_array().is_some_and(|a| a.len() == 2) {
+            break dead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not given up on: {dead}");
+        // Real HTTP and a real outbox: poll the API briefly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    workers.stop().await;
+    let mut urls = Vec::new();
+    for item in dead["items"].as_array().expect("items") {
+        assert_eq!(item["tries"], 1, "given up on at once: {item}");
+        let error = item["last_error"].as_str().expect("last_error");
+        assert!(error.starts_with("callback_url refused: resolves to an internal address ("), "{item}");
+        urls.push(item["url"].as_str().expect("url").to_owned());
+    }
+    urls.sort();
+    let mut expected = vec![url, by_name];
+    expected.sort();
+    assert_eq!(urls, expected, "a host name (refused by the resolver) and an address (refused before the try)");
+    assert!(receiver.calls.lock().expect("lock").is_empty(), "the receiver was never called");
+}
+
 /// The value of an unlabelled metric in a `/metrics` answer.
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

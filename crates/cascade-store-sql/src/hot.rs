@@ -9,6 +9,9 @@
 /// Rows per multi-row statement (well inside both databases' limits on bound parameters).
 pub(crate) const CHUNK: usize = 256;
 
+/// Ids per `… IN (…)` list of a statement that takes one bound parameter per id (purges).
+pub(crate) const IDS: usize = 4096;
+
 /// Defines `async fn hot_writes(tx, ops, out)` for one sqlx database type. It runs every
 /// `Create` and `Save` of `ops` and fills their slots of `out`; other writes are left alone.
 macro_rules! define_hot_writes {

@@ -18,6 +18,7 @@ pub(crate) struct Embedded(&'static [(i64, &'static str, &'static str)]);
 pub(crate) const SQLITE: Embedded = Embedded(&[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "owner", include_str!("../migrations/sqlite/0002_owner.sql")),
+    (3, "outbox_cascade", include_str!("../migrations/sqlite/0003_outbox_cascade.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -25,6 +26,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
 pub(crate) const POSTGRES: Embedded = Embedded(&[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "owner", include_str!("../migrations/postgres/0002_owner.sql")),
+    (3, "outbox_cascade", include_str!("../migrations/postgres/0003_outbox_cascade.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

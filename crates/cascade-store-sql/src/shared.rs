@@ -22,7 +22,7 @@ macro_rules! define_sql_store {
         claim_outbox: $claim_outbox:literal,
         // Records a failed delivery try: (id, error, retry at or NULL for dead).
         retry_outbox: $retry_outbox:literal,
-        // Picks finished cascades to purge: (before, limit).
+        // Picks finished cascades to purge, none with a callback still to deliver: (before, limit).
         purge: $purge:literal,
         // Counts pending and dead callbacks, each over its partial index: (pending, dead).
         outbox_counts: $outbox_counts:literal,
@@ -108,15 +108,27 @@ macro_rules! define_sql_store {
                 WriteOp::Purge { before, limit } => {
                     let ids: Vec<Uuid> =
                         sqlx::query_scalar($purge).bind(before).bind(limit).fetch_all(&mut **tx).await?;
-                    for id in &ids {
-                        for delete in [
-                            "DELETE FROM events WHERE cascade_id = ",
-                            "DELETE FROM provider_refs WHERE cascade_id = ",
-                            "DELETE FROM addresses WHERE cascade_id = ",
-                            "DELETE FROM cascades WHERE id = ",
+                    // One statement per table for the lot, not one per cascade: a purge runs in
+                    // the transaction every other write of its batch waits on.
+                    for chunk in ids.chunks(crate::hot::IDS) {
+                        for (table, column, dead_only) in [
+                            ("events", "cascade_id", false),
+                            ("provider_refs", "cascade_id", false),
+                            ("addresses", "cascade_id", false),
+                            // `$purge` picks no cascade with a callback still to deliver.
+                            ("outbox", "cascade_id", true),
+                            ("cascades", "id", false),
                         ] {
-                            let mut q = QueryBuilder::<$db>::new(delete);
-                            q.push_bind(*id);
+                            let mut q = QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE "));
+                            if dead_only {
+                                q.push("dead = ").push_bind(true).push(" AND ");
+                            }
+                            q.push(column).push(" IN (");
+                            let mut list = q.separated(", ");
+                            for id in chunk {
+                                list.push_bind(*id);
+                            }
+                            list.push_unseparated(")");
                             q.build().execute(&mut **tx).await?;
                         }
                     }
@@ -258,23 +270,43 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::Conversation>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
-                let mut out = Vec::new();
-                for (channel, address) in addresses {
+                // Rows in the order of the pairs asked for, as if each pair were looked up in
+                // turn; then the order every store returns.
+                let first: std::collections::HashMap<(&str, &str), usize> = addresses
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, (channel, address))| ((channel.as_str(), address.as_str()), i))
+                    .collect();
+                let mut found = Vec::new();
+                for chunk in addresses.chunks(crate::hot::CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT connection, last_inbound_at, last_delivery_at FROM conversations WHERE channel = ",
+                        "SELECT channel, address, connection, last_inbound_at, last_delivery_at FROM conversations \
+                         WHERE (channel, address) IN (",
                     );
-                    q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address.as_str());
+                    q.push_values(chunk, |mut b, (channel, address)| {
+                        b.push_bind(channel.as_str()).push_bind(address.as_str());
+                    });
+                    q.push(")");
                     for row in q.build().fetch_all(&self.read).await.map_err(unavailable)? {
-                        let connection: &str = row.try_get(0).map_err(unavailable)?;
-                        out.push(crate::codec::conversation(
-                            channel.as_str(),
-                            address.clone(),
-                            connection,
-                            row.try_get(1).map_err(unavailable)?,
-                            row.try_get(2).map_err(unavailable)?,
+                        let channel: &str = row.try_get(0).map_err(unavailable)?;
+                        let address: String = row.try_get(1).map_err(unavailable)?;
+                        let connection: &str = row.try_get(2).map_err(unavailable)?;
+                        let at = first.get(&(channel, address.as_str())).copied().unwrap_or(usize::MAX);
+                        found.push((
+                            at,
+                            crate::codec::conversation(
+                                channel,
+                                address,
+                                connection,
+                                row.try_get(3).map_err(unavailable)?,
+                                row.try_get(4).map_err(unavailable)?,
+                            ),
                         ));
                     }
                 }
+                found.sort_by_key(|(at, _)| *at);
+                let out = found.into_iter().map(|(_, c)| c).collect();
                 Ok(crate::sorted_conversations(out))
             }
 
@@ -306,7 +338,7 @@ macro_rules! define_sql_store {
                 self.writer.outbox_result(id, result).await
             }
 
-            async fn dead_letters_page(
+            async fn dead_letters(
                 &self,
                 before: Option<u64>,
                 limit: usize,

@@ -130,6 +130,7 @@ crate::shared::define_sql_store! {
     retry_outbox: "UPDATE outbox SET tries = tries + 1, last_error = ?2, \
             next_at = coalesce(?3, next_at), dead = (?3 IS NULL) WHERE id = ?1",
     purge: "SELECT id FROM cascades WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+            AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.cascade_id = cascades.id AND outbox.dead = 0) \
             ORDER BY finished_at LIMIT ?2",
     outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE dead = 0), \
             (SELECT count(*) FROM outbox WHERE dead = 1)",

@@ -105,6 +105,7 @@ where
     outbox_counts(make().await).await;
     dead_letter_pages(make().await).await;
     listing_and_retention(make().await).await;
+    retention_and_callbacks(make().await).await;
 }
 
 async fn create_load_and_idempotency(store: Arc<dyn Store>) {
@@ -219,8 +220,30 @@ async fn provider_ids_addresses_and_conversations(store: Arc<dyn Store>) {
         convs[0].last_inbound_at == Some(t0() + secs(10)) && convs[0].last_delivery_at == Some(t0() + secs(3)),
         "conversation times keep the later value"
     );
-    let none = store.conversations(&[(sms, "+15559999999".into())]).await.expect("conversations");
+    let none = store.conversations(&[(sms.clone(), "+15559999999".into())]).await.expect("conversations");
     check!(none.is_empty(), "other addresses have no conversations");
+
+    // Several pairs in one call: each matches as a pair, and the answer is ordered by channel
+    // and connection.
+    let wa = ChannelName::new("whatsapp");
+    let other = Conversation { address: "+15550000015".into(), connection: ConnectionId::new("sms-2"), ..base.clone() };
+    let chat = Conversation { channel: wa.clone(), connection: ConnectionId::new("wa-1"), ..base.clone() };
+    store.touch_conversation(other.clone()).await.expect("touch");
+    store.touch_conversation(chat.clone()).await.expect("touch");
+    let asked = [(wa.clone(), base.address.clone()), (sms.clone(), other.address.clone()), (sms, base.address.clone())];
+    let convs = store.conversations(&asked).await.expect("conversations");
+    let got: Vec<(&str, &str, &str)> =
+        convs.iter().map(|c| (c.channel.as_str(), c.connection.as_str(), c.address.as_str())).collect();
+    check!(
+        got == [
+            ("sms", "sms-1", "+15550000005"),
+            ("sms", "sms-2", "+15550000015"),
+            ("whatsapp", "wa-1", "+15550000005")
+        ],
+        "conversations of several pairs come in one list, by channel and connection: got {got:?}"
+    );
+    let crossed = store.conversations(&[(wa, other.address.clone())]).await.expect("conversations");
+    check!(crossed.is_empty(), "a channel matches only with its own address, got {crossed:?}");
 }
 
 async fn outbox(store: Arc<dyn Store>) {
@@ -249,7 +272,7 @@ async fn outbox(store: Arc<dyn Store>) {
         store.claim_outbox(t0() + secs(10_000), 10, lease).await.expect("claim").is_empty(),
         "dead callbacks are not retried"
     );
-    let dead = store.dead_letters(10).await.expect("dead letters");
+    let dead = store.dead_letters(None, 10).await.expect("dead letters");
     check!(
         dead.len() == 1 && dead[0].last_error.as_deref() == Some("gave up"),
         "dead callbacks are listed with their error"
@@ -306,7 +329,7 @@ async fn outbox_counts(store: Arc<dyn Store>) {
     store.outbox_result(items[4].id, Err(("410 Gone".into(), None))).await.expect("dead");
     let counts = store.outbox_counts().await.expect("outbox counts");
     check!(counts == OutboxCounts { pending: 1, dead: 2 }, "a callback given up on twice counts once; got {counts:?}");
-    let dead = store.dead_letters(10).await.expect("dead letters");
+    let dead = store.dead_letters(None, 10).await.expect("dead letters");
     check!(dead.len() as u64 == counts.dead, "the dead count matches the dead letters, {} listed", dead.len());
 }
 
@@ -331,7 +354,7 @@ async fn dead_letter_pages(store: Arc<dyn Store>) {
         ids.push(items[0].id);
     }
     let dead: Vec<u64> = vec![ids[4], ids[3], ids[1], ids[0]];
-    let first = store.dead_letters_page(None, 3).await.expect("dead letters");
+    let first = store.dead_letters(None, 3).await.expect("dead letters");
     let got: Vec<u64> = first.iter().map(|i| i.id).collect();
     check!(
         got == dead[..3],
@@ -339,13 +362,13 @@ async fn dead_letter_pages(store: Arc<dyn Store>) {
         &dead[..3]
     );
     check!(first.iter().all(|i| i.dead), "a listed dead callback is marked dead");
-    let rest = store.dead_letters_page(Some(got[2]), 3).await.expect("dead letters");
+    let rest = store.dead_letters(Some(got[2]), 3).await.expect("dead letters");
     let got: Vec<u64> = rest.iter().map(|i| i.id).collect();
     check!(got == dead[3..], "the next page starts below the cursor: got {got:?}, expected {:?}", &dead[3..]);
-    let none = store.dead_letters_page(Some(dead[3]), 3).await.expect("dead letters");
+    let none = store.dead_letters(Some(dead[3]), 3).await.expect("dead letters");
     check!(none.is_empty(), "past the oldest dead callback the page is empty");
-    let newest: Vec<u64> = store.dead_letters(2).await.expect("dead letters").iter().map(|i| i.id).collect();
-    check!(newest == dead[..2], "`dead_letters` is the first page: got {newest:?}");
+    let newest: Vec<u64> = store.dead_letters(None, 2).await.expect("dead letters").iter().map(|i| i.id).collect();
+    check!(newest == dead[..2], "a shorter first page is the newest dead callbacks: got {newest:?}");
 }
 
 async fn listing_and_retention(store: Arc<dyn Store>) {
@@ -403,4 +426,51 @@ async fn listing_and_retention(store: Arc<dyn Store>) {
     check!(store.load(ids[4]).await.expect("load").is_some(), "newer finished cascades stay");
     let again = store.create(sample_record(Some("k0"), "other", "+15550000100", t0()), vec![]).await.expect("create");
     check!(again == Created::New, "a purged cascade's idempotency key is free again");
+}
+
+async fn retention_and_callbacks(store: Arc<dyn Store>) {
+    // Three finished cascades with a callback each: delivered, given up on, to be retried.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = sample_record(None, "fp", &format!("+1555000040{i}"), t0());
+        store.create(r.clone(), vec![]).await.expect("create");
+        let mut u = update(&r, finished(r.state.clone(), t0()), None);
+        u.outbox = Some(NewOutboxItem {
+            cascade: r.id(),
+            url: "https://example.test/cb".into(),
+            body: serde_json::json!({ "i": i }),
+        });
+        store.save(&u).await.expect("save");
+        ids.push(r.id());
+    }
+    let lease = Duration::from_secs(60);
+    let items = store.claim_outbox(t0() + secs(1), 10, lease).await.expect("claim outbox");
+    check!(items.len() == 3, "every callback is claimed, got {}", items.len());
+    let callback = |id: CascadeId| items.iter().find(|i| i.cascade == id).map(|i| i.id).unwrap_or_default();
+    store.outbox_result(callback(ids[0]), Ok(())).await.expect("delivered");
+    store.outbox_result(callback(ids[1]), Err(("gave up".into(), None))).await.expect("dead");
+    store.outbox_result(callback(ids[2]), Err(("HTTP 503".into(), Some(t0() + secs(30))))).await.expect("retry");
+
+    let purged = store.purge_finished(t0() + secs(10), 10).await.expect("purge");
+    check!(purged == 2, "cascades whose callbacks were delivered or given up on are purged, got {purged}");
+    check!(
+        store.load(ids[0]).await.expect("load").is_none() && store.load(ids[1]).await.expect("load").is_none(),
+        "a purged cascade is gone"
+    );
+    check!(
+        store.load(ids[2]).await.expect("load").is_some(),
+        "a cascade whose callback is still to be delivered is kept"
+    );
+    let dead = store.dead_letters(None, 10).await.expect("dead letters");
+    check!(dead.is_empty(), "a purged cascade's dead callbacks go with it, {} left", dead.len());
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts { pending: 1, dead: 0 }, "only the callback to retry is left, got {counts:?}");
+
+    // Given up on, the last callback no longer keeps its cascade: both go at the next purge.
+    store.outbox_result(callback(ids[2]), Err(("gave up".into(), None))).await.expect("dead");
+    let purged = store.purge_finished(t0() + secs(10), 10).await.expect("purge");
+    check!(purged == 1, "a cascade whose callback was given up on is purged, got {purged}");
+    check!(store.load(ids[2]).await.expect("load").is_none(), "a purged cascade is gone");
+    let counts = store.outbox_counts().await.expect("outbox counts");
+    check!(counts == OutboxCounts::default(), "no callback is left behind, got {counts:?}");
 }

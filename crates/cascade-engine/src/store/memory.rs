@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -301,7 +301,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let g = self.lock();
         let upper = before.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
         let below = g.outbox.range((std::ops::Bound::Unbounded, upper));
@@ -316,11 +316,14 @@ impl Store for MemoryStore {
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
         let mut g = self.lock();
         let g = &mut *g;
-        let old: Vec<CascadeId> = g
+        // A cascade stays while a callback of it is still to be delivered.
+        let waiting: HashSet<CascadeId> = g.outbox.values().filter(|i| !i.dead).map(|i| i.cascade).collect();
+        let old: HashSet<CascadeId> = g
             .cascades
             .values()
             .filter(|e| e.record.state.finished_at.is_some_and(|t| t < before))
             .map(|e| e.record.id())
+            .filter(|id| !waiting.contains(id))
             .take(limit)
             .collect();
         for id in &old {
@@ -330,6 +333,12 @@ impl Store for MemoryStore {
                 }
                 g.by_provider.retain(|_, r| r.cascade != *id);
             }
+        }
+        // Their dead callbacks go with them (one still to deliver kept its cascade above).
+        if !old.is_empty() {
+            let before_len = g.outbox.len();
+            g.outbox.retain(|_, i| !old.contains(&i.cascade));
+            g.dead -= (before_len - g.outbox.len()) as u64;
         }
         Ok(old.len())
     }

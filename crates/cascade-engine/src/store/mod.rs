@@ -184,7 +184,7 @@ pub struct OutboxItem {
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// Given up on: kept for inspection, never tried again.
+    /// Given up on: kept for inspection until its cascade is purged, never tried again.
     pub dead: bool,
 }
 
@@ -193,7 +193,7 @@ pub struct OutboxItem {
 pub struct OutboxCounts {
     /// Callbacks still to be delivered: due now, waiting for a retry, or being tried.
     pub pending: u64,
-    /// Callbacks given up on and kept ([`Store::dead_letters`]).
+    /// Callbacks given up on, kept until their cascade is purged ([`Store::dead_letters`]).
     pub dead: u64,
 }
 
@@ -271,19 +271,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Callbacks given up on, newest first (highest id first): up to `limit` of those whose id
     /// is below `before`, or of all of them when `before` is `None`. Pass the last id of a page
     /// as `before` to get the next.
-    async fn dead_letters_page(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
-
-    /// The newest `limit` callbacks given up on ([`dead_letters_page`](Store::dead_letters_page)
-    /// from the start).
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.dead_letters_page(None, limit).await
-    }
+    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// How many callbacks are pending and how many are dead, without reading them: one cheap
     /// query (the metrics endpoint calls it on every scrape). Delivered callbacks are gone
     /// and counted in neither.
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 
-    /// Deletes up to `limit` finished cascades last updated before `before`; returns how many.
+    /// Deletes up to `limit` finished cascades last updated before `before`, with their
+    /// timelines, provider ids and dead callbacks; returns how many. A cascade with a callback
+    /// still to be delivered is kept until that callback is delivered or given up on.
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError>;
 }
