@@ -11,7 +11,7 @@ use cascade_engine::*;
 use cascade_store_sql::{PgConfig, PgStore, SqliteStore, WriterStats};
 
 use crate::engine::{Accepting, caps, request, throughput};
-use crate::report;
+use crate::{proc_status_mb, report};
 
 /// A scratch directory for database files, removed when dropped.
 pub(crate) struct Scratch(pub(crate) PathBuf);
@@ -147,19 +147,8 @@ fn waiting_rss(path: &Path, n: usize) -> f64 {
             }
             last = now;
         }
-        let rss = resident_mb();
+        let rss = proc_status_mb("VmRSS");
         engine.shutdown(Duration::from_secs(5)).await;
         rss
     })
-}
-
-/// This process's resident set (VmRSS), in MB.
-fn resident_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    kb / 1024.0
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cascade_channel_kit::webhook::hmac_sha256;
 use cascade_engine::{
     Accepted, CascadeId, Channel, ChannelInfo, Connection, Engine, EventKind, Policy, SendError, SendRequest, Status,
     Step,
@@ -25,7 +26,6 @@ use cascade_http::auth::{ApiKey, Scope};
 use cascade_http::{App, Workers};
 use cascade_store_sql::{SqliteStore, WriterStats};
 use cascade_testkit::{StubChannel, caps};
-use hmac::{Hmac, Mac};
 use tokio::runtime::Runtime;
 use tokio::sync::{broadcast, oneshot};
 
@@ -379,9 +379,7 @@ fn failed_status(provider_message_id: &str) -> Vec<u8> {
 
 /// `X-Hub-Signature-256` of a body.
 fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(hmac_sha256(APP_SECRET.as_bytes(), body)))
 }
 
 /// Runs scenario `webhook`: `count` cascades (default 2,000) from `clients` concurrent clients

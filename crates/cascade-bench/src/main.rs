@@ -22,8 +22,9 @@
 //! latency, `webhook` the time from a WhatsApp `failed` status webhook to the next channel's
 //! send (`--clients N`: concurrent clients).
 //! `campaign-import` validates a generated CSV recipient list of `--count N` rows (default
-//! 1,000,000; 5 % invalid and 2 % duplicate phones) and reports rows per second and the peak
-//! resident memory (validation only: no store yet).
+//! 1,000,000; 5 % invalid and 2 % duplicate phones), without and with a message template, and
+//! reports rows per second and the peak resident memory (validation only: no store yet); it
+//! fails (exit code 1) when a report's counts differ from what the list holds.
 //! Budgets and recorded results live in `docs/performance.md`.
 
 mod alloc;
@@ -42,6 +43,18 @@ pub fn report(scenario: &str, metric: &str, value: f64) {
         serde_json::json!((value * 100.0).round() / 100.0)
     };
     println!("{}", serde_json::json!({"scenario": scenario, "metric": metric, "value": v}));
+}
+
+/// A memory figure of this process from `/proc/self/status` (`VmRSS`: resident now, `VmHWM`:
+/// peak resident), in MB; NaN where there is none.
+pub fn proc_status_mb(key: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kb / 1024.0
 }
 
 fn usage() -> ExitCode {
@@ -76,7 +89,12 @@ fn main() -> ExitCode {
         "postgres" => durable::postgres(count),
         "http" => http::http(count, clients),
         "webhook" => http::webhook(count, clients),
-        "campaign-import" => campaign::run(count),
+        "campaign-import" => {
+            if let Err(e) = campaign::run(count) {
+                eprintln!("campaign-import failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         other => {
             eprintln!("unknown scenario `{other}`");
             return usage();

@@ -25,6 +25,11 @@
 //! any JSON values) and `"addresses"` (channel → address). Any other key is a custom field.
 //! Phone numbers may be numbers. The line of a recipient is the line of its `{`.
 //!
+//! As a CSV header may not name a column twice, a recipient may not have two keys for one
+//! column (`"phone"` and `"mobile"`, `"city"` and `"fields": {"city": …}`), even when one of
+//! them is `null`: the row gets a problem naming both (`"mobile" and "phone" are both phone:
+//! keep one`), and the first key's value is kept.
+//!
 //! ```json
 //! [
 //!   {"phone": "+1 201 555 0123", "name": "Ann", "fields": {"city": "Austin"}},
@@ -181,19 +186,22 @@ fn detect_separator(head: &[u8]) -> u8 {
     if counts[best] == 0 { b',' } else { [b',', b';', b'\t'][best] }
 }
 
-/// The header, mapped.
-struct Header {
-    columns: Vec<Column>,
-    /// The channel names of address columns, made once (cheap clones).
-    channels: Vec<Option<ChannelName>>,
-}
-
 fn header_text(record: &csv::ByteRecord, separator: u8) -> String {
     let text = record.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(&(separator as char).to_string());
     if text.chars().count() > 120 { format!("{}…", text.chars().take(120).collect::<String>()) } else { text }
 }
 
-fn parse_header(record: &csv::ByteRecord, line: u64, separator: u8) -> Result<Header, ImportError> {
+/// What a column is, for messages about two of them: `phone`, `address.telegram`, `the field
+/// "City"`.
+fn describe(column: &Column) -> String {
+    match column {
+        Column::Field(f) => format!("the field {f:?}"),
+        other => other.label(),
+    }
+}
+
+/// The header's columns, in order.
+fn parse_header(record: &csv::ByteRecord, line: u64, separator: u8) -> Result<Vec<Column>, ImportError> {
     let mut columns = Vec::with_capacity(record.len());
     for (i, raw) in record.iter().enumerate() {
         let Ok(name) = std::str::from_utf8(raw) else {
@@ -208,15 +216,7 @@ fn parse_header(record: &csv::ByteRecord, line: u64, separator: u8) -> Result<He
         {
             return Err(ImportError::format(
                 Some(line),
-                format!(
-                    "columns {} and {} of the header are both {}: keep one",
-                    j + 1,
-                    i + 1,
-                    match &column {
-                        Column::Field(f) => format!("the field {f:?}"),
-                        other => other.label(),
-                    }
-                ),
+                format!("columns {} and {} of the header are both {}: keep one", j + 1, i + 1, describe(&column)),
             ));
         }
         columns.push(column);
@@ -230,8 +230,7 @@ fn parse_header(record: &csv::ByteRecord, line: u64, separator: u8) -> Result<He
             ),
         ));
     }
-    let channels = columns.iter().map(|c| if let Column::Address(ch) = c { Some(ch.clone()) } else { None }).collect();
-    Ok(Header { columns, channels })
+    Ok(columns)
 }
 
 fn is_blank(record: &csv::ByteRecord) -> bool {
@@ -323,7 +322,7 @@ fn read_csv<R: Read>(
         .buffer_capacity(64 * 1024)
         .from_reader(Lines::new(input));
     let mut record = csv::ByteRecord::new();
-    let mut header: Option<Header> = None;
+    let mut header: Option<Vec<Column>> = None;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -357,12 +356,12 @@ fn csv_error(e: csv::Error) -> ImportError {
     }
 }
 
-fn csv_row(header: &Header, record: &csv::ByteRecord, line: u64) -> Row {
+fn csv_row(header: &[Column], record: &csv::ByteRecord, line: u64) -> Row {
     let mut contact = Contact::default();
     let mut problems = Vec::new();
     let mut extra = 0usize;
     for (i, raw) in record.iter().enumerate() {
-        let Some(column) = header.columns.get(i) else {
+        let Some(column) = header.get(i) else {
             if raw.iter().any(|b| !b.is_ascii_whitespace()) {
                 extra += 1;
             }
@@ -385,10 +384,8 @@ fn csv_row(header: &Header, record: &csv::ByteRecord, line: u64) -> Row {
             Column::Phone => contact.phone = Some(text.to_owned()),
             Column::Email => contact.email = Some(text.to_owned()),
             Column::Name => contact.name = Some(text.to_owned()),
-            Column::Address(_) => {
-                if let Some(Some(ch)) = header.channels.get(i) {
-                    contact.addresses.insert(ch.clone(), text.to_owned());
-                }
+            Column::Address(ch) => {
+                contact.addresses.insert(ch.clone(), text.to_owned());
             }
             Column::Field(f) => {
                 contact.fields.insert(f.clone(), Value::String(text.to_owned()));
@@ -400,7 +397,7 @@ fn csv_row(header: &Header, record: &csv::ByteRecord, line: u64) -> Row {
         problems.push(format!(
             "{} values, but the header has {} columns (a separator inside a value needs quotes)",
             record.len(),
-            header.columns.len()
+            header.len()
         ));
     }
     Row { line, contact, problems }
@@ -563,61 +560,91 @@ fn field_value(value: Value) -> Option<Value> {
     }
 }
 
+/// A JSON recipient being read: its contact, its problems, and which key gave each column.
+struct JsonRow {
+    contact: Contact,
+    problems: Vec<String>,
+    keys: Vec<(Column, String)>,
+}
+
+impl JsonRow {
+    /// Notes that `key` gives `column`: false, with a problem, when another key gave it already.
+    fn claim(&mut self, column: &Column, key: &str) -> bool {
+        match self.keys.iter().find(|(c, _)| c == column) {
+            Some((_, first)) => {
+                let (a, b) = if first.as_str() <= key { (first.as_str(), key) } else { (key, first.as_str()) };
+                self.problems.push(format!("{a:?} and {b:?} are both {}: keep one", describe(column)));
+                false
+            }
+            None => {
+                self.keys.push((column.clone(), key.to_owned()));
+                true
+            }
+        }
+    }
+
+    /// Sets `column` from the value of `key`.
+    fn set(&mut self, column: Column, key: &str, value: Value) {
+        if column == Column::Ignored || !self.claim(&column, key) {
+            return;
+        }
+        let problems = &mut self.problems;
+        match column {
+            Column::Phone => self.contact.phone = text_of(key, value, problems),
+            Column::Email => self.contact.email = text_of(key, value, problems),
+            Column::Name => self.contact.name = text_of(key, value, problems),
+            Column::Address(ch) => {
+                if let Some(t) = text_of(key, value, problems) {
+                    self.contact.addresses.insert(ch, t);
+                }
+            }
+            Column::Field(f) => {
+                if let Some(v) = field_value(value) {
+                    self.contact.fields.insert(f, v);
+                }
+            }
+            Column::Ignored => {}
+        }
+    }
+}
+
 fn json_row(line: u64, value: Value) -> Row {
-    let mut contact = Contact::default();
-    let mut problems = Vec::new();
+    let mut row = JsonRow { contact: Contact::default(), problems: Vec::new(), keys: Vec::new() };
     let object = match value {
         Value::Object(o) => o,
         other => {
-            problems.push(format!("expected an object (`{{\"phone\": …}}`), found {}", kind(&other)));
-            return Row { line, contact, problems };
+            row.problems.push(format!("expected an object (`{{\"phone\": …}}`), found {}", kind(&other)));
+            return Row { line, contact: row.contact, problems: row.problems };
         }
     };
     for (key, value) in object {
         let lower = key.trim().to_ascii_lowercase();
         if lower == "fields" || lower == "addresses" {
             match value {
-                Value::Object(map) => json_map(&lower, map, &mut contact, &mut problems),
+                Value::Object(map) => json_map(&key, lower == "fields", map, &mut row),
                 Value::Null => {}
-                other => problems.push(format!("{key:?} must be an object, not {}", kind(&other))),
+                other => row.problems.push(format!("{key:?} must be an object, not {}", kind(&other))),
             }
             continue;
         }
-        match column_for(&key) {
-            Column::Phone => contact.phone = text_of(&key, value, &mut problems),
-            Column::Email => contact.email = text_of(&key, value, &mut problems),
-            Column::Name => contact.name = text_of(&key, value, &mut problems),
-            Column::Address(ch) => {
-                if let Some(t) = text_of(&key, value, &mut problems) {
-                    contact.addresses.insert(ch, t);
-                }
-            }
-            Column::Field(f) => {
-                if let Some(v) = field_value(value) {
-                    contact.fields.insert(f, v);
-                }
-            }
-            Column::Ignored => {}
-        }
+        row.set(column_for(&key), &key, value);
     }
-    Row { line, contact, problems }
+    Row { line, contact: row.contact, problems: row.problems }
 }
 
-fn json_map(which: &str, map: Map<String, Value>, contact: &mut Contact, problems: &mut Vec<String>) {
+/// The object under `"fields"` (`fields` true) or `"addresses"` (the key as written: `outer`).
+fn json_map(outer: &str, fields: bool, map: Map<String, Value>, row: &mut JsonRow) {
     for (key, value) in map {
-        if which == "fields" {
-            if let Some(v) = field_value(value) {
-                contact.fields.insert(key, v);
-            }
+        let column = if fields {
+            Column::Field(key.clone())
         } else {
             let channel = key.trim().to_lowercase();
             if channel.is_empty() {
                 continue;
             }
-            if let Some(t) = text_of(&format!("addresses.{channel}"), value, problems) {
-                contact.addresses.insert(ChannelName::new(channel), t);
-            }
-        }
+            Column::Address(ChannelName::new(channel))
+        };
+        row.set(column, &format!("{outer}.{key}"), value);
     }
 }
 
@@ -677,6 +704,40 @@ mod tests {
         assert_eq!(r[1].line, 3);
         assert_eq!(r[1].problems, vec!["expected an object (`{\"phone\": …}`), found a string"]);
         assert_eq!(r[2].problems, vec!["\"phone\" must be text, not an array"]);
+    }
+
+    #[test]
+    fn json_keys_for_the_same_column_are_a_row_problem() {
+        // Keys come in alphabetical order: without the check, `phone: null` would clear `mobile`.
+        let r = rows(
+            r#"[
+{"mobile": "+12015550123", "phone": null},
+{"Phone": "+12015550124", "phone": "+12015550125", "tel": "+12015550126"},
+{"email": "a@example.com", "fields": {"city": "Austin"}, "City": "Boston", "city": "Dallas"},
+{"telegram": "42", "addresses": {"Telegram": "43"}, "address.viber": "v1", "viber": "v2"},
+{"mobile": "+12015550127", "fields": {"mobile": "yes"}, "addresses": {"telegram": "44"}}
+]"#,
+            Some(Format::Json),
+        )
+        .unwrap();
+        assert_eq!(r[0].problems, [r#""mobile" and "phone" are both phone: keep one"#]);
+        assert_eq!(r[0].contact.phone.as_deref(), Some("+12015550123"), "the first key's value is kept");
+        assert_eq!(
+            r[1].problems,
+            [r#""Phone" and "phone" are both phone: keep one"#, r#""Phone" and "tel" are both phone: keep one"#]
+        );
+        assert_eq!(r[1].contact.phone.as_deref(), Some("+12015550124"));
+        assert_eq!(r[2].problems, [r#""city" and "fields.city" are both the field "city": keep one"#]);
+        assert_eq!(r[2].contact.fields["City"], "Boston", "custom fields keep their case");
+        assert_eq!(r[2].contact.fields["city"], "Dallas");
+        assert_eq!(
+            r[3].problems,
+            [
+                r#""addresses.Telegram" and "telegram" are both address.telegram: keep one"#,
+                r#""address.viber" and "viber" are both address.viber: keep one"#
+            ]
+        );
+        assert!(r[4].problems.is_empty(), "{:?}", r[4].problems);
     }
 
     #[test]

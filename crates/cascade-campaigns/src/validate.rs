@@ -9,7 +9,7 @@
 //! | `phone "12": too short` (and the other [`PhoneError`](crate::phone::PhoneError)s) | the phone is not a valid number; numbers without `+`/`00` are read in the default region |
 //! | `email "x@": not an email address` | the email is not shaped like an address |
 //! | `no phone, email or address` | the row has nothing to reach the contact by |
-//! | `7 values, but the header has 4 columns …`, `name is not UTF-8 text …` | the row's shape (see [`crate::recipients`]) |
+//! | `7 values, but the header has 4 columns …`, `name is not UTF-8 text …`, `"mobile" and "phone" are both phone: keep one` | the row's shape (see [`crate::recipients`]) |
 //!
 //! A row with several problems lists them all, separated by `; `.
 //!
@@ -85,13 +85,9 @@ pub enum Verdict {
     Valid(Recipient),
     /// The row cannot be sent to.
     Invalid(RowError),
-    /// An earlier row has the same recipient.
-    Duplicate {
-        /// This row's line and the reason (`duplicate of line 7`).
-        error: RowError,
-        /// The line of the first row with this recipient.
-        first_line: u64,
-    },
+    /// An earlier row has the same recipient: this row's line, and the reason naming the
+    /// first row's line (`duplicate of line 7`).
+    Duplicate(RowError),
 }
 
 /// Checks rows one by one and remembers the recipients seen, to find duplicates.
@@ -137,11 +133,7 @@ impl Validator {
         };
         match map.entry(key) {
             std::collections::hash_map::Entry::Occupied(first) => {
-                let first_line = *first.get();
-                Verdict::Duplicate {
-                    error: RowError { line, reason: format!("duplicate of line {first_line}") },
-                    first_line,
-                }
+                Verdict::Duplicate(RowError { line, reason: format!("duplicate of line {}", first.get()) })
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(line);
@@ -261,14 +253,31 @@ pub enum ValidateError {
 }
 
 /// The template part of a check: preview and missing variables.
+///
+/// The template is compiled and rendered only a few times, not once per row: its variables
+/// are learnt up front, each row's [`Contact`] is searched for them directly, and only the
+/// preview rows are rendered. Whether a row that lacks some of them still renders (a variable
+/// only used in a branch it does not take) is learnt with placeholders, once for each
+/// combination of lacking variables.
 struct TemplateCheck {
     source: String,
-    /// Variables whose absence makes rendering fail (those with a `default` do not).
-    required: Vec<String>,
+    /// The variables the template uses that an empty contact lacks (dotted paths).
+    candidates: Vec<String>,
+    /// The candidates whose absence makes rendering fail (those with a `default` do not), as
+    /// indexes into `candidates`.
+    required: Vec<usize>,
+    /// The candidates the row at hand lacks, as a bit set.
+    absent: Vec<u64>,
+    /// Whether rendering fails, by the bit set of the candidates a row lacks.
+    fails: HashMap<Vec<u64>, bool>,
     preview: Vec<Preview>,
     preview_max: usize,
     missing: Vec<MissingVariable>,
 }
+
+/// At most this many combinations of lacking variables are remembered (beyond, rows whose
+/// combination is new are rendered with placeholders each time).
+const COMBINATIONS: usize = 4096;
 
 impl TemplateCheck {
     fn new(source: &str, preview_max: usize) -> Result<Self, TemplateError> {
@@ -281,19 +290,22 @@ impl TemplateCheck {
         };
         // …less those it renders without (a `default`, a branch not taken): given all the
         // others, does lacking this one still fail?
-        let with_all_but = |skip: Option<&str>| {
-            let mut ctx = empty.clone();
-            for path in candidates.iter().filter(|p| Some(p.as_str()) != skip) {
-                insert(&mut ctx, path);
-            }
-            template::render(source, &ctx).is_ok()
-        };
-        let required = if with_all_but(None) {
-            candidates.iter().filter(|p| !with_all_but(Some(p))).cloned().collect()
+        let all = 0..candidates.len();
+        let required = if renders_with_placeholders(source, &candidates, |_| false) {
+            all.filter(|&i| !renders_with_placeholders(source, &candidates, |j| j == i)).collect()
         } else {
-            candidates
+            all.collect()
         };
-        Ok(Self { source: source.to_owned(), required, preview: Vec::new(), preview_max, missing: Vec::new() })
+        Ok(Self {
+            source: source.to_owned(),
+            absent: vec![0; candidates.len().div_ceil(64)],
+            candidates,
+            required,
+            fails: HashMap::new(),
+            preview: Vec::new(),
+            preview_max,
+            missing: Vec::new(),
+        })
     }
 
     fn see(&mut self, r: &Recipient) {
@@ -301,29 +313,48 @@ impl TemplateCheck {
         if self.required.is_empty() && !wants_preview {
             return;
         }
-        let ctx = template::context(&r.contact, &Value::Null);
-        let lacking: Vec<&String> = self.required.iter().filter(|path| lookup(&ctx, path).is_none()).collect();
-        if lacking.is_empty() && !wants_preview {
+        self.absent.fill(0);
+        for (i, path) in self.candidates.iter().enumerate() {
+            if !has(&r.contact, path) {
+                self.absent[i / 64] |= 1 << (i % 64);
+            }
+        }
+        let lacking = self.required.iter().any(|&i| bit(&self.absent, i));
+        if !lacking && !wants_preview {
             return;
         }
-        let rendered = template::render(&self.source, &ctx);
-        if rendered.is_err() {
-            for variable in &lacking {
-                match self.missing.iter_mut().find(|m| &m.variable == *variable) {
-                    Some(m) => m.rows += 1,
-                    None => self.missing.push(MissingVariable {
-                        variable: (*variable).clone(),
-                        rows: 1,
-                        first_line: r.line,
-                    }),
+        let rendered =
+            wants_preview.then(|| template::render(&self.source, &template::context(&r.contact, &Value::Null)));
+        if lacking {
+            let fails = match &rendered {
+                Some(result) => result.is_err(),
+                None => self.fails_lacking_absent(),
+            };
+            if fails {
+                for &i in self.required.iter().filter(|&&i| bit(&self.absent, i)) {
+                    let variable = &self.candidates[i];
+                    match self.missing.iter_mut().find(|m| &m.variable == variable) {
+                        Some(m) => m.rows += 1,
+                        None => self.missing.push(MissingVariable {
+                            variable: variable.clone(),
+                            rows: 1,
+                            first_line: r.line,
+                        }),
+                    }
                 }
             }
         }
-        if wants_preview {
+        if let Some(rendered) = rendered {
             let (text, error) = match rendered {
                 Ok(t) => (Some(t), None),
-                Err(_) if !lacking.is_empty() => {
-                    let list = lacking.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                Err(_) if lacking => {
+                    let list = self
+                        .required
+                        .iter()
+                        .filter(|&&i| bit(&self.absent, i))
+                        .map(|&i| format!("`{}`", self.candidates[i]))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     (None, Some(format!("unknown template variable {list}")))
                 }
                 Err(e) => (None, Some(e.message)),
@@ -331,6 +362,35 @@ impl TemplateCheck {
             self.preview.push(Preview { line: r.line, to: to(&r.contact), text, error });
         }
     }
+
+    /// Whether rendering fails for a row lacking the candidates in `absent` (and having the
+    /// others).
+    fn fails_lacking_absent(&mut self) -> bool {
+        if let Some(&fails) = self.fails.get(self.absent.as_slice()) {
+            return fails;
+        }
+        let fails = !renders_with_placeholders(&self.source, &self.candidates, |i| bit(&self.absent, i));
+        if self.fails.len() < COMBINATIONS {
+            self.fails.insert(self.absent.clone(), fails);
+        }
+        fails
+    }
+}
+
+fn bit(set: &[u64], i: usize) -> bool {
+    set[i / 64] & (1 << (i % 64)) != 0
+}
+
+/// Whether `source` renders for an empty contact given a placeholder for each of `candidates`
+/// except those `lacks` names.
+fn renders_with_placeholders(source: &str, candidates: &[String], lacks: impl Fn(usize) -> bool) -> bool {
+    let mut ctx = template::context(&Contact::default(), &Value::Null);
+    for (i, path) in candidates.iter().enumerate() {
+        if !lacks(i) {
+            insert(&mut ctx, path);
+        }
+    }
+    template::render(source, &ctx).is_ok()
 }
 
 /// Sets a placeholder at a dotted path, making the objects on the way.
@@ -347,11 +407,36 @@ fn insert(ctx: &mut Value, path: &str) {
     }
 }
 
-fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    path.split('.').try_fold(value, |v, seg| match v {
-        Value::Object(m) => m.get(seg),
-        _ => None,
-    })
+/// Whether the template context of `contact` (as [`template::context`] makes it, with no other
+/// variables) has a value at the dotted `path` — what [`template::lookup`] would find there —
+/// without making the context.
+fn has(contact: &Contact, path: &str) -> bool {
+    fn split(path: &str) -> (&str, Option<&str>) {
+        match path.split_once('.') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (path, None),
+        }
+    }
+    let (root, rest) = split(path);
+    if root != "contact" {
+        return false;
+    }
+    let Some(rest) = rest else { return true };
+    let (key, deeper) = split(rest);
+    match key {
+        "name" => deeper.is_none() && contact.name.is_some(),
+        "phone" => deeper.is_none() && contact.phone.is_some(),
+        "email" => deeper.is_none() && contact.email.is_some(),
+        "fields" => deeper.is_none_or(|path| {
+            let (name, deeper) = split(path);
+            contact.fields.get(name).is_some_and(|v| deeper.is_none_or(|d| template::lookup(v, d).is_some()))
+        }),
+        "addresses" => deeper.is_none_or(|path| {
+            let (channel, deeper) = split(path);
+            deeper.is_none() && contact.addresses.contains_key(channel)
+        }),
+        _ => false,
+    }
 }
 
 fn to(contact: &Contact) -> String {
@@ -417,7 +502,7 @@ pub fn validate_with<R: Read + Send>(
                         report.invalid += 1;
                         e
                     }
-                    Verdict::Duplicate { error, .. } => {
+                    Verdict::Duplicate(error) => {
                         report.duplicate += 1;
                         error
                     }
@@ -460,7 +545,7 @@ mod tests {
 
     fn reason(v: &Verdict) -> &str {
         match v {
-            Verdict::Invalid(e) | Verdict::Duplicate { error: e, .. } => &e.reason,
+            Verdict::Invalid(e) | Verdict::Duplicate(e) => &e.reason,
             Verdict::Valid(_) => "valid",
         }
     }
@@ -498,6 +583,32 @@ mod tests {
         assert_eq!(r.invalid, 3);
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors_not_listed, 2);
+    }
+
+    #[test]
+    fn contacts_are_searched_as_their_template_context() {
+        let mut full = Contact::with_phone("+12015550123")
+            .name("Ann")
+            .field("city", "Austin")
+            .field("shop", serde_json::json!({"city": "Boston", "none": null, "list": [1]}))
+            .field("", 1)
+            .field("a.b", 2);
+        full.email = Some("ann@example.com".into());
+        full.addresses.insert("telegram".into(), "42".into());
+        full.addresses.insert("x.y".into(), "7".into());
+        let paths = "contact contacts contact. deal deal.name contact.name contact.name.first contact.phone \
+            contact.email contact.email.x contact.nickname contact.fields contact.fields. contact.fields.city \
+            contact.fields.City contact.fields.city.x contact.fields.shop contact.fields.shop.city \
+            contact.fields.shop.none contact.fields.shop.list contact.fields.shop.list.0 contact.fields.shop.street \
+            contact.fields.a contact.fields.a.b contact.addresses contact.addresses.telegram \
+            contact.addresses.telegram.x contact.addresses.x contact.addresses.x.y contact.addresses.viber \
+            contact..name";
+        for contact in [Contact::default(), full] {
+            let ctx = template::context(&contact, &Value::Null);
+            for path in std::iter::once("").chain(paths.split_whitespace()) {
+                assert_eq!(has(&contact, path), template::lookup(&ctx, path).is_some(), "{path:?} in {contact:?}");
+            }
+        }
     }
 
     #[test]

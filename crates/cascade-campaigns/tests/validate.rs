@@ -196,3 +196,96 @@ fn format_errors_come_through() {
     let err = validate("phone\n1\n".as_bytes(), &ValidateOptions { format: Some(Format::Json), ..us() }).unwrap_err();
     assert!(err.to_string().starts_with("line 1: not a JSON array"), "{err}");
 }
+
+#[test]
+fn a_variable_in_a_branch_not_taken_is_not_missing() {
+    // `code` is only needed where `vip` is given: Cy (line 4) lacks nothing. A row that
+    // cannot be rendered counts for every needed variable it lacks (line 5).
+    let csv = "\
+phone,name,vip,code
++12015550123,Ann,yes,A1
++12015550124,Bob,yes,
++12015550125,Cy,,
++12015550126,,,
++12015550127,Dee,yes,
+";
+    let template = "{% if contact.fields.vip is defined %}Code {{contact.fields.code}}. {% endif %}Hi {{contact.name}}";
+    let options = ValidateOptions { template: Some(template.into()), preview: 0, ..us() };
+    let report = check(csv, &options);
+    assert_eq!(
+        report.missing_variables.unwrap(),
+        [
+            MissingVariable { variable: "contact.fields.code".into(), rows: 3, first_line: 3 },
+            MissingVariable { variable: "contact.name".into(), rows: 1, first_line: 5 },
+        ]
+    );
+}
+
+#[test]
+fn nested_fields_and_addresses_are_variables_too() {
+    let list = r#"[
+  {"phone": "+12015550123", "telegram": "42", "fields": {"shop": {"city": "Austin"}}},
+  {"phone": "+12015550124", "fields": {"shop": {"street": "Main St"}}},
+  {"phone": "+12015550125", "telegram": "43", "fields": {"shop": "Boston"}},
+  {"phone": "+12015550126", "telegram": "44"}
+]"#;
+    let options = ValidateOptions {
+        template: Some("Hi from {{contact.fields.shop.city}}, {{contact.addresses.telegram}}".into()),
+        preview: 4,
+        ..us()
+    };
+    let report = check(list, &options);
+    assert_eq!(
+        report.missing_variables.unwrap(),
+        [
+            MissingVariable { variable: "contact.addresses.telegram".into(), rows: 1, first_line: 3 },
+            MissingVariable { variable: "contact.fields.shop.city".into(), rows: 3, first_line: 3 },
+        ]
+    );
+    let preview = report.preview.unwrap();
+    assert_eq!(preview[0].text.as_deref(), Some("Hi from Austin, 42"));
+    assert_eq!(
+        preview[1].error.as_deref(),
+        Some("unknown template variable `contact.addresses.telegram`, `contact.fields.shop.city`")
+    );
+    assert_eq!(preview[2].error.as_deref(), Some("unknown template variable `contact.fields.shop.city`"));
+}
+
+#[test]
+fn the_same_report_for_many_rows_with_a_sparse_column() {
+    let mut csv = String::from("phone,name,city\n");
+    for i in 0..3000 {
+        let city = if i % 3 == 0 { "" } else { "Austin" };
+        let name = if i % 7 == 0 { "" } else { "Ann" };
+        csv.push_str(&format!("+1201555{i:04},{name},{city}\n"));
+    }
+    let options = ValidateOptions {
+        template: Some(
+            "Hi {{contact.name}} in {{contact.fields.city}} ({{contact.fields.plan | default(\"basic\")}})".into(),
+        ),
+        preview: 2,
+        ..us()
+    };
+    let report = check(&csv, &options);
+    assert_eq!(
+        report.missing_variables.unwrap(),
+        [
+            MissingVariable { variable: "contact.fields.city".into(), rows: 1000, first_line: 2 },
+            MissingVariable { variable: "contact.name".into(), rows: 429, first_line: 2 },
+        ]
+    );
+    assert_eq!(
+        report.preview.unwrap()[1],
+        Preview { line: 3, to: "+12015550001".into(), text: Some("Hi Ann in Austin (basic)".into()), error: None }
+    );
+}
+
+#[test]
+fn two_json_keys_for_one_column_make_the_row_invalid() {
+    // Not "no phone, email or address": `phone: null` does not wipe out `mobile`.
+    let list = r#"[{"mobile": "+1 201 555 0123", "phone": null},
+{"phone": "+1 201 555 0124", "name": "Bob"}]"#;
+    let report = check(list, &us());
+    assert_eq!(errors(&report), [(1, "\"mobile\" and \"phone\" are both phone: keep one")]);
+    assert_eq!((report.valid, report.invalid), (1, 1));
+}

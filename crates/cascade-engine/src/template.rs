@@ -103,8 +103,17 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
     })
 }
 
-/// Follows a dotted path through a JSON value.
-fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+/// Follows a dotted path (`contact.fields.city`, as [`TemplateError::missing`] names variables)
+/// through a JSON value such as a [`context`]: the value there, or `None` when a key is absent
+/// or a value on the way is not an object.
+///
+/// ```
+/// use cascade_engine::template::lookup;
+/// let ctx = serde_json::json!({"contact": {"fields": {"city": "Austin"}}});
+/// assert_eq!(lookup(&ctx, "contact.fields.city"), Some(&serde_json::json!("Austin")));
+/// assert_eq!(lookup(&ctx, "contact.fields.city.name"), None);
+/// ```
+pub fn lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(value, |v, seg| match v {
         Value::Object(m) => m.get(seg),
         _ => None,
