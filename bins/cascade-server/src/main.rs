@@ -49,13 +49,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!(
-            "{}: valid ({} connection(s), {} polic(ies), {} API key(s))",
-            args.config.display(),
-            config.connections.len(),
-            config.policies.len(),
-            config.api_keys.len()
-        );
+        println!("{}: valid ({})", args.config.display(), config.summary());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -93,31 +87,9 @@ async fn serve(config: cascade_config::Config, listen: Option<SocketAddr>) -> Re
     tracing::info!(listen = %local, public_url = %config.server.public_url, "cascade-server ready");
     built
         .app
-        .serve(listener, shutdown_signal(), config.server.shutdown_grace)
+        .serve(listener, cascade_http::shutdown_signal(), config.server.shutdown_grace)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutdown signal received");
 }

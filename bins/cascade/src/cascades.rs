@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Global;
-use crate::client::Client;
+use crate::client::{Client, StreamError};
 use crate::exit::{self, Failure};
 use crate::out::Out;
 use crate::timeline::{Timeline, outcome_text};
@@ -133,27 +133,36 @@ pub struct CancelArgs {
 
 /// The parts of `GET /v1/cascades/{id}` the CLI shows.
 #[derive(Debug, Deserialize)]
-struct View {
-    id: String,
-    state: String,
+pub(crate) struct View {
+    pub(crate) id: String,
+    pub(crate) state: String,
     #[serde(default)]
-    outcome: Option<Outcome>,
+    pub(crate) outcome: Option<Outcome>,
     #[serde(default)]
-    attempts: Vec<Attempt>,
+    pub(crate) attempts: Vec<Attempt>,
     #[serde(default)]
-    cost: Cost,
-    created_at: Timestamp,
+    pub(crate) cost: Cost,
+    pub(crate) created_at: Timestamp,
     #[serde(default)]
-    finished_at: Option<Timestamp>,
+    pub(crate) finished_at: Option<Timestamp>,
     #[serde(default)]
-    contact: Option<Contact>,
+    pub(crate) contact: Option<Contact>,
     #[serde(default)]
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
 }
 
-fn parse_view(value: &Value) -> Result<View, Failure> {
-    serde_json::from_value(value.clone())
-        .map_err(|e| Failure::io(format!("the server's cascade does not read as one: {e}")))
+/// A cascade as the server returned it.
+pub(crate) fn parse_view(value: &Value) -> Result<View, Failure> {
+    View::deserialize(value).map_err(|e| Failure::io(format!("the server's cascade does not read as one: {e}")))
+}
+
+/// The id in a `POST /v1/cascades` answer.
+pub(crate) fn started_id(answer: &Value) -> Result<String, Failure> {
+    answer
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::io(format!("the server's answer has no cascade id: {answer}")))
 }
 
 fn client(g: &Global) -> Result<Client, Failure> {
@@ -275,11 +284,14 @@ pub async fn send(g: &Global, out: &Out, a: SendArgs) -> Result<u8, Failure> {
     let client = client(g)?;
     if let Some(path) = &a.file {
         let uploaded = client.upload(path).await?;
-        let id = uploaded.get("upload_id").and_then(Value::as_str).unwrap_or_default();
+        let id = uploaded
+            .get("upload_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::io(format!("the server's upload answer has no upload_id: {uploaded}")))?;
         body["message"]["attachment"] = json!({"upload_id": id});
     }
     let started = client.start(&body, a.idempotency_key.as_deref()).await?;
-    let id = started.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let id = started_id(&started)?;
     if !a.wait {
         if out.json {
             out.json_line(&started);
@@ -331,14 +343,24 @@ async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
         spinner.set_message("waiting for the first event");
     }
     let mut timeline = Timeline::default();
+    // Entries shown so far: the stream replays the stored timeline first, so after a
+    // reconnect the first `seen` entries are skipped.
     let mut seen = 0usize;
+    // Reconnects in a row without a new entry; a stream that keeps breaking is given up on.
     let mut broken = 0u32;
-    let finished = loop {
+    let mut finished = false;
+    while !finished {
+        if broken > 0 {
+            if broken > 30 {
+                spinner.finish_and_clear();
+                return Err(Failure::io(format!("lost the event stream of {id}; see `cascade status {id}`")));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let mut events = match client.events(id).await {
             Ok(e) => e,
-            Err(f) if broken > 0 && f.code == exit::UNAVAILABLE && broken < 30 => {
+            Err(f) if broken > 0 && f.code == exit::UNAVAILABLE => {
                 broken += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             Err(f) => {
@@ -346,20 +368,22 @@ async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
                 return Err(f);
             }
         };
-        // The stream replays the stored timeline first: skip what was shown before a reconnect.
         let mut index = 0usize;
-        let mut ended = false;
-        loop {
-            let next = match events.next().await {
-                Ok(n) => n,
-                Err(_) => break,
-            };
-            let Some(event) = next else { break };
+        // Until the stream ends: `finished`, or broken off (the server restarting).
+        while let Some(event) = match events.next().await {
+            Ok(next) => next,
+            Err(StreamError::Broken(_)) => None,
+            Err(StreamError::Unreadable(f)) => {
+                spinner.finish_and_clear();
+                return Err(f);
+            }
+        } {
             index += 1;
             if index <= seen {
                 continue;
             }
             seen = index;
+            broken = 0;
             if out.json {
                 out.json_line(&serde_json::to_value(&event).unwrap_or(Value::Null));
             } else {
@@ -368,24 +392,13 @@ async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
                 spinner.set_message(format!("{} {}", line.channel, console::strip_ansi_codes(&line.text)));
             }
             if matches!(event.kind, EventKind::Finished { .. }) {
-                ended = true;
+                finished = true;
                 break;
             }
         }
-        if ended {
-            break true;
-        }
-        // The stream ended early (the server restarting): reconnect.
         broken += 1;
-        if broken > 30 {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    spinner.finish_and_clear();
-    if !finished {
-        return Err(Failure::io(format!("lost the event stream of {id}; see `cascade status {id}`")));
     }
+    spinner.finish_and_clear();
     let value = client.get(id).await?;
     let view = parse_view(&value)?;
     if out.json {
@@ -473,14 +486,17 @@ pub async fn list(g: &Global, out: &Out, a: ListArgs) -> Result<u8, Failure> {
         out.json_line(&page);
         return Ok(exit::OK);
     }
-    let items = page.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items: Vec<View> = match page.get("items") {
+        Some(items) => Vec::<View>::deserialize(items)
+            .map_err(|e| Failure::io(format!("the server's list does not read as one: {e}")))?,
+        None => Vec::new(),
+    };
     if items.is_empty() {
         println!("no cascades");
         return Ok(exit::OK);
     }
     let mut table = out.table(&["id", "state", "outcome", "contact", "created", "cost"]);
-    for item in &items {
-        let v = parse_view(item)?;
+    for v in &items {
         let outcome = match &v.outcome {
             Some(Outcome::Delivered { channel, status, .. }) => format!("{channel} ({status})"),
             Some(Outcome::Failed { steps }) => format!("{} step(s) tried", steps.len()),

@@ -38,17 +38,26 @@ impl Client {
         Ok(Self { http, base, key: key.filter(|k| !k.is_empty()) })
     }
 
-    /// A request to the base URL plus `segments`, each percent-encoded as one path segment.
-    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+    /// The base URL plus `segments`, each percent-encoded as one path segment.
+    fn url(&self, segments: &[&str]) -> url::Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        let mut r = self.http.request(method, url);
-        if let Some(key) = &self.key {
-            r = r.bearer_auth(key);
+        url
+    }
+
+    /// A request to `url` with the API key.
+    fn request_to(&self, method: Method, url: url::Url) -> RequestBuilder {
+        let r = self.http.request(method, url);
+        match &self.key {
+            Some(key) => r.bearer_auth(key),
+            None => r,
         }
-        r
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        self.request_to(method, self.url(segments))
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
@@ -80,18 +89,11 @@ impl Client {
 
     /// `GET /v1/cascades?...`.
     pub async fn list(&self, query: &[(&str, String)]) -> Result<Value, Failure> {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(["v1", "cascades"]);
-        }
+        let mut url = self.url(&["v1", "cascades"]);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
-        let mut r = self.http.get(url);
-        if let Some(key) = &self.key {
-            r = r.bearer_auth(key);
-        }
-        self.json(r).await
+        self.json(self.request_to(Method::GET, url)).await
     }
 
     /// `POST /v1/cascades/{id}/cancel`.
@@ -137,21 +139,41 @@ impl std::fmt::Debug for Events {
     }
 }
 
+/// Why an event stream stopped giving entries.
+#[derive(Debug)]
+pub enum StreamError {
+    /// The connection broke (the server restarting, a proxy closing it): worth reconnecting.
+    Broken(Failure),
+    /// The server sent what this CLI cannot read: reconnecting would not help.
+    Unreadable(Failure),
+}
+
+impl From<StreamError> for Failure {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Broken(f) | StreamError::Unreadable(f) => f,
+        }
+    }
+}
+
 impl Events {
     /// The next entry; `None` when the stream ends (after `finished`, or when the server stops).
-    pub async fn next(&mut self) -> Result<Option<Event>, Failure> {
+    pub async fn next(&mut self) -> Result<Option<Event>, StreamError> {
         loop {
             if let Some(end) = find_blank_line(&self.buffer) {
                 let block: Vec<u8> = self.buffer.drain(..end.0).collect();
                 self.buffer.drain(..end.1 - end.0);
-                if let Some(event) = parse_block(&block)? {
+                if let Some(event) = parse_block(&block).map_err(StreamError::Unreadable)? {
                     return Ok(Some(event));
                 }
                 continue;
             }
             match self.body.next().await {
                 Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(Failure::io(format!("the event stream broke: {}", error_chain(&e)))),
+                Some(Err(e)) => {
+                    let f = Failure::io(format!("the event stream broke: {}", error_chain(&e)));
+                    return Err(StreamError::Broken(f));
+                }
                 None => return Ok(None),
             }
         }

@@ -40,14 +40,7 @@ pub fn run(out: &Out, command: ConfigCommand) -> Result<u8, Failure> {
                     "api_keys": config.api_keys.len(),
                 }));
             } else {
-                println!(
-                    "{}: {} ({} connection(s), {} polic(ies), {} API key(s))",
-                    file.display(),
-                    out.state("valid"),
-                    config.connections.len(),
-                    config.policies.len(),
-                    config.api_keys.len()
-                );
+                println!("{}: {} ({})", file.display(), out.state("valid"), config.summary());
             }
             Ok(exit::OK)
         }

@@ -2,7 +2,8 @@
 //!
 //! It starts, watches, lists and cancels cascades on a server (`--server`, `--api-key`, or
 //! `CASCADE_SERVER` / `CASCADE_API_KEY`), checks configuration files, runs an adapter's webhook
-//! intake over a saved payload, runs the provider sandbox on its own, and runs the demo: a
+//! intake over a saved payload, checks campaign recipient lists offline, runs the provider
+//! sandbox on its own, and runs the demo: a
 //! server on SQLite with the sandbox behind every channel and a handful of contacts whose
 //! cascades show what the engine does.
 //!
@@ -36,6 +37,8 @@ Examples:
   cascade status 0191c1a4-7d2e-7c3a-9f00-3f1a2b3c4d5e --watch
   cascade list --state failed --since 2026-01-31T00:00:00Z --json
   cascade config check cascade.toml
+  cascade campaign validate --file customers.csv --region US --json
+  cascade sandbox --listen 127.0.0.1:9090 --scenarios scenarios.toml
   cascade webhook parse --adapter whatsapp --secret APP_SECRET --header 'X-Hub-Signature-256: sha256=...' body.json
 
 Exit codes: 0 ok; 1 the cascade did not deliver (--wait, --watch) or the demo went wrong;

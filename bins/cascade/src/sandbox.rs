@@ -51,8 +51,7 @@ fn config(args: &SandboxArgs) -> Result<SandboxConfig, Failure> {
     };
     config.listen = args.listen;
     if let Some(path) = &args.scenarios {
-        config.scenarios =
-            Scenarios::load(path).map_err(|e| Failure::invalid(format!("--scenarios {}: {e}", path.display())))?;
+        config.scenarios = Scenarios::load(path).map_err(|e| Failure::invalid(format!("--scenarios {e}")))?;
     }
     for w in &args.webhook {
         let Some((provider, url)) = w.split_once('=') else {
@@ -105,7 +104,7 @@ pub async fn run(out: &Out, args: SandboxArgs) -> Result<u8, Failure> {
         println!("{table}");
         println!("{rule} scenario rule(s); requests: {}/_sandbox/requests; Ctrl-C stops", sandbox.url(), rule = rules);
     }
-    crate::demo::shutdown_signal().await;
+    cascade_http::shutdown_signal().await;
     sandbox.stop().await;
     Ok(exit::OK)
 }

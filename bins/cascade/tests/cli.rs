@@ -11,6 +11,7 @@ use serde_json::Value;
 
 const KEY: &str = "cli-test-key-0123456789";
 const READ_KEY: &str = "cli-read-key-0123456789";
+const SLOW_KEY: &str = "cli-slow-key-0123456789";
 
 /// Behaves: +15550100001 delivered; +15550100002 fails everywhere; +15550100003 never answers.
 const SCENARIOS: &str = r#"
@@ -70,6 +71,11 @@ scopes = ["send", "read"]
 [api_keys.reader]
 key = "{READ_KEY}"
 scopes = ["read"]
+
+[api_keys.slow]
+key = "{SLOW_KEY}"
+scopes = ["read"]
+rate_limit = 1
 
 [connections.wa]
 adapter = "whatsapp-cloud"
@@ -317,6 +323,49 @@ async fn server_errors_map_to_exit_codes_with_the_field() {
     let o = cli(&["list", "--server", &format!("http://127.0.0.1:{port}")], &[]).await;
     assert_eq!(code(&o), 5, "unreachable");
     assert!(stderr(&o).contains("cannot reach the server"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_rate_limits_server_errors_and_missing_files_have_their_codes() {
+    let s = TestServer::start().await;
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "one", "--idempotency-key", "order-7"]).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "two", "--idempotency-key", "order-7"]).await;
+    assert_eq!(code(&o), 4, "the same key with another body is a conflict: {}", stderr(&o));
+    assert!(stderr(&o).contains("409"), "{}", stderr(&o));
+
+    // One request per second for this key: the second of two quick ones is refused.
+    let first = s.cli_with_key(SLOW_KEY, &["list"]).await;
+    let second = s.cli_with_key(SLOW_KEY, &["list"]).await;
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(code(&second), 4, "rate limited: {}", stderr(&second));
+    assert!(stderr(&second).contains("429") && stderr(&second).contains("retry after"), "{}", stderr(&second));
+
+    let o = s.cli(&["send", "--to", "+15550100001", "--text", "x", "--file", "/nonexistent/menu.jpg"]).await;
+    assert_eq!(code(&o), 5, "a file that cannot be read: {}", stderr(&o));
+    assert!(stderr(&o).contains("/nonexistent/menu.jpg"), "{}", stderr(&o));
+    assert_eq!(s.sandbox.requests().len(), 1, "only the first send went out");
+    s.stop().await;
+
+    // A server that fails: 500 for everything.
+    let failing = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", failing.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = failing.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let body = "database unavailable";
+            let answer = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let o = cli(&["list", "--server", &url, "--api-key", KEY], &[]).await;
+    assert_eq!(code(&o), 5, "a server error: {}", stderr(&o));
+    assert!(stderr(&o).contains("500") && stderr(&o).contains("database unavailable"), "{}", stderr(&o));
 }
 
 #[tokio::test]

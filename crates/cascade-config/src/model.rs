@@ -42,6 +42,19 @@ pub struct Config {
     pub kommo: Option<cascade_kommo::KommoConfig>,
 }
 
+impl Config {
+    /// What a valid configuration holds, in a few words:
+    /// `3 connection(s), 2 polic(ies), 1 API key(s)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} connection(s), {} polic(ies), {} API key(s)",
+            self.connections.len(),
+            self.policies.len(),
+            self.api_keys.len()
+        )
+    }
+}
+
 /// `[server]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use cascade_engine::{Attempt, Cost, Event, EventKind, Outcome};
+use cascade_engine::{Cost, Event, EventKind, Outcome};
 use cascade_sandbox::{Sandbox, SandboxConfig, Scenarios};
 use clap::Args;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::cascades::{View, parse_view};
 use crate::client::Client;
 use crate::exit::{self, Failure};
 use crate::out::Out;
@@ -70,10 +70,9 @@ struct Contact {
     expect: Expect,
 }
 
-/// How a demo contact's cascade must end.
+/// How a demo contact's cascade must end: `delivered` when `delivered` says on what, else
+/// `failed`.
 struct Expect {
-    /// `delivered` or `failed`.
-    state: &'static str,
     /// The winning channel and status, when delivered.
     delivered: Option<(&'static str, &'static str)>,
     /// The channels tried, in order.
@@ -90,7 +89,6 @@ fn contacts() -> Vec<Contact> {
             policy: "demo",
             contact: json!({"name": "Alice", "phone": "+15550100001", "addresses": {"telegram": "700001"}}),
             expect: Expect {
-                state: "delivered",
                 delivered: Some(("whatsapp", "delivered")),
                 path: &["whatsapp"],
                 existing_chat_first: false,
@@ -102,7 +100,6 @@ fn contacts() -> Vec<Contact> {
             policy: "demo",
             contact: json!({"name": "Bob", "phone": "+15550100002", "addresses": {"telegram": "700002"}}),
             expect: Expect {
-                state: "delivered",
                 delivered: Some(("telegram", "sent")),
                 path: &["whatsapp", "telegram"],
                 existing_chat_first: false,
@@ -114,7 +111,6 @@ fn contacts() -> Vec<Contact> {
             policy: "demo",
             contact: json!({"name": "Carol", "phone": "+15550100003"}),
             expect: Expect {
-                state: "delivered",
                 delivered: Some(("sms", "delivered")),
                 path: &["whatsapp", "sms"],
                 existing_chat_first: false,
@@ -127,7 +123,6 @@ fn contacts() -> Vec<Contact> {
             contact: json!({"name": "Dave", "phone": "+15550100004",
                 "addresses": {"telegram": "700004", "viber": "dave-viber-0004==", "max": "700014"}}),
             expect: Expect {
-                state: "failed",
                 delivered: None,
                 path: &["whatsapp", "telegram", "viber", "max", "sms"],
                 existing_chat_first: false,
@@ -139,7 +134,6 @@ fn contacts() -> Vec<Contact> {
             policy: "messengers_first",
             contact: json!({"name": "Eve", "phone": "+15550100005", "addresses": {"telegram": "700005"}}),
             expect: Expect {
-                state: "delivered",
                 delivered: Some(("whatsapp", "delivered")),
                 path: &["whatsapp"],
                 existing_chat_first: true,
@@ -151,7 +145,6 @@ fn contacts() -> Vec<Contact> {
             policy: "confirm",
             contact: json!({"name": "Frank", "phone": "+15550100006"}),
             expect: Expect {
-                state: "delivered",
                 delivered: Some(("whatsapp", "replied")),
                 path: &["whatsapp"],
                 existing_chat_first: false,
@@ -187,28 +180,6 @@ async fn receive_callback(State(r): State<Receiver>, headers: HeaderMap, body: B
         signed,
     });
     if signed { StatusCode::NO_CONTENT } else { StatusCode::UNAUTHORIZED }
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -261,20 +232,6 @@ fn sandbox_config(public: &str) -> Result<SandboxConfig, Failure> {
     c.max.secret = Some(MAX_SECRET.to_owned());
     c.twilio.inbound_url = Some(format!("{public}/webhooks/sms_demo"));
     Ok(c)
-}
-
-/// What the summary needs of one finished cascade.
-#[derive(Debug, Deserialize)]
-struct Final {
-    state: String,
-    #[serde(default)]
-    outcome: Option<Outcome>,
-    #[serde(default)]
-    attempts: Vec<Attempt>,
-    #[serde(default)]
-    cost: Cost,
-    #[serde(default)]
-    events: Vec<Event>,
 }
 
 /// Runs the demo.
@@ -346,16 +303,7 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
     }
 
     let result = run_contacts(out, &public, &key, &callback_url, &sandbox, &mut callbacks, started).await;
-
-    let code = match result {
-        Ok(code) => code,
-        Err(f) => {
-            let _ = stop_tx.send(());
-            let _ = server.await;
-            return Err(f);
-        }
-    };
-    if args.serve {
+    if result.is_ok() && args.serve {
         if out.json {
             out.json_line(&json!({"serving": public, "api_key": key}));
         } else {
@@ -369,16 +317,16 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
             println!("server: {public}");
             println!("api key: {key}");
         }
-        shutdown_signal().await;
+        cascade_http::shutdown_signal().await;
     }
     let _ = stop_tx.send(());
     let _ = server.await;
     sandbox.stop().await;
     callback_task.abort();
-    if args.data_dir.is_none() && !args.serve {
+    if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&data);
     }
-    Ok(code)
+    result
 }
 
 /// Starts every contact's cascade, prints their timelines live, then the summary; the exit
@@ -426,7 +374,7 @@ async fn run_contacts(
             "metadata": {"demo": c.name},
         });
         let answer = client.start(&body, Some(&format!("demo-{run}-{}", c.name))).await?;
-        ids.push(answer["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(crate::cascades::started_id(&answer)?);
     }
 
     // Follow every cascade's event stream; print lines as they come.
@@ -441,8 +389,8 @@ async fn run_contacts(
                             let _ = tx.send((i, Ok(e)));
                         }
                         Ok(None) => break,
-                        Err(f) => {
-                            let _ = tx.send((i, Err(f)));
+                        Err(e) => {
+                            let _ = tx.send((i, Err(e.into())));
                             break;
                         }
                     }
@@ -494,14 +442,14 @@ async fn run_contacts(
     // The final state of each, checked against its scenario.
     let mut rows = Vec::new();
     for (c, id) in contacts.iter().zip(&ids) {
-        let v: Final = serde_json::from_value(client.get(id).await?)
-            .map_err(|e| Failure::io(format!("the server's cascade does not read as one: {e}")))?;
-        let problems = check(c, &v, got.get(id));
-        rows.push((c, id.clone(), v, problems));
+        let view = parse_view(&client.get(id).await?)?;
+        let path: Vec<String> = view.attempts.iter().map(|a| a.channel.to_string()).collect();
+        let problems = check(c, &view, &path, got.get(id));
+        rows.push(Row { contact: c, view, path, problems });
     }
     let sends = sandbox.requests().iter().filter(|r| r.provider != "sandbox").count();
-    let attempts: usize = rows.iter().map(|r| r.2.attempts.len()).sum();
-    let wrong: usize = rows.iter().filter(|r| !r.3.is_empty()).count();
+    let attempts: usize = rows.iter().map(|r| r.path.len()).sum();
+    let wrong: usize = rows.iter().filter(|r| !r.problems.is_empty()).count();
     summary(out, &rows, &got, sends, attempts, started);
     if sends != attempts && !out.json {
         println!(
@@ -513,10 +461,11 @@ async fn run_contacts(
 }
 
 /// What is not as the scenario says (empty: all is well).
-fn check(c: &Contact, v: &Final, callback: Option<&Callback>) -> Vec<String> {
+fn check(c: &Contact, v: &View, path: &[String], callback: Option<&Callback>) -> Vec<String> {
     let mut problems = Vec::new();
-    if v.state != c.expect.state {
-        problems.push(format!("ended {} instead of {}", v.state, c.expect.state));
+    let state = if c.expect.delivered.is_some() { "delivered" } else { "failed" };
+    if v.state != state {
+        problems.push(format!("ended {} instead of {state}", v.state));
     }
     if let (Some((channel, status)), Some(Outcome::Delivered { channel: got, status: reached, .. })) =
         (c.expect.delivered, &v.outcome)
@@ -524,7 +473,6 @@ fn check(c: &Contact, v: &Final, callback: Option<&Callback>) -> Vec<String> {
     {
         problems.push(format!("delivered on {got} ({reached}) instead of {channel} ({status})"));
     }
-    let path: Vec<&str> = v.attempts.iter().map(|a| a.channel.as_str()).collect();
     if path != c.expect.path {
         problems.push(format!("tried {} instead of {}", path.join(" → "), c.expect.path.join(" → ")));
     }
@@ -547,7 +495,13 @@ fn check(c: &Contact, v: &Final, callback: Option<&Callback>) -> Vec<String> {
     problems
 }
 
-type Row<'a> = (&'a Contact, String, Final, Vec<String>);
+/// One contact's finished cascade, the channels it tried, and what is not as expected.
+struct Row<'a> {
+    contact: &'a Contact,
+    view: View,
+    path: Vec<String>,
+    problems: Vec<String>,
+}
 
 fn summary(
     out: &Out,
@@ -558,12 +512,12 @@ fn summary(
     started: Instant,
 ) {
     let sms_price = SMS_PRICE;
-    let total: Cost = rows.iter().map(|r| r.2.cost).sum();
+    let total: Cost = rows.iter().map(|r| r.view.cost).sum();
     let all_sms = sms_price.times(rows.len() as u64);
     let mut by_channel: BTreeMap<String, usize> = BTreeMap::new();
     let mut failed = 0;
     for r in rows {
-        match &r.2.outcome {
+        match &r.view.outcome {
             Some(Outcome::Delivered { channel, .. }) => *by_channel.entry(channel.to_string()).or_default() += 1,
             _ => failed += 1,
         }
@@ -571,10 +525,10 @@ fn summary(
     if out.json {
         let contacts: Vec<Value> = rows
             .iter()
-            .map(|(c, id, v, problems)| {
-                json!({"contact": c.name, "scenario": c.scenario, "cascade_id": id, "state": v.state,
-                    "outcome": v.outcome, "path": v.attempts.iter().map(|a| a.channel.as_str()).collect::<Vec<_>>(),
-                    "cost": v.cost, "callback": callbacks.get(id).map(|cb| json!({"state": cb.state, "signed": cb.signed})),
+            .map(|Row { contact: c, view: v, path, problems }| {
+                json!({"contact": c.name, "scenario": c.scenario, "cascade_id": v.id, "state": v.state,
+                    "outcome": v.outcome, "path": path,
+                    "cost": v.cost, "callback": callbacks.get(&v.id).map(|cb| json!({"state": cb.state, "signed": cb.signed})),
                     "as_expected": problems.is_empty(), "problems": problems})
             })
             .collect();
@@ -587,15 +541,14 @@ fn summary(
     }
     println!();
     let mut table = out.table(&["contact", "scenario", "outcome", "path", "cost", "callback", "as expected"]);
-    for (c, id, v, problems) in rows {
+    for Row { contact: c, view: v, path, problems } in rows {
         let outcome = match &v.outcome {
             Some(Outcome::Delivered { channel, status, .. }) => {
                 format!("{} {channel} ({status})", out.state("delivered"))
             }
             Some(_) | None => out.state(&v.state),
         };
-        let path: Vec<&str> = v.attempts.iter().map(|a| a.channel.as_str()).collect();
-        let callback = match callbacks.get(id) {
+        let callback = match callbacks.get(&v.id) {
             Some(cb) if cb.signed => format!("{} signed ✓", cb.state),
             Some(cb) => format!("{} BAD SIGNATURE", cb.state),
             None => "none".into(),
@@ -646,6 +599,30 @@ mod tests {
         for c in contacts() {
             assert!(config.policies.contains_key(c.policy), "{}'s policy {} is configured", c.name, c.policy);
         }
+    }
+
+    #[test]
+    fn a_contact_that_ends_otherwise_is_reported_with_why() {
+        let contacts = contacts();
+        let carol = contacts.iter().find(|c| c.name == "Carol").expect("Carol");
+        // Delivered on WhatsApp straight away, without a callback: not what Carol's scenario says.
+        let view = parse_view(&json!({
+            "id": "c1", "state": "delivered", "created_at": "2026-01-01T00:00:00Z",
+            "outcome": {"state": "delivered", "step": 0, "attempt": 1, "channel": "whatsapp", "status": "delivered"},
+        }))
+        .expect("view");
+        let problems = check(carol, &view, &["whatsapp".to_owned()], None);
+        assert!(problems.iter().any(|p| p.contains("instead of sms (delivered)")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("tried whatsapp instead of whatsapp → sms")), "{problems:?}");
+        assert!(problems.iter().any(|p| p == "no callback arrived"), "{problems:?}");
+        let signed = Callback { cascade_id: "c1".into(), state: "delivered".into(), signed: true };
+        let path = ["whatsapp".to_owned(), "sms".to_owned()];
+        let as_expected = parse_view(&json!({
+            "id": "c1", "state": "delivered", "created_at": "2026-01-01T00:00:00Z",
+            "outcome": {"state": "delivered", "step": 4, "attempt": 2, "channel": "sms", "status": "delivered"},
+        }))
+        .expect("view");
+        assert_eq!(check(carol, &as_expected, &path, Some(&signed)), Vec::<String>::new());
     }
 
     #[test]
