@@ -117,6 +117,10 @@ pub struct Plan {
     pub retry: RetryPolicy,
     /// When the cascade expires.
     pub expires_at: Timestamp,
+    /// Bulk traffic (a campaign's): its sends give way to other cascades' on rate-limited
+    /// connections.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bulk: bool,
 }
 
 impl Plan {
@@ -416,6 +420,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
         late_success_wins: policy.late_success_wins,
         retry: policy.retry.clone(),
         expires_at: input.now.checked_add_signed(ttl).unwrap_or(Timestamp::MAX_UTC),
+        bulk: false,
     })
 }
 

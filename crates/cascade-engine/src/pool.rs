@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,13 +117,49 @@ pub struct Member {
     pub connection: Connection,
     limiter: Option<DefaultDirectRateLimiter>,
     health: Mutex<Health>,
+    /// Sends other than bulk ones waiting for the rate limit.
+    urgent: AtomicUsize,
+    /// Signalled when `urgent` drops to zero.
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one waiting urgent send for as long as it lives.
+struct Waiting<'a>(&'a Member);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.urgent.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Member {
     /// Waits until the connection's rate limit allows one more send.
-    pub async fn until_ready(&self) {
-        if let Some(l) = &self.limiter {
+    ///
+    /// Bulk sends (a campaign's, `bulk = true`) give way: they take a slot only while no other
+    /// send is waiting for one on this connection, so single cascades (a one-time code, an
+    /// order confirmation) never queue behind campaign traffic.
+    pub async fn until_ready(&self, bulk: bool) {
+        let Some(l) = &self.limiter else { return };
+        if !bulk {
+            self.urgent.fetch_add(1, Ordering::AcqRel);
+            let _waiting = Waiting(self);
             l.until_ready().await;
+            return;
+        }
+        loop {
+            let idle = self.idle.notified();
+            if self.urgent.load(Ordering::Acquire) > 0 {
+                idle.await;
+                continue;
+            }
+            match l.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    tokio::time::sleep(not_until.wait_time_from(governor::clock::Clock::now(l.clock()))).await;
+                }
+            }
         }
     }
 
@@ -225,7 +262,13 @@ impl Pools {
             if index.insert(c.id.clone(), (info.channel.clone(), pool.members.len())).is_some() {
                 return Err(PoolError::DuplicateConnection(c.id));
             }
-            pool.members.push(Member { connection: c, limiter, health: Mutex::new(Health::default()) });
+            pool.members.push(Member {
+                connection: c,
+                limiter,
+                health: Mutex::new(Health::default()),
+                urgent: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
+            });
         }
         Ok(Self { pools, index, health })
     }

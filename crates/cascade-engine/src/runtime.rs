@@ -28,8 +28,8 @@ use crate::model::{
 use crate::plan::{self, DEFAULT_MAX_FILE_SIZE, PlanInput};
 use crate::pool::{Connection, HealthPolicy, PoolError, Pools};
 use crate::store::{
-    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, MemoryStore, NewOutboxItem, ProviderRef, Store,
-    StoreError,
+    CampaignMember, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, MemoryStore, NewOutboxItem,
+    ProviderRef, RecipientOutcome, RecipientResult, Store, StoreError,
 };
 
 /// Engine settings. The defaults suit most deployments.
@@ -116,6 +116,11 @@ pub struct CascadeRequest {
     /// API key, `kommo:ACCOUNT` for a Kommo bot): it decides how the outcome is reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The campaign recipient this cascade is for. Its sends are bulk traffic: on a connection
+    /// with a rate limit they wait while any single cascade's send is waiting there. Its result
+    /// is written onto the recipient when it finishes ([`Store::campaign_tally`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignMember>,
 }
 
 impl CascadeRequest {
@@ -130,6 +135,7 @@ impl CascadeRequest {
             callback_url: None,
             metadata: serde_json::Value::Null,
             owner: None,
+            campaign: None,
         }
     }
 
@@ -201,6 +207,7 @@ pub struct EngineBuilder {
     connections: Vec<Connection>,
     config: EngineConfig,
     link_tracking: Option<LinkTracking>,
+    clock: Option<TokioClock>,
 }
 
 /// A mistake in the engine's set-up.
@@ -247,6 +254,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Reads time from this clock (default: anchored at the wall-clock time of [`build`](Self::build)).
+    /// Tests anchor it at a chosen date with [`TokioClock::starting_at`] and move it with
+    /// tokio's paused clock.
+    pub fn clock(mut self, clock: TokioClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Builds the engine and starts its scheduler. Must be called inside a tokio runtime.
     pub fn build(self) -> Result<Engine, BuildError> {
         if self.connections.is_empty() {
@@ -261,7 +276,7 @@ impl EngineBuilder {
             pools,
             config: self.config,
             links,
-            clock: TokioClock::new(),
+            clock: self.clock.unwrap_or_default(),
             shards: (0..SHARDS).map(|_| tokio::sync::Mutex::new(RecordCache::new(per_shard))).collect(),
             in_flight: Mutex::new(HashSet::new()),
             watchers: Mutex::new(HashMap::new()),
@@ -478,6 +493,7 @@ impl Engine {
             &inner.pools,
         )
         .map_err(SubmitError::Invalid)?;
+        let plan = plan::Plan { bulk: request.campaign.is_some(), ..plan };
 
         let mut state = CascadeState::new(id, plan, now);
         let t = state.apply(Input::Start, now, &mut inner.pools.picker(now));
@@ -488,8 +504,10 @@ impl Engine {
             callback_url: request.callback_url,
             metadata: request.metadata,
             owner: request.owner,
+            campaign: request.campaign,
         };
         let outbox = self.outbox_for(&state, &meta, &t.actions);
+        let recipient = recipient_outcome(&state, &meta, &t.actions);
         let mut record = CascadeRecord { wake_at: self.wake_for(&state, now), state, meta: Arc::new(meta), version: 1 };
         let sends: Vec<u32> = t
             .actions
@@ -520,16 +538,18 @@ impl Engine {
                 return Ok(CascadeHandle { id: existing, existing: true, engine: self.clone() });
             }
         }
-        if let Some(o) = outbox {
+        if outbox.is_some() || recipient.is_some() {
             // A cascade can end at `Start` (every step's connections out of their pools): its
-            // callback goes to the outbox like any other.
+            // callback goes to the outbox, and its result to its campaign recipient, like any
+            // other's.
             let update = CascadeUpdate {
                 state: record.state.clone(),
                 expected_version: record.version,
                 wake_at: record.wake_at,
                 events: Vec::new(),
                 provider_refs: Vec::new(),
-                outbox: Some(o),
+                outbox,
+                recipient,
             };
             inner.store.save(&update).await?;
             record.version += 1;
@@ -841,6 +861,7 @@ impl Engine {
             let t = state.apply(inp, now, &mut inner.pools.picker(now));
             let provider_refs = self.new_provider_refs(&before_refs, &state);
             let outbox = self.outbox_for(&state, &meta, &t.actions);
+            let recipient = recipient_outcome(&state, &meta, &t.actions);
             let wake_at = self.wake_for(&state, now);
             let sends: Vec<u32> = t
                 .actions
@@ -855,6 +876,7 @@ impl Engine {
                 events: t.events,
                 provider_refs,
                 outbox,
+                recipient,
             };
             match inner.store.save(&update).await {
                 Ok(version) => {
@@ -982,6 +1004,7 @@ impl Engine {
                 },
             ))
         });
+        let bulk = state.plan.bulk;
         let Some((channel, request)) = prepared else {
             tracing::error!(cascade = %id, attempt = number, "send action without a connection or address");
             lock(&inner.in_flight).remove(&(id, number));
@@ -999,7 +1022,7 @@ impl Engine {
         let send = async move {
             let inner = &engine.inner;
             if let Some(m) = inner.pools.member(&request.connection) {
-                m.until_ready().await;
+                m.until_ready(bulk).await;
             }
             let result = match tokio::time::timeout(inner.config.send_timeout, channel.send(&request)).await {
                 Ok(r) => r,
@@ -1127,6 +1150,29 @@ impl Engine {
 /// the provider accepted.
 fn clicked_attempt(state: &CascadeState, step: u16) -> Option<&Attempt> {
     state.attempts.iter().rev().find(|a| a.step == step && a.provider_message_id.is_some())
+}
+
+/// The result for the campaign recipient a cascade was started for, when `actions` finish it.
+fn recipient_outcome(state: &CascadeState, meta: &CascadeMeta, actions: &[Action]) -> Option<RecipientOutcome> {
+    if !actions.contains(&Action::Finished) {
+        return None;
+    }
+    let member = meta.campaign?;
+    let outcome = state.outcome.as_ref()?;
+    let (channel, reason) = match outcome {
+        Outcome::Delivered { channel, .. } => (Some(channel.clone()), None),
+        Outcome::Failed { steps } => {
+            let reasons: Vec<String> = steps.iter().map(|f| format!("{}: {}", f.channel, f.reason)).collect();
+            (None, Some(reasons.join("; ")))
+        }
+        Outcome::Cancelled => (None, Some("cancelled".to_owned())),
+        Outcome::Expired => (None, Some("the cascade's time to live passed".to_owned())),
+    };
+    Some(RecipientOutcome {
+        campaign: member.campaign,
+        seq: member.seq,
+        result: RecipientResult { outcome: outcome.state().to_owned(), channel, cost: state.cost(), reason },
+    })
 }
 
 /// The outcome report sent to callbacks and returned by the API: the outcome, the path taken

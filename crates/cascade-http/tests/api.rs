@@ -656,6 +656,7 @@ async fn dead_callbacks(t: &TestApp, n: usize) -> Vec<u64> {
                 url: "https://crm.example.com/hooks".into(),
                 body: json!({"n": i}),
             }),
+            recipient: None,
         };
         store.save(&update).await.expect("save");
         let later = chrono::Utc::now() + chrono::Duration::hours(1);

@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use cascade_engine::StoreError;
-use cascade_engine::store::{CascadeRecord, Created, OutboxItem};
+use cascade_engine::store::{
+    CampaignRecord, CampaignState, CascadeRecord, Created, NewRecipient, OutboxItem, RecipientState, StartResult,
+};
+use cascade_engine::{CampaignId, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::codec::{ConversationRow, NewCascade, SaveRow, unavailable};
+use crate::codec::{CampaignRow, ConversationRow, NewCascade, RecipientRow, SaveRow, ts, unavailable};
 
 /// One write.
 #[derive(Debug)]
@@ -43,6 +46,36 @@ pub(crate) enum WriteOp {
         before: i64,
         limit: i64,
     },
+    SaveCampaign(Box<CampaignRow>),
+    /// Moves a campaign to `to` if it is in one of `from`.
+    SetCampaignState {
+        id: uuid::Uuid,
+        from: Vec<&'static str>,
+        to: &'static str,
+        now: i64,
+    },
+    LeaseCampaigns {
+        holder: String,
+        now: i64,
+        until: i64,
+        limit: i64,
+    },
+    AddRecipients {
+        campaign: uuid::Uuid,
+        rows: Vec<RecipientRow>,
+    },
+    /// Recipients started, as (seq, cascade), and refused, as (seq, reason); each seq once.
+    MarkStarted {
+        campaign: uuid::Uuid,
+        started: Vec<(i64, uuid::Uuid)>,
+        refused: Vec<(i64, String)>,
+        at: i64,
+    },
+    ClosePending {
+        campaign: uuid::Uuid,
+        to: &'static str,
+        at: i64,
+    },
 }
 
 /// What a write returns.
@@ -53,6 +86,9 @@ pub(crate) enum WriteOut {
     Claimed(Vec<CascadeRecord>),
     Outbox(Vec<OutboxItem>),
     Purged(usize),
+    Campaigns(Vec<CampaignRecord>),
+    Moved(bool),
+    Count(u64),
     Done,
 }
 
@@ -249,6 +285,104 @@ impl Writer {
     pub(crate) async fn purge(&self, before: cascade_engine::Timestamp, limit: usize) -> Result<usize, StoreError> {
         match self.write(WriteOp::Purge { before: crate::codec::ts(before), limit: limit as i64 }).await? {
             WriteOut::Purged(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn save_campaign(&self, campaign: &CampaignRecord) -> Result<(), StoreError> {
+        match self.write(WriteOp::SaveCampaign(Box::new(CampaignRow::encode(campaign)?))).await? {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn set_campaign_state(
+        &self,
+        id: CampaignId,
+        from: &[CampaignState],
+        to: CampaignState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let op = WriteOp::SetCampaignState {
+            id: *id.as_uuid(),
+            from: from.iter().map(|s| s.as_str()).collect(),
+            to: to.as_str(),
+            now: ts(now),
+        };
+        match self.write(op).await? {
+            WriteOut::Moved(moved) => Ok(moved),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn lease_campaigns(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        let op = WriteOp::LeaseCampaigns {
+            holder: holder.to_owned(),
+            now: ts(now),
+            until: ts(until),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        };
+        match self.write(op).await? {
+            WriteOut::Campaigns(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn add_recipients(
+        &self,
+        campaign: CampaignId,
+        recipients: &[NewRecipient],
+    ) -> Result<(), StoreError> {
+        let rows = recipients.iter().map(RecipientRow::encode).collect::<Result<_, _>>()?;
+        match self.write(WriteOp::AddRecipients { campaign: *campaign.as_uuid(), rows }).await? {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn mark_started(
+        &self,
+        campaign: CampaignId,
+        results: &[(u64, StartResult)],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // A number named twice keeps its first result, as if the pairs were applied in turn.
+        let mut seen = std::collections::HashSet::with_capacity(results.len());
+        let (mut started, mut refused) = (Vec::new(), Vec::new());
+        for (seq, result) in results.iter().filter(|(seq, _)| seen.insert(*seq)) {
+            let seq = crate::codec::seq(*seq);
+            match result {
+                StartResult::Started(id) => started.push((seq, *id.as_uuid())),
+                StartResult::Refused(reason) => refused.push((seq, reason.clone())),
+            }
+        }
+        if started.is_empty() && refused.is_empty() {
+            return Ok(());
+        }
+        let op = WriteOp::MarkStarted { campaign: *campaign.as_uuid(), started, refused, at: ts(at) };
+        match self.write(op).await? {
+            WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn close_pending(
+        &self,
+        campaign: CampaignId,
+        to: RecipientState,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        match self.write(WriteOp::ClosePending { campaign: *campaign.as_uuid(), to: to.as_str(), at: ts(at) }).await? {
+            WriteOut::Count(n) => Ok(n),
             other => Err(unexpected(other)),
         }
     }

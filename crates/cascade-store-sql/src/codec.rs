@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use cascade_engine::machine::CascadeState;
-use cascade_engine::store::{CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, OutboxItem, ProviderRef};
-use cascade_engine::{CascadeId, Event, StoreError, Timestamp};
+use cascade_engine::store::{
+    CampaignRecord, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, NewRecipient, OutboxItem, ProviderRef,
+    RecipientOutcome, RecipientRecord, RecipientResult, Tally,
+};
+use cascade_engine::{CampaignId, CascadeId, Cost, Event, StoreError, Timestamp};
 use uuid::Uuid;
 
 /// A timestamp as stored: nanoseconds since the Unix epoch (years 1678 to 2261).
@@ -113,6 +116,8 @@ pub(crate) struct SaveRow {
     /// Addresses to drop from the index (the cascade has finished).
     pub drop_addresses: Vec<(String, String)>,
     pub outbox: Option<OutboxRow>,
+    /// The result to write onto the campaign recipient the cascade was started for.
+    pub recipient: Option<RecipientResultRow>,
 }
 
 /// A callback to enqueue.
@@ -145,6 +150,145 @@ impl SaveRow {
                 }),
                 None => None,
             },
+            recipient: u.recipient.as_ref().map(RecipientResultRow::from),
+        })
+    }
+}
+
+/// A finished cascade's result, ready to write onto its campaign recipient.
+#[derive(Debug)]
+pub(crate) struct RecipientResultRow {
+    pub campaign: Uuid,
+    pub seq: i64,
+    pub outcome: String,
+    pub channel: Option<String>,
+    pub cost: i64,
+    pub reason: Option<String>,
+}
+
+impl From<&RecipientOutcome> for RecipientResultRow {
+    fn from(r: &RecipientOutcome) -> Self {
+        Self {
+            campaign: *r.campaign.as_uuid(),
+            seq: seq(r.seq),
+            outcome: r.result.outcome.clone(),
+            channel: r.result.channel.as_ref().map(ToString::to_string),
+            cost: r.result.cost.micros(),
+            reason: r.result.reason.clone(),
+        }
+    }
+}
+
+/// A recipient number as stored.
+pub(crate) fn seq(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A campaign, ready to upsert.
+#[derive(Debug)]
+pub(crate) struct CampaignRow {
+    pub id: Uuid,
+    pub name: String,
+    pub owner: Option<String>,
+    pub state: &'static str,
+    pub spec: String,
+    pub recipients: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CampaignRow {
+    pub(crate) fn encode(c: &CampaignRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: *c.id.as_uuid(),
+            name: c.name.clone(),
+            owner: c.owner.clone(),
+            state: c.state.as_str(),
+            spec: json(&c.spec)?,
+            recipients: seq(c.recipients),
+            created_at: ts(c.created_at),
+            updated_at: ts(c.updated_at),
+        })
+    }
+}
+
+/// A recipient, ready to insert.
+#[derive(Debug)]
+pub(crate) struct RecipientRow {
+    pub seq: i64,
+    pub line: i64,
+    pub contact: String,
+    pub zone: String,
+}
+
+impl RecipientRow {
+    pub(crate) fn encode(r: &NewRecipient) -> Result<Self, StoreError> {
+        Ok(Self { seq: seq(r.seq), line: seq(r.line), contact: json(&r.contact)?, zone: r.zone.clone() })
+    }
+}
+
+/// Stored campaign columns.
+#[derive(Debug)]
+pub(crate) struct CampaignColumns<'a> {
+    pub id: Uuid,
+    pub name: String,
+    pub owner: Option<String>,
+    pub state: &'a str,
+    pub spec: &'a str,
+    pub recipients: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CampaignColumns<'_> {
+    pub(crate) fn record(self) -> Result<CampaignRecord, StoreError> {
+        let what = || format!("campaign {}", self.id);
+        Ok(CampaignRecord {
+            id: CampaignId::from_uuid(self.id),
+            state: self.state.parse().map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))?,
+            spec: parse(&what(), self.spec)?,
+            name: self.name,
+            owner: self.owner,
+            recipients: self.recipients as u64,
+            created_at: from_ts(self.created_at),
+            updated_at: from_ts(self.updated_at),
+        })
+    }
+}
+
+/// Stored recipient columns.
+#[derive(Debug)]
+pub(crate) struct RecipientColumns<'a> {
+    pub seq: i64,
+    pub line: i64,
+    pub contact: &'a str,
+    pub zone: String,
+    pub state: &'a str,
+    pub cascade: Option<Uuid>,
+    pub changed_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub channel: Option<&'a str>,
+    pub cost: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl RecipientColumns<'_> {
+    pub(crate) fn record(self) -> Result<RecipientRecord, StoreError> {
+        let what = || format!("campaign recipient {}", self.seq);
+        Ok(RecipientRecord {
+            seq: self.seq as u64,
+            line: self.line as u64,
+            contact: parse(&what(), self.contact)?,
+            state: self.state.parse().map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))?,
+            zone: self.zone,
+            cascade: self.cascade.map(CascadeId::from_uuid),
+            changed_at: self.changed_at.map(from_ts),
+            result: self.outcome.map(|outcome| RecipientResult {
+                outcome,
+                channel: self.channel.map(Into::into),
+                cost: Cost::from_micros(self.cost.unwrap_or(0)),
+                reason: self.reason,
+            }),
         })
     }
 }
@@ -232,6 +376,23 @@ impl OutboxColumns<'_> {
             dead: self.dead,
         })
     }
+}
+
+/// One group of a campaign's recipients from its stored columns.
+pub(crate) fn tally(
+    state: &str,
+    outcome: Option<String>,
+    channel: Option<&str>,
+    count: i64,
+    cost: i64,
+) -> Result<Tally, StoreError> {
+    Ok(Tally {
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        outcome,
+        channel: channel.map(Into::into),
+        count: count as u64,
+        cost: Cost::from_micros(cost),
+    })
 }
 
 /// A database error as a store error.

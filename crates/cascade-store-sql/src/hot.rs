@@ -9,6 +9,11 @@
 /// Rows per multi-row statement (well inside both databases' limits on bound parameters).
 pub(crate) const CHUNK: usize = 256;
 
+/// Campaign recipients per multi-row insert: five bound parameters a row, well inside SQLite's
+/// limit of 32,766 and PostgreSQL's of 65,535, so a batch of a few thousand takes a handful of
+/// statements.
+pub(crate) const RECIPIENTS: usize = 2048;
+
 /// Ids per `… IN (…)` list of a statement that takes one bound parameter per id (purges).
 pub(crate) const IDS: usize = 4096;
 
@@ -30,7 +35,7 @@ macro_rules! define_hot_writes {
             use uuid::Uuid;
 
             use crate::batch::{WriteOp, WriteOut};
-            use crate::codec::{NewCascade, OutboxRow, SaveRow};
+            use crate::codec::{NewCascade, OutboxRow, RecipientResultRow, SaveRow};
             use crate::hot::CHUNK;
 
             let creates: Vec<(usize, &NewCascade)> = ops
@@ -48,6 +53,7 @@ macro_rules! define_hot_writes {
             let mut drop_addresses: Vec<(&str, &str, Uuid)> = Vec::new();
             let mut refs: HashMap<(&str, &str), (Uuid, i64)> = HashMap::new();
             let mut outbox: Vec<(Uuid, &OutboxRow)> = Vec::new();
+            let mut results: Vec<&RecipientResultRow> = Vec::new();
 
             for chunk in creates.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new(
@@ -138,6 +144,9 @@ macro_rules! define_hot_writes {
                     if let Some(o) = &s.outbox {
                         outbox.push((s.id, o));
                     }
+                    if let Some(r) = &s.recipient {
+                        results.push(r);
+                    }
                 }
             }
 
@@ -183,6 +192,25 @@ macro_rules! define_hot_writes {
                 q.push_values(chunk, |mut b, (id, o)| {
                     b.push_bind(*id).push_bind(o.url.as_str()).push_bind(o.body.as_str()).push_bind(o.next_at);
                 });
+                q.build().execute(&mut **tx).await?;
+            }
+            // Results of campaign cascades that finished, onto their recipients: only a
+            // cascade's last save carries one, so these are few next to the saves.
+            for chunk in results.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("WITH r (campaign_id, seq, outcome, channel, cost, reason) AS (");
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.campaign)
+                        .push_bind(r.seq)
+                        .push_bind(r.outcome.as_str())
+                        .push_bind(r.channel.as_deref())
+                        .push_bind(r.cost)
+                        .push_bind(r.reason.as_deref());
+                });
+                q.push(
+                    ") UPDATE campaign_recipients SET outcome = r.outcome, channel = r.channel, cost = r.cost, \
+                     reason = r.reason FROM r \
+                     WHERE campaign_recipients.campaign_id = r.campaign_id AND campaign_recipients.seq = r.seq",
+                );
                 q.build().execute(&mut **tx).await?;
             }
             Ok(())

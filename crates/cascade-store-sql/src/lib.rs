@@ -40,7 +40,7 @@ pub use postgres::{PgConfig, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};
 
-use cascade_engine::store::Conversation;
+use cascade_engine::store::{Conversation, Tally};
 
 /// Conversations in the order every store returns them.
 fn sorted_conversations(mut out: Vec<Conversation>) -> Vec<Conversation> {
@@ -48,6 +48,80 @@ fn sorted_conversations(mut out: Vec<Conversation>) -> Vec<Conversation> {
     out.dedup();
     out
 }
+
+/// Tallies in the order every store returns them: by state, outcome and channel.
+fn sorted_tally(mut out: Vec<Tally>) -> Vec<Tally> {
+    out.sort_by(|a, b| {
+        let key = |t: &Tally| (t.state.as_str(), t.outcome.clone(), t.channel.clone());
+        key(a).cmp(&key(b))
+    });
+    out
+}
+
+/// `column = 'a'` or `column IN ('a', 'b')` over names of a closed set (campaign and recipient
+/// states), written into the SQL rather than bound: a partial index on `state = 'pending'` is
+/// used only when the query names the state itself.
+fn one_of(column: &str, names: &[&'static str]) -> String {
+    match names {
+        [one] => format!("{column} = '{one}'"),
+        _ => {
+            let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+            format!("{column} IN ({})", list.join(", "))
+        }
+    }
+}
+
+/// The columns a campaign is read from, in the order `campaign_row` names them.
+macro_rules! campaign_columns {
+    () => {
+        "id, name, owner, state, spec, recipients, created_at, updated_at"
+    };
+}
+pub(crate) use campaign_columns;
+
+/// Appends a [`RecipientFilter`](cascade_engine::store::RecipientFilter)'s conditions, order
+/// and limit to a query builder over `campaign_recipients`.
+macro_rules! recipient_filter {
+    ($q:expr, $f:expr) => {{
+        let states: Vec<&'static str> = $f.states.iter().map(|s| s.as_str()).collect();
+        if !states.is_empty() || !$f.outcomes.is_empty() {
+            $q.push(" AND (");
+            if !states.is_empty() {
+                $q.push($crate::one_of("state", &states));
+            }
+            if !$f.outcomes.is_empty() {
+                if !states.is_empty() {
+                    $q.push(" OR ");
+                }
+                $q.push("outcome IN (");
+                let mut list = $q.separated(", ");
+                for o in &$f.outcomes {
+                    list.push_bind(o.clone());
+                }
+                list.push_unseparated(")");
+            }
+            $q.push(")");
+        }
+        // Zones restrict pending recipients only.
+        if let Some(zones) = &$f.zones {
+            $q.push(" AND (state <> 'pending'");
+            if !zones.is_empty() {
+                $q.push(" OR zone IN (");
+                let mut list = $q.separated(", ");
+                for z in zones {
+                    list.push_bind(z.clone());
+                }
+                list.push_unseparated(")");
+            }
+            $q.push(")");
+        }
+        if let Some(after) = $f.after {
+            $q.push(" AND seq > ").push_bind($crate::codec::seq(after));
+        }
+        $q.push(" ORDER BY seq LIMIT ").push_bind(i64::try_from($f.limit).unwrap_or(i64::MAX));
+    }};
+}
+pub(crate) use recipient_filter;
 
 /// Appends a [`ListFilter`](cascade_engine::store::ListFilter)'s conditions, order and limit to
 /// a query builder. `$contains` and `$close` wrap the `channels` column test, whose function

@@ -19,6 +19,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "owner", include_str!("../migrations/sqlite/0002_owner.sql")),
     (3, "outbox_cascade", include_str!("../migrations/sqlite/0003_outbox_cascade.sql")),
+    (4, "campaigns", include_str!("../migrations/sqlite/0004_campaigns.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -27,6 +28,7 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "owner", include_str!("../migrations/postgres/0002_owner.sql")),
     (3, "outbox_cascade", include_str!("../migrations/postgres/0003_outbox_cascade.sql")),
+    (4, "campaigns", include_str!("../migrations/postgres/0004_campaigns.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

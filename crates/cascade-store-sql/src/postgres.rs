@@ -134,4 +134,10 @@ crate::shared::define_sql_store! {
             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE NOT dead), (SELECT count(*) FROM outbox WHERE dead)",
     contains: ("strpos(channels, ", ") > 0"),
+    lease_campaigns: "UPDATE campaigns c SET lease_holder = $1, lease_until = $2 FROM \
+            (SELECT id FROM campaigns WHERE state = 'running' \
+             AND (lease_holder IS NULL OR lease_holder = $1 OR lease_until < $3) \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) free \
+            WHERE c.id = free.id \
+            RETURNING c.id, c.name, c.owner, c.state, c.spec, c.recipients, c.created_at, c.updated_at",
 }

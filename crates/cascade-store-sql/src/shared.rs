@@ -28,6 +28,9 @@ macro_rules! define_sql_store {
         outbox_counts: $outbox_counts:literal,
         // Wraps the `channels` column test of list filters: (prefix, suffix).
         contains: ($contains:literal, $close:literal),
+        // Takes or renews campaign leases: (holder, lease end, now, limit), returning campaign
+        // columns.
+        lease_campaigns: $lease_campaigns:literal,
     ) => {
         crate::hot::define_hot_writes!($db);
 
@@ -134,6 +137,108 @@ macro_rules! define_sql_store {
                     }
                     Ok(WriteOut::Purged(ids.len()))
                 }
+                WriteOp::SaveCampaign(c) => {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO campaigns (id, name, owner, state, spec, recipients, created_at, updated_at) \
+                         VALUES (",
+                    );
+                    q.separated(", ")
+                        .push_bind(c.id)
+                        .push_bind(c.name.as_str())
+                        .push_bind(c.owner.as_deref())
+                        .push_bind(c.state)
+                        .push_bind(c.spec.as_str())
+                        .push_bind(c.recipients)
+                        .push_bind(c.created_at)
+                        .push_bind(c.updated_at);
+                    q.push(
+                        ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec, \
+                         recipients = excluded.recipients, updated_at = excluded.updated_at",
+                    );
+                    q.build().execute(&mut **tx).await?;
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::SetCampaignState { id, from, to, now } => {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE campaigns SET state = ");
+                    q.push_bind(*to).push(", updated_at = ").push_bind(*now).push(" WHERE id = ").push_bind(*id);
+                    q.push(" AND ").push(crate::one_of("state", from));
+                    let moved = q.build().execute(&mut **tx).await?.rows_affected() > 0;
+                    Ok(WriteOut::Moved(moved))
+                }
+                WriteOp::LeaseCampaigns { holder, now, until, limit } => {
+                    let rows = sqlx::query($lease_campaigns)
+                        .bind(holder.as_str())
+                        .bind(until)
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                    let leased: Result<Vec<_>, StoreError> = rows.iter().map(campaign_row).collect();
+                    leased.map(|mut c| {
+                        c.sort_by_key(|c| c.id);
+                        WriteOut::Campaigns(c)
+                    })
+                }
+                WriteOp::AddRecipients { campaign, rows } => {
+                    let mut q = QueryBuilder::<$db>::new("SELECT id FROM campaigns WHERE id = ");
+                    q.push_bind(*campaign);
+                    if q.build().fetch_optional(&mut **tx).await?.is_none() {
+                        return Ok(Err(StoreError::Unavailable(format!("no campaign {campaign}"))));
+                    }
+                    for chunk in rows.chunks(crate::hot::RECIPIENTS) {
+                        let mut q = QueryBuilder::<$db>::new(
+                            "INSERT INTO campaign_recipients (campaign_id, seq, line, contact, zone, state) ",
+                        );
+                        q.push_values(chunk, |mut b, r| {
+                            b.push_bind(*campaign)
+                                .push_bind(r.seq)
+                                .push_bind(r.line)
+                                .push_bind(r.contact.as_str())
+                                .push_bind(r.zone.as_str())
+                                .push("'pending'");
+                        });
+                        // A number already stored keeps its row (and its progress).
+                        q.push(" ON CONFLICT (campaign_id, seq) DO NOTHING");
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::MarkStarted { campaign, started, refused, at } => {
+                    for chunk in started.chunks(crate::hot::CHUNK) {
+                        let mut q = QueryBuilder::<$db>::new("WITH v (seq, cascade_id) AS (");
+                        q.push_values(chunk, |mut b, (seq, id)| {
+                            b.push_bind(*seq).push_bind(*id);
+                        });
+                        q.push(") UPDATE campaign_recipients SET state = 'started', cascade_id = v.cascade_id, ");
+                        q.push("changed_at = ").push_bind(*at);
+                        q.push(" FROM v WHERE campaign_recipients.campaign_id = ").push_bind(*campaign);
+                        q.push(" AND campaign_recipients.seq = v.seq AND campaign_recipients.state = 'pending'");
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    // Refused ones get their result at once: no cascade will bring one.
+                    for chunk in refused.chunks(crate::hot::CHUNK) {
+                        let mut q = QueryBuilder::<$db>::new("WITH v (seq, reason) AS (");
+                        q.push_values(chunk, |mut b, (seq, reason)| {
+                            b.push_bind(*seq).push_bind(reason.as_str());
+                        });
+                        q.push(
+                            ") UPDATE campaign_recipients SET state = 'refused', outcome = 'refused', channel = NULL, \
+                             cost = 0, reason = v.reason, changed_at = ",
+                        );
+                        q.push_bind(*at);
+                        q.push(" FROM v WHERE campaign_recipients.campaign_id = ").push_bind(*campaign);
+                        q.push(" AND campaign_recipients.seq = v.seq AND campaign_recipients.state = 'pending'");
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    Ok(WriteOut::Done)
+                }
+                WriteOp::ClosePending { campaign, to, at } => {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE campaign_recipients SET state = ");
+                    q.push_bind(*to).push(", changed_at = ").push_bind(*at);
+                    q.push(" WHERE campaign_id = ").push_bind(*campaign).push(" AND state = 'pending'");
+                    let n = q.build().execute(&mut **tx).await?.rows_affected();
+                    Ok(WriteOut::Count(n))
+                }
             })
         }
 
@@ -162,6 +267,41 @@ macro_rules! define_sql_store {
                 dead: row.try_get("dead").map_err(unavailable)?,
             }
             .item()
+        }
+
+        fn campaign_row(row: &$row) -> Result<cascade_engine::store::CampaignRecord, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            crate::codec::CampaignColumns {
+                id: row.try_get("id").map_err(unavailable)?,
+                name: row.try_get("name").map_err(unavailable)?,
+                owner: row.try_get("owner").map_err(unavailable)?,
+                state: row.try_get("state").map_err(unavailable)?,
+                spec: row.try_get("spec").map_err(unavailable)?,
+                recipients: row.try_get("recipients").map_err(unavailable)?,
+                created_at: row.try_get("created_at").map_err(unavailable)?,
+                updated_at: row.try_get("updated_at").map_err(unavailable)?,
+            }
+            .record()
+        }
+
+        fn recipient_row(row: &$row) -> Result<cascade_engine::store::RecipientRecord, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            crate::codec::RecipientColumns {
+                seq: row.try_get("seq").map_err(unavailable)?,
+                line: row.try_get("line").map_err(unavailable)?,
+                contact: row.try_get("contact").map_err(unavailable)?,
+                zone: row.try_get("zone").map_err(unavailable)?,
+                state: row.try_get("state").map_err(unavailable)?,
+                cascade: row.try_get("cascade_id").map_err(unavailable)?,
+                changed_at: row.try_get("changed_at").map_err(unavailable)?,
+                outcome: row.try_get("outcome").map_err(unavailable)?,
+                channel: row.try_get("channel").map_err(unavailable)?,
+                cost: row.try_get("cost").map_err(unavailable)?,
+                reason: row.try_get("reason").map_err(unavailable)?,
+            }
+            .record()
         }
 
         #[async_trait::async_trait]
@@ -367,6 +507,135 @@ macro_rules! define_sql_store {
                 limit: usize,
             ) -> Result<usize, cascade_engine::StoreError> {
                 self.writer.purge(before, limit).await
+            }
+
+            async fn save_campaign(
+                &self,
+                campaign: &cascade_engine::store::CampaignRecord,
+            ) -> Result<(), cascade_engine::StoreError> {
+                self.writer.save_campaign(campaign).await
+            }
+
+            async fn load_campaign(
+                &self,
+                id: cascade_engine::CampaignId,
+            ) -> Result<Option<cascade_engine::store::CampaignRecord>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    crate::campaign_columns!(),
+                    " FROM campaigns WHERE id = "
+                ));
+                q.push_bind(*id.as_uuid());
+                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                row.as_ref().map(campaign_row).transpose()
+            }
+
+            async fn list_campaigns(
+                &self,
+                before: Option<cascade_engine::CampaignId>,
+                owner: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<cascade_engine::store::CampaignRecord>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    crate::campaign_columns!(),
+                    " FROM campaigns WHERE 1 = 1"
+                ));
+                if let Some(b) = before {
+                    q.push(" AND id < ").push_bind(*b.as_uuid());
+                }
+                if let Some(o) = owner {
+                    q.push(" AND owner = ").push_bind(o);
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                rows.iter().map(campaign_row).collect()
+            }
+
+            async fn set_campaign_state(
+                &self,
+                id: cascade_engine::CampaignId,
+                from: &[cascade_engine::store::CampaignState],
+                to: cascade_engine::store::CampaignState,
+                now: cascade_engine::Timestamp,
+            ) -> Result<bool, cascade_engine::StoreError> {
+                self.writer.set_campaign_state(id, from, to, now).await
+            }
+
+            async fn lease_campaigns(
+                &self,
+                holder: &str,
+                now: cascade_engine::Timestamp,
+                until: cascade_engine::Timestamp,
+                limit: usize,
+            ) -> Result<Vec<cascade_engine::store::CampaignRecord>, cascade_engine::StoreError> {
+                self.writer.lease_campaigns(holder, now, until, limit).await
+            }
+
+            async fn add_recipients(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                recipients: &[cascade_engine::store::NewRecipient],
+            ) -> Result<(), cascade_engine::StoreError> {
+                self.writer.add_recipients(campaign, recipients).await
+            }
+
+            async fn campaign_recipients(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                filter: &cascade_engine::store::RecipientFilter,
+            ) -> Result<Vec<cascade_engine::store::RecipientRecord>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason \
+                     FROM campaign_recipients WHERE campaign_id = ",
+                );
+                q.push_bind(*campaign.as_uuid());
+                crate::recipient_filter!(q, filter);
+                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                rows.iter().map(recipient_row).collect()
+            }
+
+            async fn mark_started(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                started: &[(u64, cascade_engine::store::StartResult)],
+                at: cascade_engine::Timestamp,
+            ) -> Result<(), cascade_engine::StoreError> {
+                self.writer.mark_started(campaign, started, at).await
+            }
+
+            async fn close_pending(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                to: cascade_engine::store::RecipientState,
+                at: cascade_engine::Timestamp,
+            ) -> Result<u64, cascade_engine::StoreError> {
+                self.writer.close_pending(campaign, to, at).await
+            }
+
+            async fn campaign_tally(
+                &self,
+                campaign: cascade_engine::CampaignId,
+            ) -> Result<Vec<cascade_engine::store::Tally>, cascade_engine::StoreError> {
+                use crate::codec::unavailable;
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT state, outcome, channel, count(*), CAST(coalesce(sum(cost), 0) AS BIGINT) \
+                     FROM campaign_recipients WHERE campaign_id = ",
+                );
+                q.push_bind(*campaign.as_uuid()).push(" GROUP BY state, outcome, channel");
+                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.push(crate::codec::tally(
+                        row.try_get(0).map_err(unavailable)?,
+                        row.try_get(1).map_err(unavailable)?,
+                        row.try_get(2).map_err(unavailable)?,
+                        row.try_get(3).map_err(unavailable)?,
+                        row.try_get(4).map_err(unavailable)?,
+                    )?);
+                }
+                Ok(crate::sorted_tally(out))
             }
         }
     };

@@ -135,4 +135,8 @@ crate::shared::define_sql_store! {
     outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE dead = 0), \
             (SELECT count(*) FROM outbox WHERE dead = 1)",
     contains: ("instr(channels, ", ") > 0"),
+    lease_campaigns: "UPDATE campaigns SET lease_holder = ?1, lease_until = ?2 WHERE id IN \
+            (SELECT id FROM campaigns WHERE state = 'running' \
+             AND (lease_holder IS NULL OR lease_holder = ?1 OR lease_until < ?3) ORDER BY id LIMIT ?4) \
+            RETURNING id, name, owner, state, spec, recipients, created_at, updated_at",
 }

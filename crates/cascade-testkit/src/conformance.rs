@@ -7,12 +7,13 @@ use std::time::Duration;
 use cascade_engine::machine::{CascadeState, Phase};
 use cascade_engine::plan::{Plan, PlannedStep};
 use cascade_engine::store::{
-    CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, NewOutboxItem, OutboxCounts,
-    ProviderRef,
+    CampaignMember, CampaignRecord, CampaignState, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created,
+    ListFilter, NewOutboxItem, NewRecipient, OutboxCounts, ProviderRef, RecipientFilter, RecipientOutcome,
+    RecipientRecord, RecipientResult, RecipientState, StartResult, Tally,
 };
 use cascade_engine::{
-    Address, AddressKind, CascadeId, ChannelName, ConnectionId, Contact, Content, Event, EventKind, Outcome,
-    RetryPolicy, Status, Store, StoreError, Timestamp,
+    Address, AddressKind, CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Content, Cost, Event, EventKind,
+    Outcome, RetryPolicy, Status, Store, StoreError, Timestamp,
 };
 
 fn t0() -> Timestamp {
@@ -43,6 +44,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
         late_success_wins: true,
         retry: RetryPolicy::default(),
         expires_at: t0() + secs(86_400),
+        bulk: false,
     };
     let state = CascadeState::new(CascadeId::new(), plan, t0());
     CascadeRecord {
@@ -54,6 +56,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
             callback_url: None,
             metadata: serde_json::Value::Null,
             owner: Some("key:test".into()),
+            campaign: None,
         }),
         version: 1,
         wake_at: Some(wake),
@@ -72,6 +75,7 @@ fn update(rec: &CascadeRecord, state: CascadeState, wake: Option<Timestamp>) -> 
         events: Vec::new(),
         provider_refs: Vec::new(),
         outbox: None,
+        recipient: None,
     }
 }
 
@@ -106,6 +110,13 @@ where
     dead_letter_pages(make().await).await;
     listing_and_retention(make().await).await;
     retention_and_callbacks(make().await).await;
+    campaigns_saved_loaded_and_listed(make().await).await;
+    campaign_state_compare_and_set(make().await).await;
+    campaign_leases(make().await).await;
+    recipients_added_by_number(make().await).await;
+    recipient_filters(make().await).await;
+    starting_and_closing_recipients(make().await).await;
+    recipient_results_written_with_the_last_save(make().await).await;
 }
 
 async fn create_load_and_idempotency(store: Arc<dyn Store>) {
@@ -473,4 +484,564 @@ async fn retention_and_callbacks(store: Arc<dyn Store>) {
     check!(store.load(ids[2]).await.expect("load").is_none(), "a purged cascade is gone");
     let counts = store.outbox_counts().await.expect("outbox counts");
     check!(counts == OutboxCounts::default(), "no callback is left behind, got {counts:?}");
+}
+
+/// A campaign created at `t0() + at` seconds.
+fn campaign(name: &str, owner: Option<&str>, state: CampaignState, at: i64) -> CampaignRecord {
+    CampaignRecord {
+        id: CampaignId::new(),
+        name: name.into(),
+        owner: owner.map(Into::into),
+        state,
+        spec: serde_json::json!({
+            "message": { "text": format!("Hello from {name}") },
+            "policy": ["whatsapp", "sms"],
+            "rate": { "per_minute": 600 },
+            "window": { "from": "09:00", "to": "20:00" },
+        }),
+        recipients: 0,
+        created_at: t0() + secs(at),
+        updated_at: t0() + secs(at),
+    }
+}
+
+const BERLIN: &str = "Europe/Berlin";
+const NEW_YORK: &str = "America/New_York";
+
+/// Recipient `seq`: line `seq + 2` (after the header), a phone made from the number, zones
+/// alternating Berlin (even) and New York (odd).
+fn recipient(seq: u64) -> NewRecipient {
+    NewRecipient {
+        seq,
+        line: seq + 2,
+        contact: Contact::with_phone(format!("+1555{seq:07}")).name(format!("Contact {seq}")).field("n", seq),
+        zone: if seq.is_multiple_of(2) { BERLIN } else { NEW_YORK }.into(),
+    }
+}
+
+fn recipients(seqs: std::ops::Range<u64>) -> Vec<NewRecipient> {
+    seqs.map(recipient).collect()
+}
+
+/// Every recipient of a campaign, by number.
+async fn all_recipients(store: &dyn Store, id: CampaignId) -> Vec<RecipientRecord> {
+    let filter = RecipientFilter { limit: usize::MAX >> 1, ..RecipientFilter::default() };
+    store.campaign_recipients(id, &filter).await.expect("campaign recipients")
+}
+
+/// The numbers of the recipients a filter returns.
+async fn seqs(store: &dyn Store, id: CampaignId, filter: RecipientFilter) -> Vec<u64> {
+    store.campaign_recipients(id, &filter).await.expect("campaign recipients").iter().map(|r| r.seq).collect()
+}
+
+fn ids(list: &[CampaignRecord]) -> Vec<CampaignId> {
+    list.iter().map(|c| c.id).collect()
+}
+
+/// A tally, in an order that does not depend on the store.
+fn sorted(mut tally: Vec<Tally>) -> Vec<Tally> {
+    tally.sort_by(|a, b| {
+        let key = |t: &Tally| (t.state.as_str(), t.outcome.clone(), t.channel.clone());
+        key(a).cmp(&key(b))
+    });
+    tally
+}
+
+async fn campaigns_saved_loaded_and_listed(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for (i, owner) in [Some("key:a"), Some("key:b"), Some("key:a"), None].into_iter().enumerate() {
+        let c = campaign(&format!("campaign {i}"), owner, CampaignState::Importing, i as i64);
+        store.save_campaign(&c).await.expect("save campaign");
+        made.push(c);
+    }
+    for c in &made {
+        let loaded = store.load_campaign(c.id).await.expect("load campaign");
+        check!(loaded.as_ref() == Some(c), "a saved campaign loads as saved: {loaded:?}, expected {c:?}");
+    }
+    check!(
+        store.load_campaign(CampaignId::new()).await.expect("load campaign").is_none(),
+        "an unknown campaign loads as none"
+    );
+
+    // Saving again replaces name, settings, recipient count and update time; the state moves
+    // only through `set_campaign_state`, and owner and creation time never change.
+    let mut changed = made[1].clone();
+    changed.name = "renamed".into();
+    changed.state = CampaignState::Finished;
+    changed.owner = Some("key:other".into());
+    changed.created_at = t0() + secs(30);
+    changed.spec = serde_json::json!({ "message": { "text": "changed" }, "rate": null });
+    changed.recipients = 1_000_000;
+    changed.updated_at = t0() + secs(60);
+    store.save_campaign(&changed).await.expect("save campaign again");
+    let loaded = store.load_campaign(changed.id).await.expect("load campaign");
+    let expected = CampaignRecord {
+        state: made[1].state,
+        owner: made[1].owner.clone(),
+        created_at: made[1].created_at,
+        ..changed
+    };
+    check!(loaded.as_ref() == Some(&expected), "a second save replaces the settings only: {loaded:?}");
+    made[1] = expected;
+
+    let all = store.list_campaigns(None, None, 10).await.expect("list campaigns");
+    let newest_first: Vec<CampaignId> = made.iter().rev().map(|c| c.id).collect();
+    check!(ids(&all) == newest_first, "campaigns list newest first: got {:?}", ids(&all));
+    check!(all[2] == made[1], "a listed campaign is the stored one");
+    let mine = store.list_campaigns(None, Some("key:a"), 10).await.expect("list campaigns");
+    check!(ids(&mine) == [made[2].id, made[0].id], "the owner filter lists only that owner's: {:?}", ids(&mine));
+    let none = store.list_campaigns(None, Some("key:nobody"), 10).await.expect("list campaigns");
+    check!(none.is_empty(), "an owner with no campaigns lists none");
+    let page = store.list_campaigns(None, None, 2).await.expect("list campaigns");
+    check!(ids(&page) == [made[3].id, made[2].id], "the limit keeps the newest: {:?}", ids(&page));
+    let next = store.list_campaigns(Some(page[1].id), None, 2).await.expect("list campaigns");
+    check!(ids(&next) == [made[1].id, made[0].id], "`before` pages below the cursor: {:?}", ids(&next));
+    let last = store.list_campaigns(Some(made[0].id), None, 2).await.expect("list campaigns");
+    check!(last.is_empty(), "past the oldest campaign the page is empty");
+    let owned = store.list_campaigns(Some(made[2].id), Some("key:a"), 10).await.expect("list campaigns");
+    check!(ids(&owned) == [made[0].id], "the owner filter pages like the rest: {:?}", ids(&owned));
+}
+
+async fn campaign_state_compare_and_set(store: Arc<dyn Store>) {
+    let c = campaign("cas", Some("key:a"), CampaignState::Importing, 0);
+    store.save_campaign(&c).await.expect("save campaign");
+    let id = c.id;
+    let state = |s: Arc<dyn Store>| async move {
+        let loaded = s.load_campaign(id).await.expect("load campaign").expect("campaign exists");
+        (loaded.state, loaded.updated_at)
+    };
+
+    let moved = store
+        .set_campaign_state(c.id, &[CampaignState::Running], CampaignState::Paused, t0() + secs(1))
+        .await
+        .expect("set state");
+    check!(!moved, "a campaign not in a `from` state does not move");
+    check!(
+        state(store.clone()).await == (CampaignState::Importing, t0()),
+        "a refused move changes neither state nor update time"
+    );
+    let moved = store.set_campaign_state(c.id, &[], CampaignState::Running, t0() + secs(1)).await.expect("set state");
+    check!(!moved, "no `from` state moves nothing");
+
+    let moved = store
+        .set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Running, t0() + secs(2))
+        .await
+        .expect("set state");
+    check!(moved, "a campaign in the `from` state moves");
+    check!(
+        state(store.clone()).await == (CampaignState::Running, t0() + secs(2)),
+        "a move stores the new state and stamps the update time"
+    );
+    let again = store
+        .set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Running, t0() + secs(3))
+        .await
+        .expect("set state");
+    check!(!again, "the same move twice succeeds once");
+
+    let moved = store
+        .set_campaign_state(
+            c.id,
+            &[CampaignState::Running, CampaignState::Paused],
+            CampaignState::Cancelled,
+            t0() + secs(4),
+        )
+        .await
+        .expect("set state");
+    check!(moved, "a campaign in any of several `from` states moves");
+    check!(state(store.clone()).await == (CampaignState::Cancelled, t0() + secs(4)), "the campaign is cancelled");
+
+    let unknown = store
+        .set_campaign_state(CampaignId::new(), &CampaignState::ALL, CampaignState::Running, t0())
+        .await
+        .expect("set state");
+    check!(!unknown, "an unknown campaign does not move");
+    check!(store.load_campaign(CampaignId::new()).await.expect("load").is_none(), "moving creates nothing");
+}
+
+async fn campaign_leases(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for (i, state) in [CampaignState::Running, CampaignState::Importing, CampaignState::Running, CampaignState::Paused]
+        .into_iter()
+        .enumerate()
+    {
+        let c = campaign(&format!("lease {i}"), None, state, i as i64);
+        store.save_campaign(&c).await.expect("save campaign");
+        made.push(c);
+    }
+    let running = [made[0].id, made[2].id];
+    let sorted_ids = |list: &[CampaignRecord]| {
+        let mut v = ids(list);
+        v.sort();
+        v
+    };
+
+    let a = store.lease_campaigns("a", t0(), t0() + secs(30), 10).await.expect("lease");
+    check!(sorted_ids(&a) == running, "a lease takes every running campaign and only those: {:?}", ids(&a));
+    check!(a.iter().all(|c| made.contains(c)), "leased campaigns come back as stored: {a:?}");
+    let b = store.lease_campaigns("b", t0() + secs(10), t0() + secs(40), 10).await.expect("lease");
+    check!(b.is_empty(), "a campaign leased to a live holder is not leased to another: {:?}", ids(&b));
+
+    let renewed = store.lease_campaigns("a", t0() + secs(20), t0() + secs(50), 10).await.expect("lease");
+    check!(sorted_ids(&renewed) == running, "the holder renews its own leases: {:?}", ids(&renewed));
+    let b = store.lease_campaigns("b", t0() + secs(45), t0() + secs(75), 10).await.expect("lease");
+    check!(b.is_empty(), "a renewed lease runs to its new end, not the old one: {:?}", ids(&b));
+    let b = store.lease_campaigns("b", t0() + secs(50), t0() + secs(80), 10).await.expect("lease");
+    check!(b.is_empty(), "a lease is live up to and including its end: {:?}", ids(&b));
+
+    let b = store.lease_campaigns("b", t0() + secs(51), t0() + secs(81), 10).await.expect("lease");
+    check!(sorted_ids(&b) == running, "once a lease has lapsed another holder gets it: {:?}", ids(&b));
+    let a = store.lease_campaigns("a", t0() + secs(60), t0() + secs(90), 10).await.expect("lease");
+    check!(a.is_empty(), "the first holder lost the campaigns to the second: {:?}", ids(&a));
+
+    // Only running campaigns: one paused is not returned, even to its holder; resumed, it is.
+    let paused = store
+        .set_campaign_state(made[0].id, &[CampaignState::Running], CampaignState::Paused, t0() + secs(61))
+        .await
+        .expect("pause");
+    check!(paused, "a running campaign pauses");
+    let b = store.lease_campaigns("b", t0() + secs(62), t0() + secs(92), 10).await.expect("lease");
+    check!(ids(&b) == [made[2].id], "a paused campaign is not leased, even to its holder: {:?}", ids(&b));
+    let resumed = store
+        .set_campaign_state(made[1].id, &[CampaignState::Importing], CampaignState::Running, t0() + secs(63))
+        .await
+        .expect("launch");
+    check!(resumed, "an importing campaign is launched");
+    let c = store.lease_campaigns("c", t0() + secs(64), t0() + secs(94), 10).await.expect("lease");
+    check!(ids(&c) == [made[1].id], "a newly running campaign is free to lease: {:?}", ids(&c));
+    let state = c.first().map(|c| c.state);
+    check!(state == Some(CampaignState::Running), "a leased campaign comes back with its current state: {state:?}");
+
+    let later = t0() + secs(1000);
+    let one = store.lease_campaigns("d", later, later + secs(30), 1).await.expect("lease");
+    check!(one.len() == 1, "a lease respects the limit, got {}", one.len());
+    let rest = store.lease_campaigns("d", later, later + secs(30), 10).await.expect("lease");
+    check!(rest.len() == 2, "and takes the rest next time, got {}", rest.len());
+    let none = store.lease_campaigns("e", later, later + secs(30), 0).await.expect("lease");
+    check!(none.is_empty(), "a limit of 0 leases nothing");
+}
+
+async fn recipients_added_by_number(store: Arc<dyn Store>) {
+    let unknown = store.add_recipients(CampaignId::new(), &recipients(0..2)).await;
+    check!(unknown.is_err(), "recipients of an unknown campaign are refused, got {unknown:?}");
+
+    let c = campaign("import", None, CampaignState::Importing, 0);
+    store.save_campaign(&c).await.expect("save campaign");
+    store.add_recipients(c.id, &recipients(0..5)).await.expect("add recipients");
+    store.add_recipients(c.id, &[]).await.expect("add no recipients");
+    let all = all_recipients(&*store, c.id).await;
+    let expected: Vec<RecipientRecord> = recipients(0..5)
+        .into_iter()
+        .map(|r| RecipientRecord {
+            seq: r.seq,
+            line: r.line,
+            contact: r.contact,
+            zone: r.zone,
+            state: RecipientState::Pending,
+            cascade: None,
+            changed_at: None,
+            result: None,
+        })
+        .collect();
+    check!(all == expected, "added recipients are stored pending, as given, by number: {all:?}");
+
+    // Repeating an import leaves the stored numbers alone, progress and all.
+    let cascade = CascadeId::new();
+    store.mark_started(c.id, &[(1, StartResult::Started(cascade))], t0() + secs(5)).await.expect("mark started");
+    let mut again = recipients(0..8);
+    again[1].contact = Contact::with_phone("+15559999999");
+    again[1].zone = "Asia/Tokyo".into();
+    store.add_recipients(c.id, &again).await.expect("add recipients again");
+    let all = all_recipients(&*store, c.id).await;
+    check!(all.len() == 8, "a repeated import adds only the new numbers, got {} recipients", all.len());
+    check!(
+        all[0] == expected[0] && all[2..5] == expected[2..],
+        "re-adding pending recipients leaves them as first stored: {:?}",
+        &all[..5]
+    );
+    let one = &all[1];
+    check!(
+        one.state == RecipientState::Started
+            && one.cascade == Some(cascade)
+            && one.changed_at == Some(t0() + secs(5))
+            && one.contact == expected[1].contact
+            && one.zone == expected[1].zone,
+        "re-adding a started recipient does not reset or replace it: {one:?}"
+    );
+    check!(
+        all.iter().map(|r| r.seq).eq(0..8) && all[5..].iter().all(|r| r.state == RecipientState::Pending),
+        "new numbers are added pending, in order"
+    );
+
+    // A large import in one call, then the same again.
+    let big = recipients(100..5100);
+    store.add_recipients(c.id, &big).await.expect("add many recipients");
+    store.add_recipients(c.id, &big).await.expect("add many recipients again");
+    let all = all_recipients(&*store, c.id).await;
+    check!(all.len() == 5008, "every recipient of a large import is stored once, got {}", all.len());
+    let last = all.last().map(|r| (r.seq, r.line, r.contact.clone(), r.zone.clone()));
+    check!(
+        last == Some((5099, 5101, recipient(5099).contact, NEW_YORK.into())),
+        "the last of a large import is stored as given: {last:?}"
+    );
+    let tally = store.campaign_tally(c.id).await.expect("tally");
+    let pending: u64 = tally.iter().filter(|t| t.state == RecipientState::Pending).map(|t| t.count).sum();
+    check!(pending == 5007, "the tally counts every pending recipient, got {pending}");
+
+    let other = campaign("other", None, CampaignState::Importing, 1);
+    store.save_campaign(&other).await.expect("save campaign");
+    check!(all_recipients(&*store, other.id).await.is_empty(), "recipients belong to their own campaign");
+    store.add_recipients(other.id, &recipients(0..3)).await.expect("add recipients");
+    check!(all_recipients(&*store, other.id).await.len() == 3, "numbers are per campaign");
+}
+
+/// Stores a running cascade for recipient `seq` of `campaign` and marks the recipient started.
+async fn start_recipient(store: &dyn Store, campaign: CampaignId, seq: u64) -> CascadeRecord {
+    let mut r = sample_record(None, "fp", &format!("+1555{seq:07}"), t0());
+    Arc::make_mut(&mut r.meta).campaign = Some(CampaignMember { campaign, seq });
+    store.create(r.clone(), vec![ev(EventKind::Created)]).await.expect("create");
+    store.mark_started(campaign, &[(seq, StartResult::Started(r.id()))], t0() + secs(1)).await.expect("mark started");
+    r
+}
+
+/// Saves `rec` finished, with its recipient's result.
+async fn finish_recipient(store: &dyn Store, rec: &CascadeRecord, result: RecipientResult) {
+    let member = rec.meta.campaign.expect("a campaign cascade");
+    let mut u = update(rec, finished(rec.state.clone(), t0() + secs(10)), None);
+    u.recipient = Some(RecipientOutcome { campaign: member.campaign, seq: member.seq, result });
+    store.save(&u).await.expect("finishing save");
+}
+
+fn result(outcome: &str, channel: Option<&str>, micros: i64, reason: Option<&str>) -> RecipientResult {
+    RecipientResult {
+        outcome: outcome.into(),
+        channel: channel.map(ChannelName::new),
+        cost: Cost::from_micros(micros),
+        reason: reason.map(Into::into),
+    }
+}
+
+async fn recipient_filters(store: Arc<dyn Store>) {
+    use RecipientState::{Pending, Refused, Started};
+
+    let c = campaign("filters", None, CampaignState::Running, 0);
+    store.save_campaign(&c).await.expect("save campaign");
+    store.add_recipients(c.id, &recipients(0..10)).await.expect("add recipients");
+    // 0 delivered, 1 failed, 2 running, 3 refused; 4 to 9 pending (even ones in Berlin).
+    let r0 = start_recipient(&*store, c.id, 0).await;
+    let r1 = start_recipient(&*store, c.id, 1).await;
+    start_recipient(&*store, c.id, 2).await;
+    finish_recipient(&*store, &r0, result("delivered", Some("sms"), 7_900, None)).await;
+    finish_recipient(&*store, &r1, result("failed", None, 0, Some("sms: unreachable"))).await;
+    store
+        .mark_started(c.id, &[(3, StartResult::Refused("no step can reach the contact".into()))], t0() + secs(2))
+        .await
+        .expect("mark refused");
+    let f = |states: &[RecipientState], outcomes: &[&str]| RecipientFilter {
+        states: states.to_vec(),
+        outcomes: outcomes.iter().map(|o| (*o).to_owned()).collect(),
+        zones: None,
+        after: None,
+        limit: 100,
+    };
+    let all = seqs(&*store, c.id, f(&[], &[])).await;
+    check!(all == (0..10).collect::<Vec<_>>(), "no states and no outcomes is every recipient, by number: {all:?}");
+    let got = seqs(&*store, c.id, f(&[Pending], &[])).await;
+    check!(got == [4, 5, 6, 7, 8, 9], "the state filter keeps pending ones: {got:?}");
+    let got = seqs(&*store, c.id, f(&[Started], &[])).await;
+    check!(got == [0, 1, 2], "started ones, finished or not: {got:?}");
+    let got = seqs(&*store, c.id, f(&[Started, Refused], &[])).await;
+    check!(got == [0, 1, 2, 3], "several states: {got:?}");
+    let got = seqs(&*store, c.id, f(&[], &["failed"])).await;
+    check!(got == [1], "the outcome filter keeps those whose cascade ended so: {got:?}");
+    let got = seqs(&*store, c.id, f(&[], &["delivered", "failed"])).await;
+    check!(got == [0, 1], "several outcomes: {got:?}");
+    let got = seqs(&*store, c.id, f(&[Refused], &["failed"])).await;
+    check!(got == [1, 3], "states and outcomes combine by \"or\": {got:?}");
+    let got = seqs(&*store, c.id, f(&[Pending], &["delivered"])).await;
+    check!(got == [0, 4, 5, 6, 7, 8, 9], "pending or delivered: {got:?}");
+    let got = seqs(&*store, c.id, f(&[], &["expired"])).await;
+    check!(got.is_empty(), "an outcome no cascade had matches none: {got:?}");
+
+    let zoned = |states: &[RecipientState], zones: &[&str]| RecipientFilter {
+        zones: Some(zones.iter().map(|z| (*z).to_owned()).collect()),
+        ..f(states, &[])
+    };
+    let got = seqs(&*store, c.id, zoned(&[Pending], &[BERLIN])).await;
+    check!(got == [4, 6, 8], "zones keep pending recipients in those zones: {got:?}");
+    let got = seqs(&*store, c.id, zoned(&[Pending], &[BERLIN, NEW_YORK])).await;
+    check!(got == [4, 5, 6, 7, 8, 9], "several zones: {got:?}");
+    let got = seqs(&*store, c.id, zoned(&[], &[NEW_YORK])).await;
+    check!(got == [0, 1, 2, 3, 5, 7, 9], "zones restrict pending recipients only: {got:?}");
+    let got = seqs(&*store, c.id, zoned(&[], &[])).await;
+    check!(got == [0, 1, 2, 3], "no zone at all leaves no pending recipient: {got:?}");
+    let got = seqs(&*store, c.id, zoned(&[Pending], &["Asia/Tokyo"])).await;
+    check!(got.is_empty(), "a zone nobody is in matches no pending recipient: {got:?}");
+
+    let got = seqs(&*store, c.id, RecipientFilter { after: Some(5), ..f(&[Pending], &[]) }).await;
+    check!(got == [6, 7, 8, 9], "`after` keeps numbers above it: {got:?}");
+    let got = seqs(&*store, c.id, RecipientFilter { limit: 2, ..f(&[Pending], &[]) }).await;
+    check!(got == [4, 5], "the limit keeps the lowest numbers: {got:?}");
+    let got = seqs(&*store, c.id, RecipientFilter { after: Some(5), limit: 2, ..zoned(&[Pending], &[BERLIN]) }).await;
+    check!(got == [6, 8], "every field at once: {got:?}");
+    let got = seqs(&*store, c.id, RecipientFilter { after: Some(9), ..f(&[], &[]) }).await;
+    check!(got.is_empty(), "nothing after the last number: {got:?}");
+    let got = seqs(&*store, c.id, RecipientFilter { limit: 0, ..f(&[], &[]) }).await;
+    check!(got.is_empty(), "a limit of 0 returns nothing: {got:?}");
+    let got = seqs(&*store, CampaignId::new(), f(&[], &[])).await;
+    check!(got.is_empty(), "an unknown campaign has no recipients: {got:?}");
+
+    let refused = store.campaign_recipients(c.id, &f(&[Refused], &[])).await.expect("campaign recipients");
+    let expected = result("refused", None, 0, Some("no step can reach the contact"));
+    check!(
+        refused.len() == 1
+            && refused[0].result.as_ref() == Some(&expected)
+            && refused[0].cascade.is_none()
+            && refused[0].changed_at == Some(t0() + secs(2)),
+        "a refused recipient carries its reason as a `refused` result: {refused:?}"
+    );
+}
+
+async fn starting_and_closing_recipients(store: Arc<dyn Store>) {
+    let c = campaign("closing", None, CampaignState::Running, 0);
+    let other = campaign("untouched", None, CampaignState::Running, 1);
+    for x in [&c, &other] {
+        store.save_campaign(x).await.expect("save campaign");
+    }
+    store.add_recipients(c.id, &recipients(0..6)).await.expect("add recipients");
+    store.add_recipients(other.id, &recipients(0..2)).await.expect("add recipients");
+
+    let (a, b) = (CascadeId::new(), CascadeId::new());
+    let t1 = t0() + secs(1);
+    store
+        .mark_started(c.id, &[(0, StartResult::Started(a)), (1, StartResult::Started(b))], t1)
+        .await
+        .expect("mark started");
+    store.mark_started(c.id, &[], t1).await.expect("mark nothing");
+    let all = all_recipients(&*store, c.id).await;
+    let summary = |r: &RecipientRecord| (r.seq, r.state, r.cascade, r.changed_at);
+    check!(
+        all[..2].iter().map(summary).collect::<Vec<_>>()
+            == [(0, RecipientState::Started, Some(a), Some(t1)), (1, RecipientState::Started, Some(b), Some(t1))],
+        "started recipients get their cascade and time: {all:?}"
+    );
+    check!(all[2..].iter().all(|r| r.state == RecipientState::Pending && r.changed_at.is_none()), "others wait");
+
+    let t2 = t0() + secs(2);
+    store.mark_started(c.id, &[(0, StartResult::Started(CascadeId::new()))], t2).await.expect("mark started again");
+    store.mark_started(c.id, &[(1, StartResult::Refused("late".into()))], t2).await.expect("refuse a started one");
+    let all = all_recipients(&*store, c.id).await;
+    check!(
+        summary(&all[0]) == (0, RecipientState::Started, Some(a), Some(t1))
+            && summary(&all[1]) == (1, RecipientState::Started, Some(b), Some(t1))
+            && all[1].result.is_none(),
+        "a recipient no longer pending is not started again: {:?}",
+        &all[..2]
+    );
+
+    let t3 = t0() + secs(3);
+    let closed = store.close_pending(c.id, RecipientState::Expired, t3).await.expect("close pending");
+    check!(closed == 4, "closing counts the pending recipients it moved, got {closed}");
+    let all = all_recipients(&*store, c.id).await;
+    check!(
+        all[..2].iter().map(summary).collect::<Vec<_>>()
+            == [(0, RecipientState::Started, Some(a), Some(t1)), (1, RecipientState::Started, Some(b), Some(t1))],
+        "closing leaves started recipients alone: {:?}",
+        &all[..2]
+    );
+    check!(
+        all[2..].iter().all(|r| r.state == RecipientState::Expired && r.changed_at == Some(t3) && r.cascade.is_none()),
+        "closed recipients are expired at the time given: {:?}",
+        &all[2..]
+    );
+    let again = store.close_pending(c.id, RecipientState::Cancelled, t3).await.expect("close pending");
+    check!(again == 0, "nothing is left to close, got {again}");
+    store.mark_started(c.id, &[(2, StartResult::Started(CascadeId::new()))], t3).await.expect("mark started");
+    let two = &all_recipients(&*store, c.id).await[2];
+    check!(
+        two.state == RecipientState::Expired && two.cascade.is_none(),
+        "an expired recipient is never started: {two:?}"
+    );
+
+    let pending = seqs(
+        &*store,
+        other.id,
+        RecipientFilter { states: vec![RecipientState::Pending], limit: 10, ..Default::default() },
+    )
+    .await;
+    check!(pending == [0, 1], "closing one campaign leaves another's recipients alone: {pending:?}");
+    let cancelled = store.close_pending(other.id, RecipientState::Cancelled, t3).await.expect("close pending");
+    check!(cancelled == 2, "a cancelled campaign's pending recipients are cancelled, got {cancelled}");
+    let states: Vec<RecipientState> = all_recipients(&*store, other.id).await.iter().map(|r| r.state).collect();
+    check!(states == [RecipientState::Cancelled; 2], "they are cancelled: {states:?}");
+    let unknown = store.close_pending(CampaignId::new(), RecipientState::Expired, t3).await.expect("close pending");
+    check!(unknown == 0, "an unknown campaign closes nothing, got {unknown}");
+}
+
+async fn recipient_results_written_with_the_last_save(store: Arc<dyn Store>) {
+    let c = campaign("results", None, CampaignState::Running, 0);
+    store.save_campaign(&c).await.expect("save campaign");
+    store.add_recipients(c.id, &recipients(0..5)).await.expect("add recipients");
+    let mut started = Vec::new();
+    for seq in 0..4 {
+        started.push(start_recipient(&*store, c.id, seq).await);
+    }
+
+    // A save that does not finish the cascade carries no result.
+    let v = store.save(&update(&started[0], started[0].state.clone(), started[0].wake_at)).await.expect("save");
+    check!(all_recipients(&*store, c.id).await[0].result.is_none(), "a save without a recipient result writes none");
+    let r0 = CascadeRecord { version: v, ..started[0].clone() };
+
+    let delivered = result("delivered", Some("sms"), 50_000, None);
+    let cheap = result("delivered", Some("sms"), 30_000, None);
+    let failed = result("failed", None, 10_000, Some("whatsapp: rejected; sms: unreachable"));
+    finish_recipient(&*store, &r0, delivered.clone()).await;
+    finish_recipient(&*store, &started[1], cheap.clone()).await;
+    finish_recipient(&*store, &started[2], failed.clone()).await;
+
+    // A save refused for its version writes no result either: the result goes with the save.
+    let stale = &started[0];
+    let mut u = update(stale, finished(stale.state.clone(), t0()), None);
+    u.recipient = Some(RecipientOutcome { campaign: c.id, seq: 3, result: failed.clone() });
+    let refused = store.save(&u).await;
+    check!(matches!(refused, Err(StoreError::Conflict(_))), "a stale finishing save is refused, got {refused:?}");
+
+    let all = all_recipients(&*store, c.id).await;
+    let results: Vec<Option<RecipientResult>> = all.iter().map(|r| r.result.clone()).collect();
+    check!(
+        results == [Some(delivered.clone()), Some(cheap.clone()), Some(failed.clone()), None, None],
+        "each finishing save writes its result onto its recipient, and only it: {results:?}"
+    );
+    check!(
+        all[..4].iter().all(|r| r.state == RecipientState::Started) && all[4].state == RecipientState::Pending,
+        "a result does not change where a recipient is"
+    );
+
+    let tally = sorted(store.campaign_tally(c.id).await.expect("tally"));
+    let group = |state, outcome: Option<&str>, channel: Option<&str>, count, micros| Tally {
+        state,
+        outcome: outcome.map(Into::into),
+        channel: channel.map(ChannelName::new),
+        count,
+        cost: Cost::from_micros(micros),
+    };
+    let expected = sorted(vec![
+        group(RecipientState::Started, Some("delivered"), Some("sms"), 2, 80_000),
+        group(RecipientState::Started, Some("failed"), None, 1, 10_000),
+        group(RecipientState::Started, None, None, 1, 0),
+        group(RecipientState::Pending, None, None, 1, 0),
+    ]);
+    check!(
+        tally == expected,
+        "the tally counts recipients and sums costs by state, outcome and channel: {tally:?}, expected {expected:?}"
+    );
+    let empty = store.campaign_tally(CampaignId::new()).await.expect("tally");
+    check!(empty.is_empty(), "an unknown campaign tallies nothing: {empty:?}");
+
+    // The results outlive the cascades.
+    let purged = store.purge_finished(t0() + secs(100), 10).await.expect("purge");
+    check!(purged == 3, "the finished cascades are purged, got {purged}");
+    let after = sorted(store.campaign_tally(c.id).await.expect("tally"));
+    check!(after == expected, "results survive their cascades' purge: {after:?}");
+    let first = &all_recipients(&*store, c.id).await[0];
+    check!(first.result.as_ref() == Some(&delivered), "a purged cascade's recipient keeps its result: {first:?}");
 }

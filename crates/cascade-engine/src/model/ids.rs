@@ -4,52 +4,66 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The identifier of one cascade: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CascadeId(uuid::Uuid);
+macro_rules! uuid_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(uuid::Uuid);
 
-impl CascadeId {
-    /// A new, time-ordered id.
-    pub fn new() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
 
-    /// Wraps an existing UUID.
-    pub fn from_uuid(id: uuid::Uuid) -> Self {
-        Self(id)
-    }
+            /// Wraps an existing UUID.
+            pub fn from_uuid(id: uuid::Uuid) -> Self {
+                Self(id)
+            }
 
-    /// The UUID inside.
-    pub fn as_uuid(&self) -> &uuid::Uuid {
-        &self.0
-    }
+            /// The UUID inside.
+            pub fn as_uuid(&self) -> &uuid::Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
+    };
 }
 
-impl Default for CascadeId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_type!(
+    /// The identifier of one cascade: a UUID v7, so ids sort by creation time.
+    CascadeId
+);
 
-impl fmt::Display for CascadeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Debug for CascadeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CascadeId({})", self.0)
-    }
-}
-
-impl FromStr for CascadeId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(Self)
-    }
-}
+uuid_type!(
+    /// The identifier of one campaign: a UUID v7, so ids sort by creation time.
+    CampaignId
+);
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident) => {

@@ -16,7 +16,7 @@ mod status;
 pub use contact::{Address, AddressKind, Contact, is_e164};
 pub use cost::Cost;
 pub use error::{ErrorClass, SendError};
-pub use ids::{CascadeId, ChannelName, ConnectionId};
+pub use ids::{CampaignId, CascadeId, ChannelName, ConnectionId};
 pub use message::{Attachment, Button, Content, ContentOverride, MediaKind, Message, ProviderTemplate};
 pub use policy::{Policy, RetryPolicy, Step};
 pub use record::{Attempt, AttemptState, Event, EventKind, Outcome, SkipReason, StatusRecord, StepFailure};

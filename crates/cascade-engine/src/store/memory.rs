@@ -27,6 +27,14 @@ struct Inner {
     next_outbox: u64,
     /// How many items of `outbox` are dead, kept up to date so counting reads no items.
     dead: u64,
+    campaigns: BTreeMap<CampaignId, MemCampaign>,
+}
+
+#[derive(Debug)]
+struct MemCampaign {
+    record: CampaignRecord,
+    lease: Option<(String, Timestamp)>,
+    recipients: BTreeMap<u64, RecipientRecord>,
 }
 
 #[derive(Debug)]
@@ -152,6 +160,11 @@ impl Store for MemoryStore {
         for r in &u.provider_refs {
             let key = (r.adapter.clone(), r.provider_message_id.clone());
             g.by_provider.insert(key, AttemptRef { cascade: id, attempt: r.attempt });
+        }
+        if let Some(r) = &u.recipient
+            && let Some(rec) = g.campaigns.get_mut(&r.campaign).and_then(|c| c.recipients.get_mut(&r.seq))
+        {
+            rec.result = Some(r.result.clone());
         }
         if let Some(o) = u.outbox.clone() {
             g.next_outbox += 1;
@@ -341,5 +354,187 @@ impl Store for MemoryStore {
             g.dead -= (before_len - g.outbox.len()) as u64;
         }
         Ok(old.len())
+    }
+
+    async fn save_campaign(&self, campaign: &CampaignRecord) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        match g.campaigns.get_mut(&campaign.id) {
+            Some(c) => {
+                let r = &mut c.record;
+                r.name.clone_from(&campaign.name);
+                r.spec.clone_from(&campaign.spec);
+                r.recipients = campaign.recipients;
+                r.updated_at = campaign.updated_at;
+            }
+            None => {
+                let entry = MemCampaign { record: campaign.clone(), lease: None, recipients: BTreeMap::new() };
+                g.campaigns.insert(campaign.id, entry);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_campaign(&self, id: CampaignId) -> Result<Option<CampaignRecord>, StoreError> {
+        Ok(self.lock().campaigns.get(&id).map(|c| c.record.clone()))
+    }
+
+    async fn list_campaigns(
+        &self,
+        before: Option<CampaignId>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        let g = self.lock();
+        Ok(g.campaigns
+            .values()
+            .rev()
+            .map(|c| &c.record)
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .filter(|r| owner.is_none_or(|o| r.owner.as_deref() == Some(o)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn set_campaign_state(
+        &self,
+        id: CampaignId,
+        from: &[CampaignState],
+        to: CampaignState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let Some(c) = g.campaigns.get_mut(&id) else { return Ok(false) };
+        if !from.contains(&c.record.state) {
+            return Ok(false);
+        }
+        c.record.state = to;
+        c.record.updated_at = now;
+        Ok(true)
+    }
+
+    async fn lease_campaigns(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        let mut g = self.lock();
+        let mut out = Vec::new();
+        for c in g.campaigns.values_mut().filter(|c| c.record.state == CampaignState::Running) {
+            if out.len() == limit {
+                break;
+            }
+            let free = c.lease.as_ref().is_none_or(|(h, end)| h == holder || *end < now);
+            if free {
+                c.lease = Some((holder.to_owned(), until));
+                out.push(c.record.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn add_recipients(&self, campaign: CampaignId, recipients: &[NewRecipient]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let c =
+            g.campaigns.get_mut(&campaign).ok_or_else(|| StoreError::Unavailable(format!("no campaign {campaign}")))?;
+        for r in recipients {
+            c.recipients.entry(r.seq).or_insert_with(|| RecipientRecord {
+                seq: r.seq,
+                line: r.line,
+                contact: r.contact.clone(),
+                zone: r.zone.clone(),
+                state: RecipientState::Pending,
+                cascade: None,
+                changed_at: None,
+                result: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn campaign_recipients(
+        &self,
+        campaign: CampaignId,
+        f: &RecipientFilter,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        let g = self.lock();
+        let Some(c) = g.campaigns.get(&campaign) else { return Ok(Vec::new()) };
+        let lower = f.after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(c.recipients
+            .range((lower, std::ops::Bound::Unbounded))
+            .map(|(_, r)| r)
+            .filter(|r| {
+                let by_state = f.states.contains(&r.state);
+                let by_outcome = r.result.as_ref().is_some_and(|x| f.outcomes.contains(&x.outcome));
+                (f.states.is_empty() && f.outcomes.is_empty()) || by_state || by_outcome
+            })
+            .filter(|r| f.zones.as_ref().is_none_or(|z| r.state != RecipientState::Pending || z.contains(&r.zone)))
+            .take(f.limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_started(
+        &self,
+        campaign: CampaignId,
+        started: &[(u64, StartResult)],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let Some(c) = g.campaigns.get_mut(&campaign) else { return Ok(()) };
+        for (seq, start) in started {
+            let Some(r) = c.recipients.get_mut(seq).filter(|r| r.state == RecipientState::Pending) else { continue };
+            r.changed_at = Some(at);
+            match start {
+                StartResult::Started(id) => {
+                    r.state = RecipientState::Started;
+                    r.cascade = Some(*id);
+                }
+                StartResult::Refused(reason) => {
+                    r.state = RecipientState::Refused;
+                    r.result = Some(RecipientResult {
+                        outcome: "refused".into(),
+                        channel: None,
+                        cost: crate::model::Cost::ZERO,
+                        reason: Some(reason.clone()),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn close_pending(&self, campaign: CampaignId, to: RecipientState, at: Timestamp) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let Some(c) = g.campaigns.get_mut(&campaign) else { return Ok(0) };
+        let mut n = 0;
+        for r in c.recipients.values_mut().filter(|r| r.state == RecipientState::Pending) {
+            r.state = to;
+            r.changed_at = Some(at);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn campaign_tally(&self, campaign: CampaignId) -> Result<Vec<Tally>, StoreError> {
+        let g = self.lock();
+        let Some(c) = g.campaigns.get(&campaign) else { return Ok(Vec::new()) };
+        let mut groups: BTreeMap<(&str, Option<&str>, Option<&str>), Tally> = BTreeMap::new();
+        for r in c.recipients.values() {
+            let outcome = r.result.as_ref().map(|x| x.outcome.as_str());
+            let channel = r.result.as_ref().and_then(|x| x.channel.as_ref().map(ChannelName::as_str));
+            let t = groups.entry((r.state.as_str(), outcome, channel)).or_insert_with(|| Tally {
+                state: r.state,
+                outcome: outcome.map(str::to_owned),
+                channel: r.result.as_ref().and_then(|x| x.channel.clone()),
+                count: 0,
+                cost: crate::model::Cost::ZERO,
+            });
+            t.count += 1;
+            t.cost = t.cost + r.result.as_ref().map_or(crate::model::Cost::ZERO, |x| x.cost);
+        }
+        Ok(groups.into_values().collect())
     }
 }

@@ -8,6 +8,7 @@
 //! by itself. [`MemoryStore`] implements it in memory; durable stores live in their own crates
 //! and pass the same conformance suite (`cascade-testkit`).
 
+pub mod campaign;
 mod memory;
 
 use std::sync::Arc;
@@ -17,8 +18,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::CascadeState;
-use crate::model::{CascadeId, ChannelName, ConnectionId, Contact, Event, Timestamp};
+use crate::model::{CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Event, Timestamp};
 
+pub use campaign::{
+    CampaignMember, CampaignRecord, CampaignState, NewRecipient, RecipientFilter, RecipientOutcome, RecipientRecord,
+    RecipientResult, RecipientState, StartResult, Tally,
+};
 pub use memory::MemoryStore;
 
 /// A store failure.
@@ -82,6 +87,9 @@ pub struct CascadeMeta {
     /// Who started the cascade ([`CascadeRequest::owner`](crate::CascadeRequest::owner)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The campaign recipient it was started for ([`CascadeRequest::campaign`](crate::CascadeRequest::campaign)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignMember>,
 }
 
 /// One stored cascade.
@@ -153,6 +161,9 @@ pub struct CascadeUpdate {
     pub provider_refs: Vec<ProviderRef>,
     /// A callback to deliver (written in the same transaction, so it is never lost).
     pub outbox: Option<NewOutboxItem>,
+    /// The result to record on the campaign recipient the cascade was started for, when this
+    /// update finishes it (written in the same transaction).
+    pub recipient: Option<RecipientOutcome>,
 }
 
 /// A callback to enqueue.
@@ -282,4 +293,108 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// timelines, provider ids and dead callbacks; returns how many. A cascade with a callback
     /// still to be delivered is kept until that callback is delivered or given up on.
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError>;
+
+    // Campaigns (see [`campaign`]). A store that keeps none answers every call with
+    // `Unavailable`; the engine runs cascades without them.
+
+    /// Stores a new campaign, or updates the stored one with the same id: its name, settings,
+    /// recipient count and `updated_at`. The state of a stored campaign moves only through
+    /// [`Store::set_campaign_state`] (so a save cannot undo an operator's cancel), and its
+    /// owner and creation time never change.
+    async fn save_campaign(&self, campaign: &CampaignRecord) -> Result<(), StoreError> {
+        let _ = campaign;
+        Err(no_campaigns())
+    }
+
+    /// Reads a campaign.
+    async fn load_campaign(&self, id: CampaignId) -> Result<Option<CampaignRecord>, StoreError> {
+        let _ = id;
+        Err(no_campaigns())
+    }
+
+    /// Campaigns newest first: up to `limit` with ids below `before` (all when `None`), only
+    /// `owner`'s when given.
+    async fn list_campaigns(
+        &self,
+        before: Option<CampaignId>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        let _ = (before, owner, limit);
+        Err(no_campaigns())
+    }
+
+    /// Moves a campaign to `to` if its state is one of `from`, stamping `updated_at` with
+    /// `now`; returns whether it moved (`false` also when there is no such campaign).
+    async fn set_campaign_state(
+        &self,
+        id: CampaignId,
+        from: &[CampaignState],
+        to: CampaignState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, from, to, now);
+        Err(no_campaigns())
+    }
+
+    /// Takes or renews the lease of up to `limit` running campaigns for `holder` until
+    /// `until`: those with no lease, a lapsed one (ended before `now`), or one `holder` already
+    /// has. Returns them. A campaign leased to another live holder is not returned.
+    async fn lease_campaigns(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        let _ = (holder, now, until, limit);
+        Err(no_campaigns())
+    }
+
+    /// Adds recipients to a campaign; a number (`seq`) already stored is left as it is, so an
+    /// interrupted import can be repeated.
+    async fn add_recipients(&self, campaign: CampaignId, recipients: &[NewRecipient]) -> Result<(), StoreError> {
+        let _ = (campaign, recipients);
+        Err(no_campaigns())
+    }
+
+    /// A campaign's recipients matching `filter`, by number.
+    async fn campaign_recipients(
+        &self,
+        campaign: CampaignId,
+        filter: &RecipientFilter,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        let _ = (campaign, filter);
+        Err(no_campaigns())
+    }
+
+    /// Records at `at` what starting pending recipients came to: `started` with its cascade,
+    /// or `refused` with a result whose outcome is `refused`, no channel, no cost, and the
+    /// reason. Recipients no longer pending are left alone.
+    async fn mark_started(
+        &self,
+        campaign: CampaignId,
+        started: &[(u64, StartResult)],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let _ = (campaign, started, at);
+        Err(no_campaigns())
+    }
+
+    /// Moves every pending recipient of a campaign to `to` (`expired` or `cancelled`) at `at`;
+    /// returns how many moved.
+    async fn close_pending(&self, campaign: CampaignId, to: RecipientState, at: Timestamp) -> Result<u64, StoreError> {
+        let _ = (campaign, to, at);
+        Err(no_campaigns())
+    }
+
+    /// A campaign's recipients counted by state, outcome and delivering channel.
+    async fn campaign_tally(&self, campaign: CampaignId) -> Result<Vec<Tally>, StoreError> {
+        let _ = campaign;
+        Err(no_campaigns())
+    }
+}
+
+fn no_campaigns() -> StoreError {
+    StoreError::Unavailable("this store keeps no campaigns".into())
 }
