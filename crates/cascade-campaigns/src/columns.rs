@@ -12,6 +12,7 @@
 //! | WhatsApp address | `whatsapp`, `whatsapp_id`, `wa_id` |
 //! | Viber address | `viber`, `viber_id` |
 //! | MAX address | `max`, `max_id` |
+//! | time zone | `time_zone`, `timezone`, `tz`: the custom field `time_zone`, an IANA zone name (see [`crate::schedule`]) |
 //! | any channel's address | `address.<channel>` (e.g. `address.line`) |
 //! | a custom field | `fields.<name>` (to use a name listed above as a field), or any other name |
 //!
@@ -24,6 +25,7 @@
 //! assert_eq!(column_for("E-Mail"), Column::Email);
 //! assert_eq!(column_for("address.Line"), Column::Address("line".into()));
 //! assert_eq!(column_for(" City "), Column::Field("City".into()));
+//! assert_eq!(column_for("Time Zone"), Column::Field("time_zone".into()));
 //! ```
 
 use cascade_engine::ChannelName;
@@ -92,6 +94,7 @@ pub fn column_for(header: &str) -> Column {
         "whatsapp" | "whatsapp_id" | "wa_id" => Column::Address("whatsapp".into()),
         "viber" | "viber_id" => Column::Address("viber".into()),
         "max" | "max_id" => Column::Address("max".into()),
+        "time_zone" | "timezone" | "tz" => Column::Field(crate::schedule::TIME_ZONE_FIELD.into()),
         _ => Column::Field(trimmed.to_owned()),
     }
 }
@@ -117,6 +120,9 @@ mod tests {
         assert_eq!(column_for("Viber"), Column::Address("viber".into()));
         assert_eq!(column_for("MAX"), Column::Address("max".into()));
         assert_eq!(column_for("addresses.sms"), Column::Address("sms".into()));
+        for tz in ["time_zone", "Time Zone", "TIMEZONE", "tz", "time-zone"] {
+            assert_eq!(column_for(tz), Column::Field("time_zone".into()), "{tz}");
+        }
     }
 
     #[test]

@@ -194,6 +194,41 @@ fn clean(raw: &str) -> Result<String, PhoneError> {
     }
 }
 
+/// The country of an E.164 number (`+`, then digits; the separators [`normalize`] ignores
+/// are ignored here too), as libphonenumber's metadata tells it: for a calling code several
+/// countries share, the one whose leading digits or number patterns the number has (`+1 416…`
+/// is `CA`, `+1 212…` is `US`). `None` for text that is not `+` and digits, an unknown calling
+/// code, a non-geographic one (`+800`), or a number no country of its calling code claims.
+pub(crate) fn region_of_e164(e164: &str) -> Option<Region> {
+    let rest = e164.trim().strip_prefix('+')?;
+    let mut digits = String::with_capacity(rest.len());
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            c if is_separator(c) => {}
+            _ => return None,
+        }
+    }
+    // Calling codes are prefix-free: at most one of the first 1, 2 or 3 digits is one.
+    let (code, national) = (1..=3.min(digits.len().saturating_sub(1))).find_map(|len| {
+        let code = digits[..len].parse::<u16>().ok()?;
+        DATABASE.region(&code).map(|_| (code, &digits[len..]))
+    })?;
+    let regions = DATABASE.region(&code)?;
+    let index = match regions.as_slice() {
+        [only] => (*only != "001").then_some(0)?,
+        _ => match validity::source(code, national) {
+            Some(index) => index?,
+            None => {
+                let number = phonenumber::parse(None, format!("+{digits}")).ok()?;
+                let id = number.country().id()?;
+                regions.iter().position(|r| *r == id.as_ref())?
+            }
+        },
+    };
+    regions.get(index)?.parse::<Id>().ok().map(Region)
+}
+
 /// Characters people write between digits: spaces, dashes, dots, slashes, brackets.
 fn is_separator(c: char) -> bool {
     c.is_whitespace()
@@ -350,6 +385,17 @@ mod validity {
         Some(Rc::new(metas.into_iter().map(Rules::new).collect::<Option<Vec<_>>>()?))
     }
 
+    /// The region of `+code national` among the regions of a shared calling code, as
+    /// `validator::source_for` picks it: its index in `DATABASE.region(&code)`, `Some(None)`
+    /// when no region claims the number, `None` when a pattern does not compile here.
+    pub(super) fn source(code: u16, national: &str) -> Option<Option<usize>> {
+        let regions = CODES.with(|c| c.borrow_mut().entry(code).or_insert_with(|| rules_for(code)).clone())?;
+        Some(regions.iter().position(|rules| match &rules.leading_digits {
+            Some(ld) => ld.find(national).is_some_and(|m| m.start() == 0),
+            None => rules.known_type(national),
+        }))
+    }
+
     /// Whether `+code national` is a valid number, as `validator::is_valid` decides it; `None`
     /// when a pattern does not compile here (the caller then asks libphonenumber).
     pub(super) fn is_valid(code: u16, national: &str) -> Option<bool> {
@@ -434,6 +480,34 @@ mod tests {
             }
         }
         assert!(checked > 5000, "{checked}");
+    }
+
+    #[test]
+    fn regions_of_numbers_match_libphonenumber() {
+        let mut checked = 0;
+        for meta in DATABASE.iter() {
+            let d = meta.descriptors();
+            let examples =
+                [d.fixed_line(), d.mobile(), d.toll_free()].into_iter().flatten().filter_map(|d| d.example());
+            for example in examples {
+                let text = format!("+{}{example}", meta.country_code());
+                let Ok(number) = phonenumber::parse(None, &text) else { continue };
+                if number.national().value().to_string() != example {
+                    // libphonenumber looks up the country with other digits than written: a
+                    // national prefix taken off (`+7 800…` read as `+7 00…`) or a leading zero
+                    // dropped (`+39 06…`, Italy and the Vatican).
+                    continue;
+                }
+                let expected = number.country().id().map(|id| id.as_ref().to_owned()).filter(|id| id != "001");
+                assert_eq!(region_of_e164(&text).map(|r| r.code().to_owned()), expected, "{text} ({})", meta.id());
+                checked += 1;
+            }
+        }
+        assert!(checked > 400, "{checked}");
+        assert_eq!(region_of_e164("+1 (416) 555-0123").map(|r| r.code().to_owned()).as_deref(), Some("CA"));
+        assert_eq!(region_of_e164("+800 1234 5678"), None, "non-geographic");
+        assert_eq!(region_of_e164("4165550123"), None, "no +");
+        assert_eq!(region_of_e164("+1 416 CALL"), None);
     }
 
     #[test]

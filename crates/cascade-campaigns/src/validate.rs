@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | `phone "12": too short` (and the other [`PhoneError`](crate::phone::PhoneError)s) | the phone is not a valid number; numbers without `+`/`00` are read in the default region |
 //! | `email "x@": not an email address` | the email is not shaped like an address |
+//! | `time_zone "Mars/Base": not an IANA time zone name` | the `time_zone` column names no zone (valid names are kept in their canonical spelling: `europe/london` becomes `Europe/London`) |
 //! | `no phone, email or address` | the row has nothing to reach the contact by |
 //! | `7 values, but the header has 4 columns …`, `name is not UTF-8 text …`, `"mobile" and "phone" are both phone: keep one` | the row's shape (see [`crate::recipients`]) |
 //!
@@ -58,6 +59,7 @@ use serde_json::Value;
 use crate::email;
 use crate::phone::{self, Region};
 use crate::recipients::{self, Format, ImportError, Row};
+use crate::schedule;
 
 /// A valid recipient: its line and its contact, the phone in E.164 and the email's domain in
 /// lower case.
@@ -118,6 +120,16 @@ impl Validator {
             match email::normalize(&raw) {
                 Some(e) => contact.email = Some(e),
                 None => reasons.push(format!("email {:?}: not an email address", shorten(&raw))),
+            }
+        }
+        if let Some(value) = contact.fields.get_mut(schedule::TIME_ZONE_FIELD) {
+            let text = match &*value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match schedule::parse_zone(&text) {
+                Some(tz) => *value = Value::String(tz.name().to_owned()),
+                None => reasons.push(format!("time_zone {:?}: not an IANA time zone name", shorten(&text))),
             }
         }
         contact.addresses.retain(|_, v| !v.trim().is_empty());
