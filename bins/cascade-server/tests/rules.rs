@@ -642,12 +642,10 @@ async fn a_reply_on_another_channel_stops_the_chain() {
     }
 }
 
-/// Rule 7 says a reply from the contact on *any* channel stops the chain. Replies are matched
-/// to cascades by the addresses of the policy's steps only, so an SMS from the very phone a
-/// WhatsApp-only cascade is waiting on, or a Viber message from the contact's Viber id when
-/// the policy has no Viber step, leaves the cascade running.
+/// Rule 7: a reply from the contact on *any* channel stops the chain: an SMS from the very
+/// phone a WhatsApp-only cascade is waiting on, or a Viber message from the contact's Viber
+/// id when the policy has no Viber step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "deviation from DESIGN §3.7: replies on channels outside the policy do not stop the chain"]
 async fn a_reply_on_a_channel_outside_the_policy_stops_the_chain() {
     let system = System::start("[default]\nbehaviour = \"silent\"\n").await;
     let mut started = Vec::new();

@@ -121,6 +121,20 @@ pub struct Plan {
     /// connections.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bulk: bool,
+    /// The contact's addresses on channels that receive replies but that no step sends to
+    /// (a policy of WhatsApp then SMS, for a contact who also has Viber): a reply there
+    /// stops the chain too (rule 7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_addresses: Vec<ChannelAddress>,
+}
+
+/// A contact's address on one channel.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChannelAddress {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The address on it.
+    pub address: String,
 }
 
 impl Plan {
@@ -132,6 +146,20 @@ impl Plan {
     /// The step index at position `pos` of the running order.
     pub fn step_at(&self, pos: u16) -> Option<u16> {
         self.order().nth(pos as usize)
+    }
+
+    /// Every (channel, address) a reply may come from: the steps' addresses and
+    /// [`other_addresses`](Plan::other_addresses), each once.
+    pub fn reply_addresses(&self) -> Vec<(&ChannelName, &str)> {
+        let mut out: Vec<(&ChannelName, &str)> = self
+            .steps
+            .iter()
+            .filter_map(|s| Some((&s.channel, s.address.as_ref()?.value.as_str())))
+            .chain(self.other_addresses.iter().map(|a| (&a.channel, a.address.as_str())))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The step and original URL of tracked link number `number` (see [`PlannedStep::links`]).
@@ -421,6 +449,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
         retry: policy.retry.clone(),
         expires_at: input.now.checked_add_signed(ttl).unwrap_or(Timestamp::MAX_UTC),
         bulk: false,
+        other_addresses: Vec::new(),
     })
 }
 

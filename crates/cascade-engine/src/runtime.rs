@@ -493,7 +493,16 @@ impl Engine {
             &inner.pools,
         )
         .map_err(SubmitError::Invalid)?;
-        let plan = plan::Plan { bulk: request.campaign.is_some(), ..plan };
+        let other_addresses = inner
+            .pools
+            .pools()
+            .filter(|p| p.capabilities().inbound && !plan.steps.iter().any(|s| &s.channel == p.channel()))
+            .filter_map(|p| {
+                let address = request.contact.address_for(p.channel(), &p.capabilities().address_kinds)?;
+                Some(plan::ChannelAddress { channel: p.channel().clone(), address: address.value })
+            })
+            .collect();
+        let plan = plan::Plan { bulk: request.campaign.is_some(), other_addresses, ..plan };
 
         let mut state = CascadeState::new(id, plan, now);
         let t = state.apply(Input::Start, now, &mut inner.pools.picker(now));
@@ -714,9 +723,8 @@ impl Engine {
                     id,
                     None,
                     |s| {
-                        let to_sender = s.plan.steps.iter().any(|st| {
-                            st.channel == channel && st.address.as_ref().is_some_and(|a| a.value == message.from)
-                        });
+                        let to_sender =
+                            s.plan.reply_addresses().into_iter().any(|(c, a)| *c == channel && a == message.from);
                         (to_sender && !s.is_finished()).then(|| Input::Reply { channel: channel.clone() })
                     },
                     |s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. })),

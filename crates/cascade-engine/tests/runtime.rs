@@ -362,3 +362,23 @@ async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
         "delivered at once, not after the step's timeout"
     );
 }
+
+/// Rule 7: a reply on a channel the policy does not use stops the chain too, when it comes
+/// from the contact's address there (Telegram chat 777 for an SMS-then-WhatsApp cascade);
+/// a message from someone else on that channel stops nothing.
+#[tokio::test(start_paused = true)]
+async fn a_reply_on_a_channel_outside_the_policy_stops_the_chain() {
+    let s = setup();
+    let policy = Policy::new([Step::new("sms").timeout(Duration::from_secs(60)), Step::new("whatsapp")]);
+    let h = s.engine.submit(CascadeRequest::new(ann(), Message::text("Hi"), policy)).await.expect("submit");
+    settle().await;
+    let from = |who: &str| InboundMessage { from: who.into(), text: Some("yes".into()), at: None };
+    let stopped = s.engine.inbound(&"tg-1".into(), from("888")).await.expect("inbound");
+    assert!(stopped.is_empty(), "another Telegram chat stops nothing");
+    let stopped = s.engine.inbound(&"tg-1".into(), from("777")).await.expect("inbound");
+    assert_eq!(stopped, vec![h.id()]);
+    assert!(matches!(h.outcome().await.expect("outcome"), Outcome::Delivered { status: Status::Replied, .. }));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    settle().await;
+    assert!(s.wa.sends().is_empty(), "the chain stopped before WhatsApp");
+}

@@ -46,17 +46,9 @@ fn channels(state: &CascadeState) -> String {
     s
 }
 
-/// Every (channel, address) a cascade sends to.
+/// Every (channel, address) a reply to a cascade may come from.
 pub(crate) fn addresses(state: &CascadeState) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = state
-        .plan
-        .steps
-        .iter()
-        .filter_map(|s| Some((s.channel.to_string(), s.address.as_ref()?.value.clone())))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    state.plan.reply_addresses().into_iter().map(|(c, a)| (c.to_string(), a.to_owned())).collect()
 }
 
 /// A new cascade, ready to insert.

@@ -45,6 +45,7 @@ pub fn sample_record(key: Option<&str>, fingerprint: &str, phone: &str, wake: Ti
         retry: RetryPolicy::default(),
         expires_at: t0() + secs(86_400),
         bulk: false,
+        other_addresses: Vec::new(),
     };
     let state = CascadeState::new(CascadeId::new(), plan, t0());
     CascadeRecord {

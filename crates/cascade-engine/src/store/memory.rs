@@ -80,9 +80,8 @@ impl MemoryStore {
 
 impl Inner {
     fn index_addresses(&mut self, state: &CascadeState, add: bool) {
-        for step in &state.plan.steps {
-            let Some(addr) = &step.address else { continue };
-            let key = address_key(&step.channel, &addr.value);
+        for (channel, address) in state.plan.reply_addresses() {
+            let key = address_key(channel, address);
             if add {
                 let ids = self.by_address.entry(key).or_default();
                 if !ids.contains(&state.id) {
@@ -222,12 +221,7 @@ impl Store for MemoryStore {
             .into_iter()
             .filter(|id| {
                 g.cascades.get(id).is_some_and(|e| {
-                    e.record
-                        .state
-                        .plan
-                        .steps
-                        .iter()
-                        .any(|s| &s.channel == channel && s.address.as_ref().is_some_and(|a| a.value == address))
+                    e.record.state.plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address)
                 })
             })
             .collect())

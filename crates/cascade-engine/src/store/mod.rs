@@ -339,7 +339,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Takes or renews the lease of up to `limit` running campaigns for `holder` until
     /// `until`: those with no lease, a lapsed one (ended before `now`), or one `holder` already
-    /// has. Returns them. A campaign leased to another live holder is not returned.
+    /// has. Returns them. A campaign leased to another live holder is not returned. An
+    /// `until` before `now` gives `holder`'s leases up (a graceful stop).
     async fn lease_campaigns(
         &self,
         holder: &str,
