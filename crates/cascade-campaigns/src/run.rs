@@ -7,7 +7,8 @@
 //! and the engine returns the cascade it already has instead of sending twice.
 //!
 //! One instance drives a campaign at a time: it holds a lease on it in the store and renews it
-//! every `poll`; if the instance dies, another takes over once the lease lapses. The driver
+//! every `poll`; it gives the lease up when it stops, and if it dies, another instance takes
+//! over once the lease lapses. The driver
 //! keeps to the campaign's rate with a token bucket, starts nothing before `start_at` or outside
 //! the sending window (judged per time zone of the recipients), expires what is left at
 //! `end_at`, and notices a pause or cancel within a second even when another instance made it.
@@ -37,7 +38,9 @@ use crate::{Format, Region};
 pub struct CampaignsConfig {
     /// This instance's name in leases (default: a random one per process).
     pub holder: String,
-    /// How long a lease on a campaign lasts without renewal (30 s).
+    /// How long a lease on a campaign lasts without renewal (10 s): after a crash, another
+    /// instance (or this one restarted) takes the campaign over within this. A graceful stop
+    /// gives the leases up at once.
     pub lease: Duration,
     /// How often leases are renewed and new or resumed campaigns looked for, and how often a
     /// driver re-reads its campaign's state (1 s).
@@ -50,7 +53,7 @@ impl Default for CampaignsConfig {
     fn default() -> Self {
         Self {
             holder: format!("instance-{}", uuid_like()),
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             import_batch: 2_000,
         }
@@ -173,7 +176,8 @@ impl Campaigns {
     }
 
     /// Stops the runner and its drivers (recipients in the middle of being started are
-    /// started by whichever instance drives the campaign next).
+    /// started by whichever instance drives the campaign next). The runner task gives its
+    /// leases up before it ends.
     pub fn stop(&self) {
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.stop.notify_waiters();
@@ -236,6 +240,7 @@ impl Campaigns {
             format: new.format,
             region: new.region,
             template: Some(new.spec.message.text.clone()),
+            variables: new.spec.variables.clone(),
             preview: 3,
             max_errors: 1_000,
         };
@@ -420,6 +425,13 @@ impl Campaigns {
         let store = inner.engine.store().clone();
         loop {
             if inner.stopping.load(Ordering::Acquire) {
+                // Give the campaigns up, so an instance starting now takes them at once
+                // instead of after the lease: a lease ending before `now` has lapsed.
+                let now = inner.engine.now();
+                let past = now - chrono::Duration::milliseconds(1);
+                if let Err(e) = store.lease_campaigns(&inner.config.holder, now, past, 1_000).await {
+                    tracing::warn!(error = %e, "could not give up the campaign leases");
+                }
                 return;
             }
             let now = inner.engine.now();

@@ -188,6 +188,10 @@ pub struct ValidateOptions {
     pub region: Option<Region>,
     /// A message template to preview and to check variables of.
     pub template: Option<String>,
+    /// Template variables beside the contact's, the same for every row (a campaign's
+    /// `variables`, `{"offer": {...}}`): the preview renders with them, and variables they
+    /// hold are never missing.
+    pub variables: Value,
     /// How many valid recipients to render the template for (with `template`).
     pub preview: usize,
     /// How many errors to keep in [`Report::errors`] (the counts are always exact).
@@ -196,7 +200,7 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        Self { format: None, region: None, template: None, preview: 3, max_errors: usize::MAX }
+        Self { format: None, region: None, template: None, variables: Value::Null, preview: 3, max_errors: usize::MAX }
     }
 }
 
@@ -273,6 +277,7 @@ pub enum ValidateError {
 /// combination of lacking variables.
 struct TemplateCheck {
     source: String,
+    variables: Value,
     /// The variables the template uses that an empty contact lacks (dotted paths).
     candidates: Vec<String>,
     /// The candidates whose absence makes rendering fail (those with a `default` do not), as
@@ -292,8 +297,8 @@ struct TemplateCheck {
 const COMBINATIONS: usize = 4096;
 
 impl TemplateCheck {
-    fn new(source: &str, preview_max: usize) -> Result<Self, TemplateError> {
-        let empty = template::context(&Contact::default(), &Value::Null);
+    fn new(source: &str, variables: &Value, preview_max: usize) -> Result<Self, TemplateError> {
+        let empty = template::context(&Contact::default(), variables);
         // Every variable the template uses that an empty contact lacks…
         let candidates = match template::render(source, &empty) {
             Ok(_) => Vec::new(),
@@ -303,13 +308,14 @@ impl TemplateCheck {
         // …less those it renders without (a `default`, a branch not taken): given all the
         // others, does lacking this one still fail?
         let all = 0..candidates.len();
-        let required = if renders_with_placeholders(source, &candidates, |_| false) {
-            all.filter(|&i| !renders_with_placeholders(source, &candidates, |j| j == i)).collect()
+        let required = if renders_with_placeholders(source, variables, &candidates, |_| false) {
+            all.filter(|&i| !renders_with_placeholders(source, variables, &candidates, |j| j == i)).collect()
         } else {
             all.collect()
         };
         Ok(Self {
             source: source.to_owned(),
+            variables: variables.clone(),
             absent: vec![0; candidates.len().div_ceil(64)],
             candidates,
             required,
@@ -336,7 +342,7 @@ impl TemplateCheck {
             return;
         }
         let rendered =
-            wants_preview.then(|| template::render(&self.source, &template::context(&r.contact, &Value::Null)));
+            wants_preview.then(|| template::render(&self.source, &template::context(&r.contact, &self.variables)));
         if lacking {
             let fails = match &rendered {
                 Some(result) => result.is_err(),
@@ -381,7 +387,8 @@ impl TemplateCheck {
         if let Some(&fails) = self.fails.get(self.absent.as_slice()) {
             return fails;
         }
-        let fails = !renders_with_placeholders(&self.source, &self.candidates, |i| bit(&self.absent, i));
+        let fails =
+            !renders_with_placeholders(&self.source, &self.variables, &self.candidates, |i| bit(&self.absent, i));
         if self.fails.len() < COMBINATIONS {
             self.fails.insert(self.absent.clone(), fails);
         }
@@ -395,8 +402,13 @@ fn bit(set: &[u64], i: usize) -> bool {
 
 /// Whether `source` renders for an empty contact given a placeholder for each of `candidates`
 /// except those `lacks` names.
-fn renders_with_placeholders(source: &str, candidates: &[String], lacks: impl Fn(usize) -> bool) -> bool {
-    let mut ctx = template::context(&Contact::default(), &Value::Null);
+fn renders_with_placeholders(
+    source: &str,
+    variables: &Value,
+    candidates: &[String],
+    lacks: impl Fn(usize) -> bool,
+) -> bool {
+    let mut ctx = template::context(&Contact::default(), variables);
     for (i, path) in candidates.iter().enumerate() {
         if !lacks(i) {
             insert(&mut ctx, path);
@@ -477,7 +489,9 @@ pub fn validate_with<R: Read + Send>(
     mut on_valid: impl FnMut(&Recipient),
 ) -> Result<Report, ValidateError> {
     let mut check = match &options.template {
-        Some(source) => Some(TemplateCheck::new(source, options.preview).map_err(ValidateError::Template)?),
+        Some(source) => {
+            Some(TemplateCheck::new(source, &options.variables, options.preview).map_err(ValidateError::Template)?)
+        }
         None => None,
     };
     let mut validator = Validator::new(options.region);

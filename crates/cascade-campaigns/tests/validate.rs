@@ -289,3 +289,20 @@ fn two_json_keys_for_one_column_make_the_row_invalid() {
     assert_eq!(errors(&report), [(1, "\"mobile\" and \"phone\" are both phone: keep one")]);
     assert_eq!((report.valid, report.invalid), (1, 1));
 }
+
+#[test]
+fn the_preview_renders_with_the_campaign_variables_and_they_are_never_missing() {
+    let csv = "phone,name\n+12015550123,Ann\n+12015550124,\n";
+    let options = ValidateOptions {
+        template: Some("Hi {{contact.name}}, use {{offer.code}}".into()),
+        variables: serde_json::json!({"offer": {"code": "SPRING"}}),
+        preview: 1,
+        ..us()
+    };
+    let report = check(csv, &options);
+    let preview = report.preview.unwrap();
+    assert_eq!(preview[0].text.as_deref(), Some("Hi Ann, use SPRING"));
+    let missing = report.missing_variables.unwrap();
+    assert_eq!(missing.len(), 1, "only the name is missing, not the offer: {missing:?}");
+    assert_eq!((missing[0].variable.as_str(), missing[0].rows, missing[0].first_line), ("contact.name", 1, 3));
+}

@@ -154,50 +154,7 @@ impl App {
     /// name, the upload, and checks the URLs the server would call.
     pub(crate) async fn to_cascade_request(&self, req: StartRequest, key: &ApiKey) -> Result<CascadeRequest, Problem> {
         let mut errors = Vec::new();
-        let mut policy = match self.resolve_policy(&req.policy) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.extend(e);
-                None
-            }
-        };
-        let attachment = match req.message.attachment {
-            Some(a) => match self.resolve_attachment(a).await {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            },
-            None => None,
-        };
-        // Every other file URL the request carries is fetched too (by an adapter or a
-        // provider): per-channel overrides and, for a policy of its own, its steps' content. A
-        // named policy's content comes from the configuration and is trusted like it.
-        let mut urls: Vec<(String, &mut String)> = Vec::new();
-        let mut overrides = req.message.overrides;
-        for (channel, over) in &mut overrides {
-            if let Some(a) = &mut over.attachment {
-                urls.push((format!("message.overrides.{channel}.attachment.url"), &mut a.url));
-            }
-        }
-        if req.policy.is_object()
-            && let Some(p) = &mut policy
-        {
-            for (i, step) in Arc::make_mut(p).steps.iter_mut().enumerate() {
-                if let Some(a) = step.content.as_mut().and_then(|c| c.attachment.as_mut()) {
-                    urls.push((format!("policy.steps[{i}].content.attachment.url"), &mut a.url));
-                }
-            }
-        }
-        let url_policy = self.inner().url_policy;
-        let checked = futures_util::future::join_all(urls.iter().map(|(_, url)| url_policy.check(url))).await;
-        for ((field, url), result) in urls.into_iter().zip(checked) {
-            match result {
-                Ok(checked) => *url = checked.to_string(),
-                Err(e) => errors.push(ValidationError::new(field, e.to_string())),
-            }
-        }
+        let content = self.resolve_content(req.message, &req.policy, &mut errors).await;
         if let Some(url) = &req.callback_url {
             if key.secret().is_none() {
                 errors.push(ValidationError::new(
@@ -211,16 +168,76 @@ impl App {
         if !req.variables.is_null() && !req.variables.is_object() {
             errors.push(ValidationError::new("variables", "must be an object"));
         }
-        let Some(policy) = policy.filter(|_| errors.is_empty()) else {
+        let Some((message, policy)) = content.filter(|_| errors.is_empty()) else {
             return Err(Problem::invalid(errors));
         };
-        let message = Message { text: req.message.text, attachment, overrides };
         let mut request = CascadeRequest::new(req.contact, message, policy);
         request.variables = req.variables;
         request.callback_url = req.callback_url;
         request.metadata = req.metadata;
         request.owner = Some(key.owner());
         Ok(request)
+    }
+
+    /// The message and policy of a request: resolves the policy name and the upload, and
+    /// checks the file URLs the server or the providers would fetch. What is wrong is added to
+    /// `errors` (and `None` returned when either could not be made).
+    pub(crate) async fn resolve_content(
+        &self,
+        message: MessageBody,
+        policy: &Value,
+        errors: &mut Vec<ValidationError>,
+    ) -> Option<(Message, Arc<Policy>)> {
+        let inline_policy = policy.is_object();
+        let mut policy = match self.resolve_policy(policy) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        // `None`: the attachment is wrong; `Some(None)`: there is none.
+        let attachment = match message.attachment {
+            Some(a) => match self.resolve_attachment(a).await {
+                Ok(a) => Some(Some(a)),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            None => Some(None),
+        };
+        // Every other file URL the request carries is fetched too (by an adapter or a
+        // provider): per-channel overrides and, for a policy of its own, its steps' content. A
+        // named policy's content comes from the configuration and is trusted like it.
+        let mut urls: Vec<(String, &mut String)> = Vec::new();
+        let mut overrides = message.overrides;
+        for (channel, over) in &mut overrides {
+            if let Some(a) = &mut over.attachment {
+                urls.push((format!("message.overrides.{channel}.attachment.url"), &mut a.url));
+            }
+        }
+        if inline_policy && let Some(p) = &mut policy {
+            for (i, step) in Arc::make_mut(p).steps.iter_mut().enumerate() {
+                if let Some(a) = step.content.as_mut().and_then(|c| c.attachment.as_mut()) {
+                    urls.push((format!("policy.steps[{i}].content.attachment.url"), &mut a.url));
+                }
+            }
+        }
+        let url_policy = self.inner().url_policy;
+        let checked = futures_util::future::join_all(urls.iter().map(|(_, url)| url_policy.check(url))).await;
+        let mut failed = false;
+        for ((field, url), result) in urls.into_iter().zip(checked) {
+            match result {
+                Ok(checked) => *url = checked.to_string(),
+                Err(e) => {
+                    failed = true;
+                    errors.push(ValidationError::new(field, e.to_string()));
+                }
+            }
+        }
+        let (attachment, policy) = (attachment?, policy?);
+        (!failed).then_some((Message { text: message.text, attachment, overrides }, policy))
     }
 
     pub(crate) fn resolve_policy(&self, value: &Value) -> Result<Arc<Policy>, Vec<ValidationError>> {
@@ -292,7 +309,7 @@ impl App {
     }
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
@@ -437,7 +454,7 @@ pub async fn list(State(app): State<App>, headers: HeaderMap, request: Request) 
 }
 
 /// The query string of a request, or a `422` quoting what is wrong with it.
-async fn query<Q: DeserializeOwned>(request: Request) -> Result<Q, Problem> {
+pub(crate) async fn query<Q: DeserializeOwned>(request: Request) -> Result<Q, Problem> {
     let Query(q) = Query::<Q>::from_request(request, &())
         .await
         .map_err(|e| Problem::new(ProblemKind::InvalidRequest, format!("bad query string: {}", e.body_text())))?;
@@ -447,15 +464,15 @@ async fn query<Q: DeserializeOwned>(request: Request) -> Result<Q, Problem> {
 /// One page of a list paged by cursor: the items before `before` (the last id of the page
 /// before), at most `limit` of them.
 #[derive(Debug)]
-struct Page<C> {
-    before: Option<C>,
-    limit: usize,
+pub(crate) struct Page<C> {
+    pub(crate) before: Option<C>,
+    pub(crate) limit: usize,
 }
 
 impl<C: FromStr> Page<C> {
     /// Reads a `cursor` and a `limit` (1 to `max`, `default` when not given); what is wrong
     /// with them is added to `errors`.
-    fn parse(
+    pub(crate) fn parse(
         cursor: Option<&str>,
         limit: Option<usize>,
         default: usize,
@@ -479,7 +496,7 @@ impl<C: FromStr> Page<C> {
 }
 
 /// The cursor of the page after `items`: the last item's id when the page is full (`limit`).
-fn next_cursor<T>(items: &[T], limit: usize, id: impl FnOnce(&T) -> String) -> Option<String> {
+pub(crate) fn next_cursor<T>(items: &[T], limit: usize, id: impl FnOnce(&T) -> String) -> Option<String> {
     items.last().filter(|_| items.len() == limit).map(id)
 }
 

@@ -2,11 +2,11 @@
 //!
 //! cascade's HTTP server as an [axum] router you can run on its own (`cascade-server`) or mount
 //! in your own service: the JSON API under `/v1` (start, read, list, cancel and watch
-//! cascades; upload files), provider webhooks at `/webhooks/{connection_id}`, signed file links
+//! cascades; create, watch, pause, resume, cancel and export campaigns; upload files), provider webhooks at `/webhooks/{connection_id}`, signed file links
 //! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
 //! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
-//! `application/problem+json`. Background work (callback delivery, metrics) runs in
-//! [`App::spawn_workers`]; [`App::serve`] runs it all and stops in order.
+//! `application/problem+json`. Background work (callback delivery, metrics, the campaign
+//! runner) runs in [`App::spawn_workers`]; [`App::serve`] runs it all and stops in order.
 //!
 //! ```no_run
 //! # async fn demo(engine: cascade_engine::Engine) -> std::io::Result<()> {
@@ -28,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod callbacks;
+pub mod campaigns;
 pub mod kommo;
 pub mod metrics;
 pub mod net;
@@ -45,6 +46,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use cascade_campaigns::{Campaigns, CampaignsConfig};
 use cascade_channel_kit::webhook::Intake;
 use cascade_engine::{ConnectionId, Engine, Policy};
 
@@ -82,6 +84,7 @@ pub(crate) struct Inner {
     pub(crate) callbacks: CallbackSettings,
     pub(crate) metrics: Metrics,
     pub(crate) kommo: Option<Arc<cascade_kommo::Kommo>>,
+    pub(crate) campaigns: Campaigns,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -101,6 +104,7 @@ pub struct AppBuilder {
     link_ttl: Duration,
     callbacks: CallbackSettings,
     kommo: Option<Arc<cascade_kommo::Kommo>>,
+    campaigns: CampaignsConfig,
 }
 
 impl App {
@@ -120,6 +124,7 @@ impl App {
             link_ttl: Duration::from_secs(7 * 86_400),
             callbacks: CallbackSettings::default(),
             kommo: None,
+            campaigns: CampaignsConfig::default(),
         }
     }
 
@@ -138,6 +143,13 @@ impl App {
             .route("/v1/cascades/{id}", get(api::get_one))
             .route("/v1/cascades/{id}/cancel", post(api::cancel))
             .route("/v1/cascades/{id}/events", get(api::events))
+            .route("/v1/campaigns", post(campaigns::create).get(campaigns::list))
+            .route("/v1/campaigns/{id}", get(campaigns::get_one))
+            .route("/v1/campaigns/{id}/events", get(campaigns::events))
+            .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+            .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
+            .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+            .route("/v1/campaigns/{id}/export", get(campaigns::export))
             .route("/v1/callbacks/dead", get(api::dead_callbacks))
             .route("/v1/uploads", post(api::upload).layer(DefaultBodyLimit::max(upload_limit)))
             .route("/v1/openapi.json", get(openapi::serve))
@@ -153,13 +165,23 @@ impl App {
             .with_state(self.clone())
     }
 
-    /// Starts the background work: callback delivery from the outbox, and metrics from the
-    /// engine's events. Stop it with [`Workers::stop`] on shutdown.
+    /// Starts the background work: callback delivery from the outbox, metrics from the
+    /// engine's events, and the campaign runner ([`Campaigns::start`]). Stop it with
+    /// [`Workers::stop`] on shutdown.
     pub fn spawn_workers(&self) -> Workers {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let campaigns = self.inner.campaigns.clone();
+        let mut campaigns_stopped = stopped.clone();
         let tasks = vec![
             tokio::spawn(callbacks::run(self.clone(), stopped.clone())),
             tokio::spawn(metrics::listen(self.clone(), stopped)),
+            tokio::spawn(async move {
+                let runner = campaigns.start();
+                // Until told to stop, or until `Workers` is dropped.
+                let _ = campaigns_stopped.wait_for(|stop| *stop).await;
+                campaigns.stop();
+                let _ = runner.await;
+            }),
         ];
         Workers { stop, tasks }
     }
@@ -172,9 +194,9 @@ impl App {
 
     /// Runs the whole server on `listener` until `shutdown` resolves: starts the
     /// [workers](App::spawn_workers), serves [the router](App::router), then stops in order —
-    /// no new requests, event streams ended, the sends in flight given up to `grace` to finish
-    /// ([`Engine::shutdown`]), the workers stopped. Running cascades continue from the store
-    /// when a server starts again.
+    /// no new requests, event streams ended, no more campaign recipients started, the sends in
+    /// flight given up to `grace` to finish ([`Engine::shutdown`]), the workers stopped.
+    /// Running cascades and campaigns continue from the store when a server starts again.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -190,6 +212,8 @@ impl App {
             })
             .await;
         tracing::info!(grace = ?grace, "stopping: finishing sends in flight");
+        // Campaigns first: no recipient is started while the engine stops.
+        self.inner.campaigns.stop();
         self.inner.engine.shutdown(grace).await;
         workers.stop().await;
         served
@@ -312,6 +336,12 @@ impl AppBuilder {
         self
     }
 
+    /// Campaign runner settings (the lease, how often it looks for work, the import batch).
+    pub fn campaigns(mut self, config: CampaignsConfig) -> Self {
+        self.campaigns = config;
+        self
+    }
+
     /// Builds the app. Fails only if the upload directory cannot be created.
     pub fn try_build(self) -> std::io::Result<App> {
         let secret = if self.secret.is_empty() {
@@ -326,6 +356,7 @@ impl AppBuilder {
             None => None,
         };
         let metrics = Metrics::new();
+        let campaigns = Campaigns::new(self.engine.clone(), self.campaigns);
         Ok(App {
             inner: Arc::new(Inner {
                 engine: self.engine,
@@ -340,6 +371,7 @@ impl AppBuilder {
                 callbacks: self.callbacks,
                 metrics,
                 kommo: self.kommo,
+                campaigns,
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         })

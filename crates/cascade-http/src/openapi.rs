@@ -8,15 +8,18 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use crate::{api, problem, uploads};
+use crate::{api, campaigns, problem, uploads};
 
 /// The API's OpenAPI description.
 #[derive(OpenApi, Debug)]
 #[openapi(
     info(title = "cascade", description = "Cascading message delivery: one message, tried over an ordered chain of channels until it is delivered."),
-    paths(api::start, api::get_one, api::list, api::cancel, api::events, api::upload, api::dead_callbacks),
+    paths(api::start, api::get_one, api::list, api::cancel, api::events, api::upload, api::dead_callbacks,
+        campaigns::create, campaigns::list, campaigns::get_one, campaigns::events, campaigns::pause,
+        campaigns::resume, campaigns::cancel, campaigns::export),
     components(schemas(api::StartRequest, api::MessageBody, api::AttachmentBody, api::Started, api::Uploaded,
-        uploads::UploadInfo, problem::ProblemDetails)),
+        uploads::UploadInfo, problem::ProblemDetails, campaigns::CreateCampaign, campaigns::ScheduleBody,
+        campaigns::CampaignSummary)),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]

@@ -29,6 +29,9 @@ pub enum ProblemKind {
     NotFound,
     /// The idempotency key was used for a different request: 409.
     IdempotencyConflict,
+    /// The resource's state does not allow the operation (pausing a campaign that is not
+    /// running): 409.
+    Conflict,
     /// The body is larger than allowed: 413.
     PayloadTooLarge,
     /// The body's media type is not one the endpoint takes: 415.
@@ -52,7 +55,7 @@ impl ProblemKind {
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::IdempotencyConflict => StatusCode::CONFLICT,
+            Self::IdempotencyConflict | Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -70,6 +73,7 @@ impl ProblemKind {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::IdempotencyConflict => "idempotency-conflict",
+            Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::RateLimited => "rate-limited",
@@ -87,6 +91,7 @@ impl ProblemKind {
             Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
             Self::IdempotencyConflict => "The idempotency key belongs to a different request",
+            Self::Conflict => "The resource's state does not allow this",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RateLimited => "Too many requests",
@@ -134,6 +139,11 @@ pub struct ProblemDetails {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<ValidationError>,
+    /// For a campaign refused because its list has no valid recipient: the list's report
+    /// (counts and the errors by line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
     /// Seconds to wait before retrying (429, 503).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -151,6 +161,7 @@ impl Problem {
             detail: detail.into(),
             field: None,
             errors: Vec::new(),
+            report: None,
             retry_after: None,
             kind,
         }))
