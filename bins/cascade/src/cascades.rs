@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Global;
-use crate::client::{Client, StreamError};
+use crate::client::{Client, Entry};
 use crate::exit::{self, Failure};
 use crate::out::Out;
 use crate::timeline::{Timeline, outcome_text};
@@ -61,18 +61,8 @@ pub struct SendArgs {
     /// A file to attach: uploaded first, then sent by URL.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// A policy configured on the server.
-    #[arg(long, conflicts_with = "chain")]
-    policy: Option<String>,
-    /// The channels to try, in order (an inline policy).
-    #[arg(long, value_name = "CHANNELS", value_delimiter = ',')]
-    chain: Vec<String>,
-    /// With --chain: how long each step waits (`30s`, `2m`; default: the server's, 60 s).
-    #[arg(long, requires = "chain")]
-    timeout: Option<String>,
-    /// With --chain: the status each step waits for (default: the channel's, e.g. `delivered`).
-    #[arg(long, requires = "chain")]
-    until: Option<String>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Where the server POSTs the outcome (the key needs a callback secret).
     #[arg(long, value_name = "URL")]
     callback_url: Option<String>,
@@ -85,6 +75,58 @@ pub struct SendArgs {
     /// Follow the cascade live until it ends: exit 0 when delivered, 1 otherwise.
     #[arg(long)]
     wait: bool,
+}
+
+/// The policy options of `send` and `campaign create`: a configured policy by name, or an
+/// inline one from a list of channels.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// A policy configured on the server (default: `default`).
+    #[arg(long, conflicts_with = "chain")]
+    policy: Option<String>,
+    /// The channels to try, in order (an inline policy).
+    #[arg(long, value_name = "CHANNELS", value_delimiter = ',')]
+    chain: Vec<String>,
+    /// With --chain: how long each step waits (`30s`, `2m`; default: the server's, 60 s).
+    #[arg(long, requires = "chain")]
+    timeout: Option<String>,
+    /// With --chain: the status each step waits for (default: the channel's, e.g. `delivered`).
+    #[arg(long, requires = "chain")]
+    until: Option<String>,
+}
+
+impl PolicyArgs {
+    /// The request's `policy`: the name (`default` when neither option is given), or
+    /// `{"steps": [...]}` for --chain.
+    pub(crate) fn to_json(&self) -> Result<Value, Failure> {
+        if self.chain.is_empty() {
+            return Ok(json!(self.policy.as_deref().unwrap_or("default")));
+        }
+        if let Some(t) = &self.timeout {
+            cascade_engine::model::duration::parse(t)
+                .map_err(|e| Failure::invalid(format!("--timeout {t:?}: {e} (write it as 30s, 2m, 1h)")))?;
+        }
+        let steps: Vec<Value> = self
+            .chain
+            .iter()
+            .map(|c| c.trim())
+            .filter(|c| !c.is_empty())
+            .map(|channel| {
+                let mut step = json!({"channel": channel});
+                if let Some(t) = &self.timeout {
+                    step["timeout"] = json!(t);
+                }
+                if let Some(u) = &self.until {
+                    step["until"] = json!(u);
+                }
+                step
+            })
+            .collect();
+        if steps.is_empty() {
+            return Err(Failure::invalid("--chain: name at least one channel (whatsapp,telegram,sms)"));
+        }
+        Ok(json!({"steps": steps}))
+    }
 }
 
 /// `cascade status` options.
@@ -165,7 +207,8 @@ pub(crate) fn started_id(answer: &Value) -> Result<String, Failure> {
         .ok_or_else(|| Failure::io(format!("the server's answer has no cascade id: {answer}")))
 }
 
-fn client(g: &Global) -> Result<Client, Failure> {
+/// A client of the server the global options name.
+pub(crate) fn client(g: &Global) -> Result<Client, Failure> {
     Client::new(&g.server, g.api_key.clone())
 }
 
@@ -195,6 +238,26 @@ fn set_path(root: &mut Map<String, Value>, path: &str, value: Value) -> Result<(
             .ok_or_else(|| Failure::invalid(format!("--var {path:?}: {part:?} is already a value, not an object")))?;
     }
     Ok(())
+}
+
+/// `--var PATH=VALUE` options as template variables; dots in the path nest objects.
+pub(crate) fn variables(vars: &[String]) -> Result<Map<String, Value>, Failure> {
+    let mut variables = Map::new();
+    for s in vars {
+        let (k, v) = pair("var", s)?;
+        set_path(&mut variables, k, json!(v))?;
+    }
+    Ok(variables)
+}
+
+/// `--metadata KEY=VALUE` options as an object.
+pub(crate) fn metadata(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
+    let mut metadata = Map::new();
+    for s in pairs {
+        let (k, v) = pair("metadata", s)?;
+        metadata.insert(k.into(), json!(v));
+    }
+    Ok(metadata)
 }
 
 /// The `POST /v1/cascades` body for these options (the attachment added by the caller).
@@ -227,44 +290,9 @@ fn start_body(a: &SendArgs) -> Result<Value, Failure> {
     }
     contact.insert("addresses".into(), Value::Object(addresses));
     contact.insert("fields".into(), Value::Object(fields));
-    let mut variables = Map::new();
-    for s in &a.var {
-        let (k, v) = pair("var", s)?;
-        set_path(&mut variables, k, json!(v))?;
-    }
-    let mut metadata = Map::new();
-    for s in &a.metadata {
-        let (k, v) = pair("metadata", s)?;
-        metadata.insert(k.into(), json!(v));
-    }
-    let policy = if a.chain.is_empty() {
-        json!(a.policy.as_deref().unwrap_or("default"))
-    } else {
-        if let Some(t) = &a.timeout {
-            cascade_engine::model::duration::parse(t)
-                .map_err(|e| Failure::invalid(format!("--timeout {t:?}: {e} (write it as 30s, 2m, 1h)")))?;
-        }
-        let steps: Vec<Value> = a
-            .chain
-            .iter()
-            .map(|c| c.trim())
-            .filter(|c| !c.is_empty())
-            .map(|channel| {
-                let mut step = json!({"channel": channel});
-                if let Some(t) = &a.timeout {
-                    step["timeout"] = json!(t);
-                }
-                if let Some(u) = &a.until {
-                    step["until"] = json!(u);
-                }
-                step
-            })
-            .collect();
-        if steps.is_empty() {
-            return Err(Failure::invalid("--chain: name at least one channel (whatsapp,telegram,sms)"));
-        }
-        json!({"steps": steps})
-    };
+    let variables = variables(&a.var)?;
+    let metadata = metadata(&a.metadata)?;
+    let policy = a.policy.to_json()?;
     let mut body = json!({
         "contact": contact,
         "message": {"text": a.text},
@@ -346,44 +374,13 @@ async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
     // Entries shown so far: the stream replays the stored timeline first, so after a
     // reconnect the first `seen` entries are skipped.
     let mut seen = 0usize;
-    // Reconnects in a row without a new entry; a stream that keeps breaking is given up on.
-    let mut broken = 0u32;
-    let mut finished = false;
-    while !finished {
-        if broken > 0 {
-            if broken > 30 {
-                spinner.finish_and_clear();
-                return Err(Failure::io(format!("lost the event stream of {id}; see `cascade status {id}`")));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let mut events = match client.events(id).await {
-            Ok(e) => e,
-            Err(f) if broken > 0 && f.code == exit::UNAVAILABLE => {
-                broken += 1;
-                continue;
-            }
-            Err(f) => {
-                spinner.finish_and_clear();
-                return Err(f);
-            }
-        };
-        let mut index = 0usize;
-        // Until the stream ends: `finished`, or broken off (the server restarting).
-        while let Some(event) = match events.next().await {
-            Ok(next) => next,
-            Err(StreamError::Broken(_)) => None,
-            Err(StreamError::Unreadable(f)) => {
-                spinner.finish_and_clear();
-                return Err(f);
-            }
-        } {
-            index += 1;
+    let lost = format!("lost the event stream of {id}; see `cascade status {id}`");
+    let followed = client
+        .follow_cascade(id, &lost, |index, event| {
             if index <= seen {
-                continue;
+                return Ok(Entry::Replayed);
             }
             seen = index;
-            broken = 0;
             if out.json {
                 out.json_line(&serde_json::to_value(&event).unwrap_or(Value::Null));
             } else {
@@ -391,14 +388,11 @@ async fn follow(client: &Client, out: &Out, id: &str) -> Result<u8, Failure> {
                 spinner.suspend(|| println!("{}", line.render(out)));
                 spinner.set_message(format!("{} {}", line.channel, console::strip_ansi_codes(&line.text)));
             }
-            if matches!(event.kind, EventKind::Finished { .. }) {
-                finished = true;
-                break;
-            }
-        }
-        broken += 1;
-    }
+            Ok(if matches!(event.kind, EventKind::Finished { .. }) { Entry::Last } else { Entry::New })
+        })
+        .await;
     spinner.finish_and_clear();
+    followed?;
     let value = client.get(id).await?;
     let view = parse_view(&value)?;
     if out.json {

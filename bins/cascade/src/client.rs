@@ -1,12 +1,18 @@
-//! The server's `/v1` API over HTTP: starts, reads, lists, cancels, uploads, and follows a
-//! cascade's event stream. Problem documents become [`Failure`]s with the right exit code and
-//! every error the server listed, each with its field.
+//! The server's `/v1` API over HTTP: starts, reads, lists and cancels cascades; creates,
+//! reads, lists, controls and exports campaigns; uploads files; and follows event streams
+//! (a cascade's timeline, a campaign's progress), reconnecting when they break. Problem
+//! documents become [`Failure`]s with the right exit code and every error the server listed,
+//! each with its field.
 
+use std::marker::PhantomData;
 use std::path::Path;
+use std::time::Duration;
 
 use cascade_engine::Event;
 use futures_util::StreamExt;
+use indicatif::ProgressBar;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::exit::{self, Failure};
@@ -103,12 +109,24 @@ impl Client {
 
     /// `POST /v1/uploads`, streaming the file from disk.
     pub async fn upload(&self, path: &Path) -> Result<Value, Failure> {
+        self.upload_with_progress(path, &ProgressBar::hidden()).await
+    }
+
+    /// `POST /v1/uploads`, streaming the file from disk; `bar` gets the file's size as its
+    /// length and advances with every chunk sent.
+    pub async fn upload_with_progress(&self, path: &Path, bar: &ProgressBar) -> Result<Value, Failure> {
         let file =
             tokio::fs::File::open(path).await.map_err(|e| Failure::io(format!("--file {}: {e}", path.display())))?;
         let size = file.metadata().await.map_err(|e| Failure::io(format!("--file {}: {e}", path.display())))?.len();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let media_type = cascade_http::uploads::guess_media_type(Some(&name));
-        let stream = tokio_util::io::ReaderStream::new(file);
+        bar.set_length(size);
+        let sent = bar.clone();
+        let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                sent.inc(c.len() as u64);
+            }
+        });
         let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
             .file_name(name)
             .mime_str(media_type)
@@ -118,22 +136,142 @@ impl Client {
     }
 
     /// `GET /v1/cascades/{id}/events`: the timeline so far, then live until `finished`.
-    pub async fn events(&self, id: &str) -> Result<Events, Failure> {
-        let r = self.request(Method::GET, &["v1", "cascades", id, "events"]).header("Accept", "text/event-stream");
+    pub async fn events(&self, id: &str) -> Result<Events<Event>, Failure> {
+        self.stream(&["v1", "cascades", id, "events"]).await
+    }
+
+    /// `POST /v1/campaigns` (also a dry run, by the body's `dry_run`).
+    pub async fn create_campaign(&self, body: &Value) -> Result<Value, Failure> {
+        self.json(self.request(Method::POST, &["v1", "campaigns"]).json(body)).await
+    }
+
+    /// `GET /v1/campaigns/{id}`: the progress, with the settings and the import's counts.
+    pub async fn campaign(&self, id: &str) -> Result<Value, Failure> {
+        self.json(self.request(Method::GET, &["v1", "campaigns", id])).await
+    }
+
+    /// `GET /v1/campaigns?...`.
+    pub async fn campaigns(&self, query: &[(&str, String)]) -> Result<Value, Failure> {
+        let mut url = self.url(&["v1", "campaigns"]);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        self.json(self.request_to(Method::GET, url)).await
+    }
+
+    /// `POST /v1/campaigns/{id}/{action}` (`pause`, `resume`, `cancel`): the new progress.
+    pub async fn campaign_action(&self, id: &str, action: &str) -> Result<Value, Failure> {
+        self.json(self.request(Method::POST, &["v1", "campaigns", id, action])).await
+    }
+
+    /// `GET /v1/campaigns/{id}/export?status=...`: the CSV body, chunk by chunk as it comes.
+    pub async fn campaign_export(&self, id: &str, status: &str) -> Result<ByteStream, Failure> {
+        let mut url = self.url(&["v1", "campaigns", id, "export"]);
+        url.query_pairs_mut().append_pair("status", status);
+        let response = self.send(self.request_to(Method::GET, url).header("Accept", "text/csv")).await?;
+        Ok(Box::pin(response.bytes_stream()))
+    }
+
+    /// A Server-Sent Events stream at `segments`.
+    async fn stream<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Events<T>, Failure> {
+        let r = self.request(Method::GET, segments).header("Accept", "text/event-stream");
         let response = self.send(r).await?;
-        Ok(Events { body: Box::pin(response.bytes_stream()), buffer: Vec::new() })
+        Ok(Events { body: Box::pin(response.bytes_stream()), buffer: Vec::new(), entry: PhantomData })
+    }
+
+    /// Follows a cascade's timeline (`GET /v1/cascades/{id}/events`) to `finished`; see
+    /// [`Client::follow`].
+    pub async fn follow_cascade(
+        &self,
+        id: &str,
+        lost: &str,
+        on_entry: impl FnMut(usize, Event) -> Result<Entry, Failure>,
+    ) -> Result<(), Failure> {
+        self.follow(&["v1", "cascades", id, "events"], lost, on_entry).await
+    }
+
+    /// Follows a campaign's progress (`GET /v1/campaigns/{id}/events`: the progress at once,
+    /// then whenever it changes, until the campaign is over and none of its cascades runs);
+    /// see [`Client::follow`].
+    pub async fn follow_campaign(
+        &self,
+        id: &str,
+        lost: &str,
+        on_entry: impl FnMut(usize, Value) -> Result<Entry, Failure>,
+    ) -> Result<(), Failure> {
+        self.follow(&["v1", "campaigns", id, "events"], lost, on_entry).await
+    }
+
+    /// Follows the event stream at `segments` to its end, reconnecting when it breaks (the
+    /// server restarting, a proxy closing it) or ends before its last entry. `on_entry` gets
+    /// each entry with its position in the current connection's stream (from 1) and says
+    /// whether it was new and whether it was the last, or fails, which ends the following. It
+    /// gives up after 30 reconnects in a row without a new entry (with `lost` as the message),
+    /// and at once on an entry it cannot read.
+    async fn follow<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        lost: &str,
+        mut on_entry: impl FnMut(usize, T) -> Result<Entry, Failure>,
+    ) -> Result<(), Failure> {
+        // Reconnects in a row without a new entry.
+        let mut broken = 0u32;
+        loop {
+            if broken > 0 {
+                if broken > 30 {
+                    return Err(Failure::io(lost.to_owned()));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let mut events = match self.stream::<T>(segments).await {
+                Ok(e) => e,
+                Err(f) if broken > 0 && f.code == exit::UNAVAILABLE => {
+                    broken += 1;
+                    continue;
+                }
+                Err(f) => return Err(f),
+            };
+            let mut index = 0usize;
+            // Until the stream ends, or breaks off.
+            while let Some(entry) = match events.next().await {
+                Ok(next) => next,
+                Err(StreamError::Broken(_)) => None,
+                Err(StreamError::Unreadable(f)) => return Err(f),
+            } {
+                index += 1;
+                match on_entry(index, entry)? {
+                    Entry::Replayed => {}
+                    Entry::New => broken = 0,
+                    Entry::Last => return Ok(()),
+                }
+            }
+            broken += 1;
+        }
     }
 }
 
-type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
-
-/// A cascade's event stream (Server-Sent Events), one timeline entry at a time.
-pub struct Events {
-    body: ByteStream,
-    buffer: Vec<u8>,
+/// What [`Client::follow`]'s caller made of an entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Entry {
+    /// Seen before this reconnect (a stream that replays its history first).
+    Replayed,
+    /// New.
+    New,
+    /// New, and the last one: the stream has nothing more to say.
+    Last,
 }
 
-impl std::fmt::Debug for Events {
+/// A response body, chunk by chunk.
+pub type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
+
+/// An event stream (Server-Sent Events), one entry (each event's `data` as a `T`) at a time.
+pub struct Events<T> {
+    body: ByteStream,
+    buffer: Vec<u8>,
+    entry: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Events<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Events").field("buffered", &self.buffer.len()).finish()
     }
@@ -156,9 +294,10 @@ impl From<StreamError> for Failure {
     }
 }
 
-impl Events {
-    /// The next entry; `None` when the stream ends (after `finished`, or when the server stops).
-    pub async fn next(&mut self) -> Result<Option<Event>, StreamError> {
+impl<T: DeserializeOwned> Events<T> {
+    /// The next entry; `None` when the stream ends (after its last entry, or when the server
+    /// stops).
+    pub async fn next(&mut self) -> Result<Option<T>, StreamError> {
         loop {
             if let Some(end) = find_blank_line(&self.buffer) {
                 let block: Vec<u8> = self.buffer.drain(..end.0).collect();
@@ -193,8 +332,8 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     })
 }
 
-/// One SSE block's `data:` lines as a timeline entry; comments (keep-alives) give `None`.
-fn parse_block(block: &[u8]) -> Result<Option<Event>, Failure> {
+/// One SSE block's `data:` lines as an entry; comments (keep-alives) give `None`.
+fn parse_block<T: DeserializeOwned>(block: &[u8]) -> Result<Option<T>, Failure> {
     let text = String::from_utf8_lossy(block);
     let data: Vec<&str> =
         text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
@@ -275,10 +414,10 @@ mod tests {
         let buf =
             b": keep-alive\n\nevent: created\ndata: {\"at\":\"2026-01-01T00:00:00Z\",\"type\":\"created\"}\n\nrest";
         let first = find_blank_line(buf).expect("a block");
-        assert_eq!(parse_block(&buf[..first.0]).expect("ok"), None);
+        assert_eq!(parse_block::<Event>(&buf[..first.0]).expect("ok"), None);
         let second_start = first.1;
         let second = find_blank_line(&buf[second_start..]).expect("a second block");
-        let event = parse_block(&buf[second_start..second_start + second.0]).expect("ok").expect("event");
+        let event: Event = parse_block(&buf[second_start..second_start + second.0]).expect("ok").expect("event");
         assert!(matches!(event.kind, cascade_engine::EventKind::Created));
         assert_eq!(find_blank_line(b"rest"), None);
     }

@@ -2,8 +2,8 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | done (the cascade delivered, with `--wait` or `--watch`) |
-//! | 1 | the cascade ended without delivery (`--wait`, `--watch`); a demo contact did not end as its scenario says |
+//! | 0 | done (the cascade delivered, with `--wait` or `--watch`; the campaign finished, with `campaign status --watch`) |
+//! | 1 | the cascade ended without delivery (`--wait`, `--watch`); a watched campaign was cancelled; a demo contact did not end as its scenario says |
 //! | 2 | bad arguments or input: a usage error, a config with problems, a payload the adapter cannot parse, a request the server found invalid (400, 413, 415, 422) |
 //! | 3 | `webhook parse`: the signature is missing or does not match |
 //! | 4 | refused by the server: no or wrong key (401, 403), not found (404), conflict (409), rate limited (429) |
@@ -15,7 +15,7 @@ use crate::out::Out;
 
 /// Success.
 pub const OK: u8 = 0;
-/// The cascade ended without delivery.
+/// The cascade ended without delivery, or the watched campaign was cancelled.
 pub const UNDELIVERED: u8 = 1;
 /// Bad arguments or input.
 pub const INVALID: u8 = 2;

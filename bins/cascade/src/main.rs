@@ -1,9 +1,10 @@
 //! `cascade`: the command line for people and scripts.
 //!
 //! It starts, watches, lists and cancels cascades on a server (`--server`, `--api-key`, or
-//! `CASCADE_SERVER` / `CASCADE_API_KEY`), checks configuration files, runs an adapter's webhook
-//! intake over a saved payload, checks campaign recipient lists offline, runs the provider
-//! sandbox on its own, and runs the demo: a
+//! `CASCADE_SERVER` / `CASCADE_API_KEY`); checks campaign recipient lists offline, and creates,
+//! follows, pauses, resumes, cancels, exports and lists campaigns on a server; checks
+//! configuration files, runs an adapter's webhook intake over a saved payload, runs the
+//! provider sandbox on its own, and runs the demo: a
 //! server on SQLite with the sandbox behind every channel and a handful of contacts whose
 //! cascades show what the engine does.
 //!
@@ -38,14 +39,20 @@ Examples:
   cascade list --state failed --since 2026-01-31T00:00:00Z --json
   cascade config check cascade.toml
   cascade campaign validate --file customers.csv --region US --json
+  cascade campaign create --file customers.csv --region US --text 'Hi {{contact.name}}' --rate 50/s --watch
+  cascade campaign create --file customers.csv --text Hi --rate 600/min --window 'mon-fri 09:00-21:00' --time-zone Europe/Berlin
+  cascade campaign status 0191d2e4-5b6a-7c8d-9e0f-1a2b3c4d5e6f --watch
+  cascade campaign export 0191d2e4-5b6a-7c8d-9e0f-1a2b3c4d5e6f --status failed,expired -o failed.csv
   cascade sandbox --listen 127.0.0.1:9090 --scenarios scenarios.toml
   cascade webhook parse --adapter whatsapp --secret APP_SECRET --header 'X-Hub-Signature-256: sha256=...' body.json
 
-Exit codes: 0 ok; 1 the cascade did not deliver (--wait, --watch) or the demo went wrong;
-2 bad arguments or input; 3 bad webhook signature; 4 refused by the server (auth, not found,
-conflict, rate limit); 5 server unreachable, server error or local I/O error.";
+Exit codes: 0 ok; 1 the cascade did not deliver (--wait, --watch), the watched campaign was
+cancelled, or the demo went wrong; 2 bad arguments or input; 3 bad webhook signature; 4 refused
+by the server (auth, not found, conflict, rate limit); 5 server unreachable, server error or
+local I/O error.";
 
-/// Start and watch message cascades, check configs, debug provider webhooks, run the demo.
+/// Start and watch message cascades and campaigns, check configs, debug provider webhooks, run
+/// the demo.
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version, about, after_help = EXAMPLES)]
 struct Cli {
@@ -89,7 +96,8 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the demo: server, sandbox and contacts, with a live timeline and a summary.
     Demo(demo::DemoArgs),
-    /// Bulk campaigns: check a recipient list (more commands come with the campaign runner).
+    /// Bulk campaigns: check a recipient list; create, follow, pause, resume, cancel, export and
+    /// list campaigns.
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
 }
@@ -111,7 +119,7 @@ fn main() -> ExitCode {
             Command::Webhook(c) => webhook::run(&out, c),
             Command::Sandbox(a) => sandbox::run(&out, a).await,
             Command::Demo(a) => demo::run(&out, a).await,
-            Command::Campaign(c) => campaign::run(&out, c).await,
+            Command::Campaign(c) => campaign::run(&cli.global, &out, c).await,
         }
     });
     match result {

@@ -36,7 +36,7 @@ impl Out {
         let style = match name {
             "delivered" | "read" | "clicked" | "replied" => Style::new().green().bold(),
             "failed" | "expired" | "unreachable" | "rejected" => Style::new().red().bold(),
-            "cancelled" | "skipped" | "unknown" => Style::new().yellow(),
+            "cancelled" | "skipped" | "unknown" | "paused" => Style::new().yellow(),
             "running" | "accepted" | "sent" => Style::new().cyan(),
             _ => Style::new(),
         };

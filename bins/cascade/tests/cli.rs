@@ -2,16 +2,11 @@
 //! server (SQLite, the real WhatsApp and Twilio adapters) in-process on loopback, then runs the
 //! CLI as a separate process and checks its output, JSON and exit codes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::Duration;
 
-use cascade_sandbox::{Sandbox, SandboxConfig, Scenarios};
-use serde_json::Value;
-
-const KEY: &str = "cli-test-key-0123456789";
-const READ_KEY: &str = "cli-read-key-0123456789";
-const SLOW_KEY: &str = "cli-slow-key-0123456789";
+use common::*;
 
 /// Behaves: +15550100001 delivered; +15550100002 fails everywhere; +15550100003 never answers.
 const SCENARIOS: &str = r#"
@@ -29,153 +24,9 @@ address = "+15550100003"
 behaviour = "silent"
 "#;
 
-struct TestServer {
-    url: String,
-    dir: PathBuf,
-    sandbox: Sandbox,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let public = format!("http://{addr}");
-        let mut sc = SandboxConfig {
-            scenarios: Scenarios::from_toml(SCENARIOS).expect("scenarios"),
-            ..SandboxConfig::default()
-        };
-        sc.whatsapp.webhook_url = Some(format!("{public}/webhooks/wa"));
-        let sandbox = Sandbox::start(sc).await.expect("sandbox");
-        let dir = std::env::temp_dir().join(format!("cascade-cli-{}-{}", std::process::id(), addr.port()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let text = format!(
-            r#"
-[server]
-listen = "{addr}"
-public_url = "{public}"
-secret = "cli-test-secret-0123456789abcdef0123"
-upload_dir = "{dir}/uploads"
-allow_internal_urls = true
-shutdown_grace = "2s"
-
-[store]
-kind = "sqlite"
-path = "{dir}/cascade.db"
-
-[api_keys.cli]
-key = "{KEY}"
-scopes = ["send", "read"]
-
-[api_keys.reader]
-key = "{READ_KEY}"
-scopes = ["read"]
-
-[api_keys.slow]
-key = "{SLOW_KEY}"
-scopes = ["read"]
-rate_limit = 1
-
-[connections.wa]
-adapter = "whatsapp-cloud"
-access_token = "{wa_token}"
-phone_number_id = "{wa_phone}"
-app_secret = "{wa_secret}"
-base_url = "{wa_base}"
-price = "0.0085"
-
-[connections.sms]
-adapter = "twilio"
-account_sid = "{tw_sid}"
-auth_token = "{tw_token}"
-from = "+15550009999"
-status_callback = "{public}/webhooks/sms"
-base_url = "{tw_base}"
-mms = true
-price = "0.04"
-
-[policies.default]
-steps = [
-  {{ channel = "whatsapp", until = "delivered", timeout = "3s" }},
-  {{ channel = "sms", until = "delivered", timeout = "3s" }},
-]
-"#,
-            dir = dir.display(),
-            wa_token = cascade_sandbox::DEFAULT_WHATSAPP_TOKEN,
-            wa_phone = cascade_sandbox::DEFAULT_WHATSAPP_PHONE_NUMBER_ID,
-            wa_secret = cascade_sandbox::DEFAULT_WHATSAPP_APP_SECRET,
-            wa_base = sandbox.base_url("whatsapp"),
-            tw_sid = cascade_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
-            tw_token = cascade_sandbox::DEFAULT_TWILIO_AUTH_TOKEN,
-            tw_base = sandbox.base_url("twilio"),
-        );
-        let config = cascade_config::from_toml(&text).expect("config");
-        let built = cascade_config::build(&config).await.expect("build");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = built
-                .app
-                .serve(
-                    listener,
-                    async move {
-                        let _ = stopped.await;
-                    },
-                    Duration::from_secs(2),
-                )
-                .await;
-        });
-        Self { url: public, dir, sandbox, stop: Some(stop), task }
-    }
-
-    /// Runs `cascade ARGS` against this server with the send+read key.
-    async fn cli(&self, args: &[&str]) -> Output {
-        self.cli_with_key(KEY, args).await
-    }
-
-    async fn cli_with_key(&self, key: &str, args: &[&str]) -> Output {
-        cli(args, &[("CASCADE_SERVER", &self.url), ("CASCADE_API_KEY", key)]).await
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = (&mut self.task).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Runs the binary with `env` (and nothing inherited that could point it elsewhere).
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_cascade"));
-    c.args(args).env_remove("CASCADE_SERVER").env_remove("CASCADE_API_KEY").env("NO_COLOR", "1");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("the CLI finished within 60 s").expect("run")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
-}
-
-/// The JSON documents printed, one per line.
-fn json_lines(o: &Output) -> Vec<Value> {
-    stdout(o).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect(l)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_wait_follows_a_delivered_cascade_and_exits_0() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     let o = s.cli(&["send", "--to", "+15550100001", "--name", "Ann", "--text", "Hi {{contact.name}}", "--wait"]).await;
     let out = stdout(&o);
     assert_eq!(code(&o), 0, "{out}\n{}", stderr(&o));
@@ -191,7 +42,7 @@ async fn send_wait_follows_a_delivered_cascade_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_wait_on_a_failed_cascade_exits_1_and_json_streams_events() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     let o = s.cli(&["send", "--to", "+15550100002", "--text", "Hi", "--wait", "--json"]).await;
     assert_eq!(code(&o), 1, "{}\n{}", stdout(&o), stderr(&o));
     let lines = json_lines(&o);
@@ -208,7 +59,7 @@ async fn send_wait_on_a_failed_cascade_exits_1_and_json_streams_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_list_and_cancel_in_text_and_json() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     // Silent on every channel: runs until cancelled.
     let o = s
         .cli(&["send", "--to", "+15550100003", "--chain", "whatsapp,sms", "--timeout", "60s", "--text", "Hi", "--json"])
@@ -260,7 +111,7 @@ async fn status_list_and_cancel_in_text_and_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_uploads_a_file_and_variables_nest() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     let file = s.dir.join("menu.jpg");
     std::fs::write(&file, b"\xFF\xD8\xFF\xE0 not really a jpeg").expect("file");
     let o = s
@@ -293,7 +144,7 @@ async fn send_uploads_a_file_and_variables_nest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_map_to_exit_codes_with_the_field() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     let o = s.cli(&["send", "--to", "+15550100001", "--text", "Hi", "--policy", "nope"]).await;
     assert_eq!(code(&o), 2, "422 is bad input");
     let err = stderr(&o);
@@ -327,7 +178,7 @@ async fn server_errors_map_to_exit_codes_with_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_rate_limits_server_errors_and_missing_files_have_their_codes() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(SCENARIOS).await;
     let o = s.cli(&["send", "--to", "+15550100001", "--text", "one", "--idempotency-key", "order-7"]).await;
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = s.cli(&["send", "--to", "+15550100001", "--text", "two", "--idempotency-key", "order-7"]).await;

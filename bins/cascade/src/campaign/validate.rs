@@ -16,16 +16,15 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use cascade_campaigns::recipients::ImportError;
-use cascade_campaigns::validate::Report;
 use cascade_campaigns::{Format, Region, ValidateError, ValidateOptions, validate};
-use clap::{Args, Subcommand};
-use console::Style;
+use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::report::{ReportView, SHOWN_ERRORS, plural, print_report};
 use crate::exit::{self, Failure};
 use crate::out::Out;
 
-const VALIDATE_HELP: &str = "\
+pub(super) const VALIDATE_HELP: &str = "\
 The list: CSV with a header row (`,` `;` or tab separated) or a JSON array of objects.
 Columns: phone (phone_number, mobile, ...), email (e-mail, ...), name, telegram, viber, max,
 whatsapp, address.<channel>; any other column is a custom field, {{contact.fields.<column>}}.
@@ -38,15 +37,6 @@ Examples:
   cascade campaign validate --file customers.csv --region US
   cascade campaign validate --file customers.csv --region GB --text 'Hi {{contact.name}}!' --preview 5
   cascade campaign validate --file list.json --json | jq '.errors[] | select(.reason | startswith(\"phone\"))'";
-
-/// `cascade campaign ...`
-#[derive(Debug, Subcommand)]
-pub enum CampaignCommand {
-    /// Check a recipient list (CSV or JSON) without sending anything: counts of valid, invalid
-    /// and duplicate rows, each error with its line, and a preview of the message.
-    #[command(after_help = VALIDATE_HELP)]
-    Validate(ValidateArgs),
-}
 
 /// The arguments of `cascade campaign validate`.
 #[derive(Debug, Args)]
@@ -67,15 +57,11 @@ pub struct ValidateArgs {
     pub preview: Option<usize>,
 }
 
-/// Errors listed without `--json`.
-const SHOWN_ERRORS: usize = 10;
-
 /// Files from this size on get a progress bar (on a terminal).
-const PROGRESS_FROM: u64 = 1 << 20;
+pub(super) const PROGRESS_FROM: u64 = 1 << 20;
 
-/// Runs a campaign command.
-pub async fn run(out: &Out, command: CampaignCommand) -> Result<u8, Failure> {
-    let CampaignCommand::Validate(args) = command;
+/// Checks the list, off the async runtime (it reads the file synchronously).
+pub(super) async fn run(out: &Out, args: ValidateArgs) -> Result<u8, Failure> {
     let out = *out;
     tokio::task::spawn_blocking(move || validate_file(&out, args))
         .await
@@ -103,6 +89,7 @@ fn validate_file(out: &Out, args: ValidateArgs) -> Result<u8, Failure> {
         template: args.text.clone(),
         preview: args.preview.unwrap_or(3),
         max_errors: if out.json { usize::MAX } else { SHOWN_ERRORS },
+        ..ValidateOptions::default()
     };
     let bar = progress_bar(out, size);
     let result = validate(bar.wrap_read(file), &options);
@@ -111,7 +98,17 @@ fn validate_file(out: &Out, args: ValidateArgs) -> Result<u8, Failure> {
     if out.json {
         out.json_line(&serde_json::to_value(&report).unwrap_or_default());
     } else {
-        print_report(out, path, &report, region);
+        let view = ReportView::from_json(&serde_json::to_value(&report).unwrap_or_default())?;
+        print_report(out, &path.display().to_string(), &view, region.is_some(), "--json lists them all");
+        println!();
+        if view.left_out() == 0 {
+            println!("The list is ready: every row is a recipient.");
+        } else {
+            println!(
+                "The list was read: {} will be left out (exit code 0); fix them in the file to include them.",
+                plural(view.left_out(), "row", "rows")
+            );
+        }
     }
     Ok(exit::OK)
 }
@@ -137,96 +134,5 @@ fn failure(path: &Path, e: ValidateError) -> Failure {
         }
         ValidateError::Template(t) => Failure::invalid(format!("--text: {t}")),
         other => Failure::invalid(format!("{}: {other}", path.display())),
-    }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn print_report(out: &Out, path: &Path, report: &Report, region: Option<Region>) {
-    let rows = report.valid + report.invalid + report.duplicate;
-    let (green, red, yellow) = (Style::new().green().bold(), Style::new().red().bold(), Style::new().yellow().bold());
-    println!("{}: {}", path.display(), plural(rows, "recipient row", "recipient rows"));
-    println!("  {:<10} {}", "valid", out.paint(report.valid, &green));
-    println!("  {:<10} {}", "invalid", out.paint(report.invalid, if report.invalid > 0 { &red } else { &green }));
-    println!(
-        "  {:<10} {}",
-        "duplicate",
-        out.paint(report.duplicate, if report.duplicate > 0 { &yellow } else { &green })
-    );
-    if region.is_none() {
-        println!("{}", out.dim("  (no --region: numbers without + or 00 and a country code are invalid)"));
-    }
-    let errors = report.invalid + report.duplicate;
-    if errors > 0 {
-        println!();
-        let shown = report.errors.len() as u64;
-        if shown < errors {
-            println!("{}", out.bold(format!("Errors (the first {shown} of {errors}):")));
-        } else {
-            println!("{}", out.bold("Errors:"));
-        }
-        let width = report.errors.last().map_or(1, |e| e.line.to_string().len());
-        for e in &report.errors {
-            println!("  line {:<width$}  {}", e.line, e.reason);
-        }
-        if shown < errors {
-            println!("  … and {} more (--json lists them all)", errors - shown);
-        }
-    }
-    if let Some(preview) = &report.preview {
-        println!();
-        if preview.is_empty() {
-            println!("{}", out.bold("Preview: no valid recipient to render the message for."));
-        } else {
-            println!(
-                "{}",
-                out.bold(format!("Preview (the first {}):", plural(preview.len() as u64, "recipient", "recipients")))
-            );
-        }
-        for p in preview {
-            match (&p.text, &p.error) {
-                (Some(text), _) => {
-                    println!("  line {} → {}", p.line, p.to);
-                    for l in text.lines() {
-                        println!("    {l}");
-                    }
-                }
-                (None, error) => {
-                    println!("  line {} → {}", p.line, p.to);
-                    println!("    {}", out.paint(error.as_deref().unwrap_or("cannot render"), &red));
-                }
-            }
-        }
-    }
-    if let Some(missing) = &report.missing_variables {
-        println!();
-        if missing.is_empty() {
-            println!("Every valid row has every variable the message uses.");
-        } else {
-            println!("{}", out.bold("Variables some rows lack (those rows cannot be sent this message):"));
-            for m in missing {
-                println!(
-                    "  {:<24} {} of {}, the first at line {}",
-                    m.variable,
-                    plural(m.rows, "row", "rows"),
-                    report.valid,
-                    m.first_line
-                );
-            }
-            if let Some(first) = missing.first() {
-                println!("  Fill the column, or give a default: {{{{{} | default(\"…\")}}}}", first.variable);
-            }
-        }
-    }
-    println!();
-    if errors == 0 {
-        println!("The list is ready: every row is a recipient.");
-    } else {
-        println!(
-            "The list was read: {} will be left out (exit code 0); fix them in the file to include them.",
-            plural(errors, "row", "rows")
-        );
     }
 }
