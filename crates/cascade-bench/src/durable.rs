@@ -13,13 +13,19 @@ use cascade_store_sql::{PgConfig, PgStore, SqliteStore, WriterStats};
 use crate::engine::{Accepting, caps, request, throughput};
 use crate::{proc_status_mb, report};
 
-/// A scratch directory for database files, removed when dropped.
+/// A scratch directory for database files, removed when dropped: `CASCADE_BENCH_DIR`, or a
+/// directory of its own in the system temp directory (one per `Scratch`, so tests running
+/// side by side do not remove each other's files).
 pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
     pub(crate) fn new() -> Self {
-        let dir = std::env::var_os("CASCADE_BENCH_DIR")
-            .map_or_else(|| std::env::temp_dir().join(format!("cascade-bench-{}", std::process::id())), PathBuf::from);
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::var_os("CASCADE_BENCH_DIR").map_or_else(
+            || std::env::temp_dir().join(format!("cascade-bench-{}-{n}", std::process::id())),
+            PathBuf::from,
+        );
         std::fs::create_dir_all(&dir).expect("scratch directory");
         Self(dir)
     }

@@ -11,6 +11,7 @@
 //! cargo run --release -p cascade-bench -- http --count 20000 --clients 64
 //! cargo run --release -p cascade-bench -- webhook --count 2000 --clients 4
 //! cargo run --release -p cascade-bench -- campaign-import
+//! cargo run --release -p cascade-bench -- campaign-rate --count 1000 --seconds 30
 //! ```
 //!
 //! Scenarios: `engine` (the runtime with the in-memory store and instant in-process channels),
@@ -22,16 +23,25 @@
 //! latency, `webhook` the time from a WhatsApp `failed` status webhook to the next channel's
 //! send (`--clients N`: concurrent clients).
 //! `campaign-import` validates a generated CSV recipient list of `--count N` rows (default
-//! 1,000,000; 5 % invalid and 2 % duplicate phones), without and with a message template, and
-//! reports rows per second and the peak resident memory (validation only: no store yet); it
-//! fails (exit code 1) when a report's counts differ from what the list holds.
+//! 1,000,000; 5 % invalid and 2 % duplicate phones), without and with a message template, then
+//! validates and stores it in a SQLite file through `Campaigns::create` (in a child process,
+//! `campaign-import-stored`, so its peak memory is its own), and reports rows per second and
+//! the peak resident memory of each; it fails (exit code 1) when a report's counts differ from
+//! what the list holds or the store does not hold every valid row.
+//! `campaign-rate` runs a campaign of `--count N` per second (default 1,000) for `--seconds N`
+//! (default 30) through the real Twilio adapter into the provider sandbox on a loopback port,
+//! with the runner and engine in this process over SQLite, and counts per wall-clock second
+//! the messages the sandbox received; it fails when a recipient got two messages or fewer
+//! recipients got one than were started.
 //! Budgets and recorded results live in `docs/performance.md`.
 
 mod alloc;
 mod campaign;
+mod cpu;
 mod durable;
 mod engine;
 mod http;
+mod rate;
 
 use std::process::ExitCode;
 
@@ -59,7 +69,7 @@ pub fn proc_status_mb(key: &str) -> f64 {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cascade-bench <scenario> [--count N] [--waiting N] [--clients N]\nscenarios: engine, sqlite, postgres, http, webhook, campaign-import"
+        "usage: cascade-bench <scenario> [--count N] [--waiting N] [--clients N] [--seconds N]\nscenarios: engine, sqlite, postgres, http, webhook, campaign-import, campaign-rate"
     );
     ExitCode::from(2)
 }
@@ -79,10 +89,11 @@ fn main() -> ExitCode {
             None => Ok(None),
         }
     };
-    let (count, waiting, clients) = match (number("--count"), number("--waiting"), number("--clients")) {
-        (Ok(c), Ok(w), Ok(k)) => (c.filter(|n| *n > 0), w, k.filter(|n| *n > 0)),
-        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
-    };
+    let (count, waiting, clients, seconds) =
+        match (number("--count"), number("--waiting"), number("--clients"), number("--seconds")) {
+            (Ok(c), Ok(w), Ok(k), Ok(s)) => (c.filter(|n| *n > 0), w, k.filter(|n| *n > 0), s.filter(|n| *n > 0)),
+            (Err(code), ..) | (_, Err(code), ..) | (_, _, Err(code), _) | (.., Err(code)) => return code,
+        };
     match scenario.as_str() {
         "engine" => engine::run(count),
         "sqlite" => durable::sqlite(count, waiting.unwrap_or(1_000_000)),
@@ -92,6 +103,18 @@ fn main() -> ExitCode {
         "campaign-import" => {
             if let Err(e) = campaign::run(count) {
                 eprintln!("campaign-import failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        "campaign-rate" => {
+            if let Err(e) = rate::run(count, seconds) {
+                eprintln!("campaign-rate failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        campaign::STORED => {
+            if let Err(e) = campaign::stored(args.get(1), args.get(2), count) {
+                eprintln!("campaign-import (stored) failed: {e}");
                 return ExitCode::FAILURE;
             }
         }
