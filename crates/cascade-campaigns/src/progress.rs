@@ -114,8 +114,8 @@ impl Progress {
         if record.state == CampaignState::Running {
             let start = spec.schedule.start_at.filter(|s| now < *s);
             let window_closed = spec.schedule.window.as_ref().is_some_and(|w| {
-                let zones: Vec<chrono_tz::Tz> = stored.import.zones.iter().filter_map(|z| z.parse().ok()).collect();
-                !zones.is_empty() && zones.iter().all(|tz| !w.is_open(now, *tz))
+                let zones = stored.import.zones();
+                !zones.is_empty() && zones.iter().all(|(_, tz)| !w.is_open(now, *tz))
             });
             p.phase = Some(
                 if start.is_some() {
@@ -151,15 +151,16 @@ fn eta(spec: &CampaignSpec, remaining: u64, from: Timestamp) -> Timestamp {
         return end.map_or(at, |e| at.min(e));
     };
     let tz = spec.schedule.zone();
+    let cap = |at: Timestamp| end.map_or(at, |e| at.min(e));
     let mut t = from;
     // A year of windows at most; a campaign that would take longer ends at its end date.
     for _ in 0..400 {
         let open = window.next_open(t, tz);
-        let Some(close) = window.next_close(open, tz) else { break };
+        // A window that never closes (`daily 00:00-24:00`) is no window at all.
+        let Some(close) = window.next_close(open, tz) else { return cap(open + secs(need)) };
         let span = (close - open).num_milliseconds() as f64 / 1000.0;
         if span >= need {
-            let at = open + secs(need);
-            return end.map_or(at, |e| at.min(e));
+            return cap(open + secs(need));
         }
         need -= span;
         t = close;
@@ -167,8 +168,9 @@ fn eta(spec: &CampaignSpec, remaining: u64, from: Timestamp) -> Timestamp {
     end.unwrap_or(t)
 }
 
-/// The highest price among the connections of the policy's last step's channel.
+/// The highest price among the connections of the policy's last step's channel: the price
+/// of "everything through the last channel".
 pub fn last_channel_price(engine: &Engine, spec: &CampaignSpec) -> Option<Cost> {
     let last = spec.policy.steps.last()?;
-    crate::run::max_price(engine, &last.channel)
+    engine.pools().pool(&last.channel)?.members().iter().map(|m| m.connection.price).max()
 }

@@ -13,7 +13,7 @@
 //! the sending window (judged per time zone of the recipients), expires what is left at
 //! `end_at`, and notices a pause or cancel within a second even when another instance made it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ use cascade_engine::store::{
     CampaignMember, CampaignRecord, CampaignState, NewRecipient, RecipientFilter, RecipientRecord, RecipientState,
     StartResult, Tally,
 };
-use cascade_engine::{CampaignId, CascadeRequest, Cost, Engine, StoreError, SubmitError, Timestamp};
+use cascade_engine::{CampaignId, CascadeRequest, Engine, StoreError, SubmitError, Timestamp};
 use chrono_tz::Tz;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -52,16 +52,12 @@ pub struct CampaignsConfig {
 impl Default for CampaignsConfig {
     fn default() -> Self {
         Self {
-            holder: format!("instance-{}", uuid_like()),
+            holder: format!("instance-{}", CampaignId::new()),
             lease: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             import_batch: 2_000,
         }
     }
-}
-
-fn uuid_like() -> String {
-    CampaignId::new().to_string()
 }
 
 /// What went wrong with a campaign operation.
@@ -247,15 +243,14 @@ impl Campaigns {
         let batch_size = self.inner.config.import_batch.max(1);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<NewRecipient>>(4);
         let reader = tokio::task::spawn_blocking(move || {
-            let mut zones = BTreeMap::<String, ()>::new();
+            let mut zones = BTreeSet::<&'static str>::new();
             let mut batch = Vec::with_capacity(batch_size);
             let mut seq = 0u64;
             let mut open = true;
             let report = validate_with(list, &options, |r| {
                 let tz = if by_recipient { recipient_zone(&r.contact, zone, true) } else { zone };
-                let name = tz.name().to_owned();
-                zones.entry(name.clone()).or_insert(());
-                batch.push(NewRecipient { seq, line: r.line, contact: r.contact.clone(), zone: name });
+                zones.insert(tz.name());
+                batch.push(NewRecipient { seq, line: r.line, contact: r.contact.clone(), zone: tz.name().to_owned() });
                 seq += 1;
                 if batch.len() == batch_size && open {
                     open = tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(batch_size))).is_ok();
@@ -264,7 +259,7 @@ impl Campaigns {
             if !batch.is_empty() && open {
                 let _ = tx.blocking_send(batch);
             }
-            report.map(|r| (r, zones.into_keys().collect::<Vec<_>>()))
+            report.map(|r| (r, zones.into_iter().map(str::to_owned).collect::<Vec<_>>()))
         });
         let mut stored_count = 0u64;
         let mut store_error = None;
@@ -306,12 +301,14 @@ impl Campaigns {
         record.recipients = report.valid;
         record.updated_at = self.inner.engine.now();
         store.save_campaign(&record).await?;
-        // Launched only if nobody cancelled it during the import.
+        // Launched only if nobody cancelled it during the import; if someone did, the
+        // recipients stored after the cancel are closed too.
         if !finish(CampaignState::Running).await? {
+            store.close_pending(id, RecipientState::Cancelled, self.inner.engine.now()).await?;
             let state = self.get(id).await?.state;
             return Err(CampaignError::Conflict { id, state, action: "launch" });
         }
-        record = self.get(id).await?;
+        record.state = CampaignState::Running;
         self.inner.wake.notify_one();
         tracing::info!(campaign = %id, recipients = report.valid, "campaign launched");
         Ok((record, report))
@@ -394,11 +391,15 @@ impl Campaigns {
 
     /// A campaign's progress.
     pub async fn progress(&self, id: CampaignId) -> Result<crate::progress::Progress, CampaignError> {
-        let record = self.get(id).await?;
-        let tally: Vec<Tally> = self.inner.engine.store().campaign_tally(id).await?;
-        let stored = stored(&record)?;
+        self.progress_of(&self.get(id).await?).await
+    }
+
+    /// The progress of a campaign already read (counts its recipients; reads nothing else).
+    pub async fn progress_of(&self, record: &CampaignRecord) -> Result<crate::progress::Progress, CampaignError> {
+        let tally: Vec<Tally> = self.inner.engine.store().campaign_tally(record.id).await?;
+        let stored = stored(record)?;
         let price = crate::progress::last_channel_price(&self.inner.engine, &stored.spec);
-        Ok(crate::progress::Progress::new(&record, &stored, &tally, price, self.inner.engine.now()))
+        Ok(crate::progress::Progress::new(record, &stored, &tally, price, self.inner.engine.now()))
     }
 
     /// A page of a campaign's recipients: those matching `filter`, by number.
@@ -470,12 +471,12 @@ impl Campaigns {
         let id = record.id;
         let stored = stored(&record)?;
         let spec = Arc::new(stored.spec);
-        let zones: Vec<(String, Tz)> =
-            stored.import.zones.iter().filter_map(|z| Some((z.clone(), z.parse::<Tz>().ok()?))).collect();
+        let zones = stored.import.zones();
         let schedule = &spec.schedule;
         let mut pacer = Pacer::new(spec.rate.per_second());
         let mut checked = Instant::now();
         let mut seen = inner.generation.load(Ordering::Acquire);
+        let mut cursor: Option<u64> = None;
         let mut backoff = Duration::from_millis(100);
         loop {
             if inner.stopping.load(Ordering::Acquire) {
@@ -527,15 +528,25 @@ impl Campaigns {
             let filter = RecipientFilter {
                 states: vec![RecipientState::Pending],
                 zones: open.clone(),
+                after: cursor,
                 limit: n,
                 ..RecipientFilter::default()
             };
             let batch = store.campaign_recipients(id, &filter).await?;
             pacer.give_back(n - batch.len().min(n));
+            // Read on from the last recipient taken, so a read does not walk past every
+            // recipient already started; after a short read, start from the beginning again
+            // (recipients of zones that were closed, or left pending by a failed batch).
+            let resumed = cursor.is_some();
+            cursor = if batch.len() < n { None } else { batch.last().map(|r| r.seq) };
+            if batch.is_empty() && resumed {
+                continue;
+            }
             if batch.is_empty() {
+                // Without a window that read was already over every pending recipient.
                 let any =
                     RecipientFilter { states: vec![RecipientState::Pending], limit: 1, ..RecipientFilter::default() };
-                if store.campaign_recipients(id, &any).await?.is_empty() {
+                if open.is_none() || store.campaign_recipients(id, &any).await?.is_empty() {
                     store.set_campaign_state(id, &[CampaignState::Running], CampaignState::Finished, now).await?;
                     tracing::info!(campaign = %id, "campaign finished: every recipient started");
                     return Ok(());
@@ -589,7 +600,20 @@ impl Campaigns {
             }
         }
         results.sort_by_key(|(seq, _)| *seq);
-        engine.store().mark_started(record.id, &results, engine.now()).await?;
+        let store = engine.store();
+        store.mark_started(record.id, &results, engine.now()).await?;
+        // A cancel that closed the pending recipients while this batch was being submitted
+        // left these out of the cancel's sweep (they were not marked started yet): cancel
+        // their cascades here. (A cancel after the marking finds them started.)
+        if store.load_campaign(record.id).await?.is_some_and(|c| c.state == CampaignState::Cancelled) {
+            for (_, start) in &results {
+                if let StartResult::Started(cascade) = start
+                    && let Err(e) = engine.cancel(*cascade).await
+                {
+                    tracing::debug!(cascade = %cascade, error = %e, "could not cancel a campaign cascade");
+                }
+            }
+        }
         match retry {
             Some(SubmitError::Store(e)) => Err(e.into()),
             Some(e) => Err(StoreError::Unavailable(e.to_string()).into()),
@@ -689,10 +713,4 @@ impl Pacer {
         let missing = (self.batch - self.tokens).max(0.0);
         self.at + Duration::from_secs_f64(missing / self.per_second)
     }
-}
-
-/// The price used for "everything through the last channel": the highest price among the
-/// connections of the policy's last step's channel.
-pub(crate) fn max_price(engine: &Engine, channel: &cascade_engine::ChannelName) -> Option<Cost> {
-    engine.pools().pool(channel)?.members().iter().map(|m| m.connection.price).max()
 }

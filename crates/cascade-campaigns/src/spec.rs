@@ -161,6 +161,13 @@ pub struct ImportSummary {
     pub zones: Vec<String>,
 }
 
+impl ImportSummary {
+    /// The zones with their time zones (names that no longer parse are left out).
+    pub fn zones(&self) -> Vec<(String, Tz)> {
+        self.zones.iter().filter_map(|z| Some((z.clone(), z.parse::<Tz>().ok()?))).collect()
+    }
+}
+
 /// A campaign's stored `spec`: the settings and the import summary.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Stored {

@@ -321,3 +321,49 @@ async fn a_single_cascade_goes_ahead_of_queued_campaign_sends() {
     assert!(position <= sent_before + 1, "the single cascade was send {position}, {sent_before} had gone before it");
     run_until(Duration::from_secs(10), async || sms.sends().len() == 61).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancel_also_cancels_the_cascades_still_running() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    // Waits for a `delivered` status that never comes: every cascade started stays running.
+    let sms = StubChannel::new("sms", caps::sms());
+    let engine = engine(store.clone(), &sms, utc(2026, 6, 1, 12, 0), None);
+    let campaigns = Campaigns::new(engine.clone(), config("x"));
+    campaigns.start();
+    let id = create(&campaigns, spec("20/s", Schedule::default()), 100).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let running = campaigns.progress(id).await.expect("progress").running;
+    assert!(running >= 30, "cascades waiting for a status: {running}");
+    campaigns.cancel(id).await.expect("cancelled");
+    // Well inside the step's 60 s timeout: only the cancel ends them.
+    run_until(Duration::from_secs(20), async || campaigns.progress(id).await.expect("progress").running == 0).await;
+    let p = campaigns.progress(id).await.expect("progress");
+    assert_eq!((p.cancelled, p.delivered, p.failed, p.remaining), (100, 0, 0, 0));
+    assert_eq!(p.started as usize, sms.sends().len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_eta_counts_the_rate_from_the_start_and_a_window_that_never_closes_is_no_window() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sms = instant_sms();
+    let now = utc(2026, 6, 1, 12, 0);
+    let engine = engine(store.clone(), &sms, now, None);
+    let campaigns = Campaigns::new(engine.clone(), config("e"));
+    let start = utc(2026, 6, 1, 13, 0);
+    for window in [None, Some("daily 00:00-24:00"), Some("daily 13:00-13:05")] {
+        let schedule = Schedule {
+            start_at: Some(start),
+            window: window.map(|w| w.parse().expect("window")),
+            ..Schedule::default()
+        };
+        let id = create(&campaigns, spec("10/s", schedule), 6_000).await;
+        let p = campaigns.progress(id).await.expect("progress");
+        assert_eq!(p.phase.as_deref(), Some("scheduled"), "{window:?}");
+        // 6,000 at 10/s: ten minutes of sending; a five-minute window needs two days' windows.
+        let expected = match window {
+            Some("daily 13:00-13:05") => utc(2026, 6, 2, 13, 5),
+            _ => start + chrono::Duration::minutes(10),
+        };
+        assert_eq!(p.eta, Some(expected), "{window:?}");
+    }
+}

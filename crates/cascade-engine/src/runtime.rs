@@ -1162,10 +1162,10 @@ fn clicked_attempt(state: &CascadeState, step: u16) -> Option<&Attempt> {
 
 /// The result for the campaign recipient a cascade was started for, when `actions` finish it.
 fn recipient_outcome(state: &CascadeState, meta: &CascadeMeta, actions: &[Action]) -> Option<RecipientOutcome> {
+    let member = meta.campaign?;
     if !actions.contains(&Action::Finished) {
         return None;
     }
-    let member = meta.campaign?;
     let outcome = state.outcome.as_ref()?;
     let (channel, reason) = match outcome {
         Outcome::Delivered { channel, .. } => (Some(channel.clone()), None),

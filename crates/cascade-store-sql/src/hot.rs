@@ -195,23 +195,27 @@ macro_rules! define_hot_writes {
                 q.build().execute(&mut **tx).await?;
             }
             // Results of campaign cascades that finished, onto their recipients: only a
-            // cascade's last save carries one, so these are few next to the saves.
-            for chunk in results.chunks(CHUNK) {
-                let mut q = QueryBuilder::<$db>::new("WITH r (campaign_id, seq, outcome, channel, cost, reason) AS (");
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.campaign)
-                        .push_bind(r.seq)
-                        .push_bind(r.outcome.as_str())
-                        .push_bind(r.channel.as_deref())
-                        .push_bind(r.cost)
-                        .push_bind(r.reason.as_deref());
-                });
-                q.push(
-                    ") UPDATE campaign_recipients SET outcome = r.outcome, channel = r.channel, cost = r.cost, \
-                     reason = r.reason FROM r \
-                     WHERE campaign_recipients.campaign_id = r.campaign_id AND campaign_recipients.seq = r.seq",
-                );
-                q.build().execute(&mut **tx).await?;
+            // cascade's last save carries one, so these are few next to the saves. One
+            // statement per campaign and chunk, the campaign a constant: joined on the key
+            // alone, SQLite scans the whole table once a chunk has a couple of hundred rows.
+            results.sort_by_key(|r| (r.campaign, r.seq));
+            for campaign in results.chunk_by(|a, b| a.campaign == b.campaign) {
+                for chunk in campaign.chunks(CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new("WITH r (seq, outcome, channel, cost, reason) AS (");
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.seq)
+                            .push_bind(r.outcome.as_str())
+                            .push_bind(r.channel.as_deref())
+                            .push_bind(r.cost)
+                            .push_bind(r.reason.as_deref());
+                    });
+                    q.push(
+                        ") UPDATE campaign_recipients SET outcome = r.outcome, channel = r.channel, cost = r.cost, \
+                         reason = r.reason FROM r WHERE campaign_recipients.campaign_id = ",
+                    );
+                    q.push_bind(chunk[0].campaign).push(" AND campaign_recipients.seq = r.seq");
+                    q.build().execute(&mut **tx).await?;
+                }
             }
             Ok(())
         }
