@@ -167,12 +167,8 @@ fn micros(d: Duration) -> u32 {
 /// server's runtime, SQLite's connection threads, the clients' runtime, and the rest.
 fn cpu_seconds() -> [f64; 4] {
     let mut by = [0.0; 4];
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by };
-    for task in tasks.flatten() {
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        // The first field is the time spent on a CPU, in nanoseconds.
-        let ns: f64 = schedstat.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    for thread in crate::cpu::threads().into_values() {
+        let name = thread.name;
         let group = if name.starts_with(SERVER_THREADS) {
             0
         } else if name.starts_with(SQLITE_THREADS) {
@@ -182,7 +178,7 @@ fn cpu_seconds() -> [f64; 4] {
         } else {
             3
         };
-        by[group] += ns / 1e9;
+        by[group] += thread.seconds;
     }
     by
 }

@@ -254,11 +254,7 @@ impl App {
                 )]
             }),
             Value::Object(_) => {
-                serde_path_to_error::deserialize::<_, Policy>(value.clone()).map(Arc::new).map_err(|e| {
-                    let path = e.path().to_string();
-                    let field = if path == "." { "policy".to_owned() } else { format!("policy.{path}") };
-                    vec![ValidationError::new(field, e.into_inner().to_string())]
-                })
+                crate::problem::from_value_at::<Policy>("policy", value.clone()).map(Arc::new).map_err(|e| vec![e])
             }
             _ => Err(vec![ValidationError::new("policy", "must be a policy name or an object with `steps`")]),
         }

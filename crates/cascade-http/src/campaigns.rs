@@ -259,7 +259,7 @@ pub async fn create(
         .map_err(|e| Problem::new(ProblemKind::Internal, format!("the import failed: {e}")))?;
     let (record, mut report) = created.map_err(campaign_problem)?;
     shorten_report(&mut report);
-    let progress = app.campaigns().progress(record.id).await.map_err(campaign_problem)?;
+    let progress = app.campaigns().progress_of(&record).await.map_err(campaign_problem)?;
     let mut response = (StatusCode::CREATED, Json(json!({"campaign": progress, "report": report}))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/campaigns/{}", record.id)) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -358,15 +358,7 @@ fn inline_list(items: &[Value]) -> Vec<u8> {
 
 /// Reads `value` as a `T`, naming the field at fault under `field`.
 fn from_value<T: DeserializeOwned>(field: &str, value: Value, errors: &mut Vec<ValidationError>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let at = if path == "." { field.to_owned() } else { format!("{field}.{path}") };
-            errors.push(ValidationError::new(at, e.into_inner().to_string()));
-            None
-        }
-    }
+    crate::problem::from_value_at(field, value).map_err(|e| errors.push(e)).ok()
 }
 
 /// Keeps at most [`REPORT_ERRORS`] row errors, counting the others.
@@ -472,10 +464,7 @@ pub async fn get_one(State(app): State<App>, headers: HeaderMap, Path(id): Path<
     let key = app.inner().keys.authorize(&headers, Scope::Read)?;
     let record = owned(&app, &key, &id).await?;
     let settings = stored(&record).map_err(Problem::from)?;
-    let engine = app.engine();
-    let tally = engine.store().campaign_tally(record.id).await?;
-    let price = cascade_campaigns::progress::last_channel_price(engine, &settings.spec);
-    let progress = Progress::new(&record, &settings, &tally, price, engine.now());
+    let progress = app.campaigns().progress_of(&record).await.map_err(campaign_problem)?;
     let mut v = serde_json::to_value(&progress).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert("spec".into(), json!(settings.spec));
@@ -526,8 +515,8 @@ async fn control(app: App, headers: HeaderMap, id: String, action: Action) -> Re
         Action::Resume => campaigns.resume(record.id).await,
         Action::Cancel => campaigns.cancel(record.id).await,
     };
-    done.map_err(campaign_problem)?;
-    let progress = campaigns.progress(record.id).await.map_err(campaign_problem)?;
+    let record = done.map_err(campaign_problem)?;
+    let progress = campaigns.progress_of(&record).await.map_err(campaign_problem)?;
     Ok(Json(progress).into_response())
 }
 

@@ -256,6 +256,19 @@ impl From<SubmitError> for Problem {
     }
 }
 
+/// Reads a JSON value as a `T`; a mismatch names its field under `field`
+/// (`policy.steps[0].until`).
+pub fn from_value_at<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: serde_json::Value,
+) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { field.to_owned() } else { format!("{field}.{path}") };
+        ValidationError::new(at, e.into_inner().to_string())
+    })
+}
+
 /// Reads a JSON body into `T`, naming the field at fault: a syntax error is a 400
 /// (`malformed-body`), a wrong type, a missing or an unknown field a 422 with its path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {

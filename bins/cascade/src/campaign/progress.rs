@@ -354,14 +354,11 @@ pub(super) async fn list(g: &Global, out: &Out, a: ListArgs) -> Result<u8, Failu
         println!("no campaigns");
         return Ok(exit::OK);
     }
-    let mut table = out.table(&["id", "name", "state", "started/total", "rate", "created"]);
+    // List items carry no counts (they would take a tally each): `status ID` has them.
+    let mut table = out.table(&["id", "name", "state", "recipients", "rate", "created"]);
     for c in &items {
         let text = |key: &str| c.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let total = c.get("total").and_then(Value::as_u64).unwrap_or(0);
-        let recipients = match c.get("started").and_then(Value::as_u64) {
-            Some(started) => format!("{started}/{total}"),
-            None => format!("-/{total}"),
-        };
+        let recipients = c.get("total").and_then(Value::as_u64).unwrap_or(0).to_string();
         table.add_row(vec![
             text("id"),
             text("name"),
