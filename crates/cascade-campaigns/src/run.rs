@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cascade_engine::store::{
     CampaignMember, CampaignRecord, CampaignState, NewRecipient, RecipientFilter, RecipientRecord, RecipientState,
-    StartResult, Tally,
+    SeriesPoint, StartResult, Tally,
 };
 use cascade_engine::{CampaignId, CascadeRequest, Engine, StoreError, SubmitError, Timestamp};
 use chrono_tz::Tz;
@@ -180,8 +180,9 @@ impl Campaigns {
         self.inner.changed.notify_waiters();
     }
 
-    /// Checks settings against the engine: the schedule's dates and that a connection serves
-    /// every step's channel. Every problem, each naming its field.
+    /// Checks settings against the engine: the schedule's dates, that a connection serves
+    /// every step's channel, and that per-channel content is for channels the policy uses (the
+    /// engine would refuse every recipient otherwise). Every problem, each naming its field.
     pub fn check(&self, spec: &CampaignSpec) -> Result<(), CampaignError> {
         let mut problems = Vec::new();
         if let Err(e) = spec.schedule.check() {
@@ -195,6 +196,13 @@ impl Campaigns {
                 problems.push(format!(
                     "policy.steps[{i}].channel: no connection serves channel {:?}",
                     step.channel.as_str()
+                ));
+            }
+        }
+        for channel in spec.message.overrides.keys() {
+            if !spec.policy.steps.iter().any(|s| &s.channel == channel) {
+                problems.push(format!(
+                    "message.overrides.{channel}: override for channel `{channel}`, which no step of the policy uses"
                 ));
             }
         }
@@ -409,6 +417,19 @@ impl Campaigns {
         filter: &RecipientFilter,
     ) -> Result<Vec<RecipientRecord>, CampaignError> {
         Ok(self.inner.engine.store().campaign_recipients(id, filter).await?)
+    }
+
+    /// A campaign's results over time: how many recipients ended each way (outcome and
+    /// delivering channel) in each `bucket` of time, counted by the store
+    /// ([`cascade_engine::Store::campaign_series`]).
+    pub async fn series(&self, id: CampaignId, bucket: Duration) -> Result<Vec<SeriesPoint>, CampaignError> {
+        Ok(self.inner.engine.store().campaign_series(id, bucket).await?)
+    }
+
+    /// Why a campaign's recipients did not get the message: failed and refused ones counted by
+    /// reason, most first, at most `limit` reasons ([`cascade_engine::Store::campaign_reasons`]).
+    pub async fn failure_reasons(&self, id: CampaignId, limit: usize) -> Result<Vec<(String, u64)>, CampaignError> {
+        Ok(self.inner.engine.store().campaign_reasons(id, limit).await?)
     }
 
     /// Campaigns newest first (see [`cascade_engine::Store::list_campaigns`]).

@@ -122,6 +122,14 @@ async fn a_campaign_keeps_to_its_rate_and_starts_everyone_once() {
     assert_eq!(p.cost, Cost::from_micros(7_900).times(300));
     assert_eq!(p.cost_all_last_channel, p.cost, "one SMS step: the same cost");
     assert!(p.is_settled());
+
+    // Over time: every delivery in the 5-second stretch it came in, the whole 12 s of sending.
+    let series = campaigns.series(id, Duration::from_secs(5)).await.expect("series");
+    assert_eq!(series.iter().map(|p| p.count).sum::<u64>(), 300, "{series:?}");
+    assert!(series.iter().all(|p| p.outcome == "delivered" && p.channel.as_ref().is_some_and(|c| c.as_str() == "sms")));
+    let stretches: Vec<i64> = series.iter().map(|p| (p.at - start).num_seconds()).collect();
+    assert_eq!(stretches, [0, 5, 10], "{series:?}");
+    assert!(campaigns.failure_reasons(id, 10).await.expect("reasons").is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -272,6 +280,10 @@ async fn a_recipient_the_engine_refuses_is_reported_with_its_reason() {
     let row = export::row(&failed[0]);
     assert_eq!((row[1].as_str(), row[4].as_str()), ("+12025550002", "refused"));
     assert!(row[5].contains("code"), "the reason names the missing variable: {}", row[5]);
+    let reasons = campaigns.failure_reasons(record.id, 10).await.expect("reasons");
+    assert_eq!(reasons, [(row[5].clone(), 1)]);
+    let refused = campaigns.series(record.id, Duration::from_secs(60)).await.expect("series");
+    assert!(refused.iter().any(|p| p.outcome == "refused" && p.count == 1), "{refused:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -285,13 +297,19 @@ async fn the_spec_is_checked_before_anything_is_stored() {
         Schedule { start_at: Some(utc(2026, 6, 2, 0, 0)), end_at: Some(utc(2026, 6, 1, 0, 0)), ..Schedule::default() },
     );
     bad.policy = Arc::new(Policy::chain(["viber", "sms"]));
+    // Content for a channel the policy does not use would have every recipient refused.
+    bad.message.overrides.insert("telegram".into(), cascade_engine::ContentOverride::default());
     let new = NewCampaign { name: "bad".into(), owner: None, spec: bad, region: None, format: None };
     let Err(cascade_campaigns::CampaignError::Invalid(problems)) = campaigns.create(new, list(3), |_| {}).await else {
         panic!("accepted a bad campaign");
     };
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(problems[0].starts_with("schedule.end_at"), "{problems:?}");
     assert!(problems[1].starts_with("policy.steps[0].channel"), "{problems:?}");
+    assert_eq!(
+        problems[2],
+        "message.overrides.telegram: override for channel `telegram`, which no step of the policy uses"
+    );
     assert!(campaigns.list(None, None, 10).await.expect("list").is_empty());
 }
 

@@ -188,20 +188,8 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
             format!("`{phone}` is not an E.164 phone number (write it as +<country code><number>, e.g. +15551234567)"),
         ));
     }
-    if policy.steps.is_empty() {
-        errors.push(ValidationError::new("policy.steps", "a policy needs at least one step"));
-    }
-    if policy.steps.len() > u16::MAX as usize {
-        errors.push(ValidationError::new("policy.steps", "too many steps"));
-    }
     let tracking = if policy.track_links { input.link_tracking } else { None };
-    if policy.track_links && tracking.is_none() {
-        errors.push(ValidationError::new(
-            "policy.track_links",
-            "link tracking is not configured on this server (it needs a public base URL for the short links and \
-             a secret key); turn `track_links` off or configure link tracking",
-        ));
-    }
+    policy_rules(policy, input.link_tracking.is_some(), "policy.", &mut errors);
     let mut next_link: u32 = 0;
     for ch in message.overrides.keys() {
         if !policy.steps.iter().any(|s| &s.channel == ch) {
@@ -221,46 +209,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
     let mut steps = Vec::with_capacity(policy.steps.len());
     for (i, step) in policy.steps.iter().enumerate() {
         let at = |f: &str| format!("policy.steps[{i}].{f}");
-        let Some(caps) = channels.capabilities(&step.channel) else {
-            errors
-                .push(ValidationError::new(at("channel"), format!("no connection serves channel `{}`", step.channel)));
-            continue;
-        };
-        let until = step.until.unwrap_or_else(|| caps.default_until());
-        if until == Status::Failed {
-            errors.push(ValidationError::new(at("until"), "`failed` cannot be a step's goal"));
-        } else if until == Status::Clicked && !policy.track_links {
-            errors.push(ValidationError::new(
-                at("until"),
-                "waiting for `clicked` needs `track_links = true` on the policy",
-            ));
-        } else if !caps.can_report(until) {
-            errors.push(ValidationError::new(
-                at("until"),
-                format!(
-                    "channel `{}` never reports `{until}` (the highest status it reports is `{}`{})",
-                    step.channel,
-                    caps.highest_status,
-                    if caps.inbound { ", plus `replied`" } else { "" }
-                ),
-            ));
-        }
-        if step.timeout.is_some_and(|t| t.is_zero()) {
-            errors.push(ValidationError::new(at("timeout"), "must be longer than zero"));
-        }
-        if let Some(subset) = &step.connections {
-            if subset.is_empty() {
-                errors.push(ValidationError::new(at("connections"), "an empty list allows no connection"));
-            }
-            for (j, c) in subset.iter().enumerate() {
-                if !channels.serves(&step.channel, c) {
-                    errors.push(ValidationError::new(
-                        format!("policy.steps[{i}].connections[{j}]"),
-                        format!("`{c}` is not a connection of channel `{}`", step.channel),
-                    ));
-                }
-            }
-        }
+        let Some((caps, until)) = step_rules(policy, i, channels, "policy.", &mut errors) else { continue };
 
         // Content: the step's override over the message's channel override over the message.
         let errors_before = errors.len();
@@ -451,6 +400,116 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
         bulk: false,
         other_addresses: Vec::new(),
     })
+}
+
+/// Checks a policy on its own, before any request uses it: it has steps, every step's
+/// channel is served by a connection, every `until` is a status the channel can report (and
+/// `clicked` only with `track_links`), no timeout is zero, every connection subset names
+/// connections of its step's channel, and `track_links` only where the engine tracks links
+/// (`link_tracking`). Errors name fields from the policy's root (`steps[1].channel`).
+///
+/// [`build`] applies the same rules to a request's policy (naming its fields under
+/// `policy.`), with the rules that need the message and the contact.
+///
+/// ```
+/// use cascade_engine::plan::{ChannelDirectory, check_policy};
+/// use cascade_engine::{Capabilities, ChannelName, ConnectionId, Policy};
+///
+/// struct SmsOnly(Capabilities);
+/// impl ChannelDirectory for SmsOnly {
+///     fn capabilities(&self, channel: &ChannelName) -> Option<&Capabilities> {
+///         (channel.as_str() == "sms").then_some(&self.0)
+///     }
+///     fn serves(&self, channel: &ChannelName, connection: &ConnectionId) -> bool {
+///         channel.as_str() == "sms" && connection.as_str() == "twilio"
+///     }
+/// }
+///
+/// let sms = SmsOnly(Capabilities::text_only([cascade_engine::AddressKind::Phone], cascade_engine::Status::Delivered));
+/// assert!(check_policy(&Policy::chain(["sms"]), &sms, false).is_ok());
+/// let errors = check_policy(&Policy::chain(["sms", "fax"]), &sms, false).unwrap_err();
+/// assert_eq!(errors[0].field, "steps[1].channel");
+/// ```
+pub fn check_policy(
+    policy: &Policy,
+    channels: &dyn ChannelDirectory,
+    link_tracking: bool,
+) -> Result<(), Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    policy_rules(policy, link_tracking, "", &mut errors);
+    for i in 0..policy.steps.len() {
+        step_rules(policy, i, channels, "", &mut errors);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The rules of a policy as a whole; fields are named under `prefix`.
+fn policy_rules(policy: &Policy, link_tracking: bool, prefix: &str, errors: &mut Vec<ValidationError>) {
+    if policy.steps.is_empty() {
+        errors.push(ValidationError::new(format!("{prefix}steps"), "a policy needs at least one step"));
+    }
+    if policy.steps.len() > u16::MAX as usize {
+        errors.push(ValidationError::new(format!("{prefix}steps"), "too many steps"));
+    }
+    if policy.track_links && !link_tracking {
+        errors.push(ValidationError::new(
+            format!("{prefix}track_links"),
+            "link tracking is not configured on this server (it needs a public base URL for the short links and \
+             a secret key); turn `track_links` off or configure link tracking",
+        ));
+    }
+}
+
+/// The rules of step `i` that need no message: its channel, `until`, timeout and connection
+/// subset; fields are named under `prefix`. Returns the channel's capabilities and the
+/// step's success status, or `None` when no connection serves the channel.
+fn step_rules<'a>(
+    policy: &Policy,
+    i: usize,
+    channels: &'a dyn ChannelDirectory,
+    prefix: &str,
+    errors: &mut Vec<ValidationError>,
+) -> Option<(&'a Capabilities, Status)> {
+    let step = &policy.steps[i];
+    let at = |f: &str| format!("{prefix}steps[{i}].{f}");
+    let Some(caps) = channels.capabilities(&step.channel) else {
+        errors.push(ValidationError::new(at("channel"), format!("no connection serves channel `{}`", step.channel)));
+        return None;
+    };
+    let until = step.until.unwrap_or_else(|| caps.default_until());
+    if until == Status::Failed {
+        errors.push(ValidationError::new(at("until"), "`failed` cannot be a step's goal"));
+    } else if until == Status::Clicked && !policy.track_links {
+        errors
+            .push(ValidationError::new(at("until"), "waiting for `clicked` needs `track_links = true` on the policy"));
+    } else if !caps.can_report(until) {
+        errors.push(ValidationError::new(
+            at("until"),
+            format!(
+                "channel `{}` never reports `{until}` (the highest status it reports is `{}`{})",
+                step.channel,
+                caps.highest_status,
+                if caps.inbound { ", plus `replied`" } else { "" }
+            ),
+        ));
+    }
+    if step.timeout.is_some_and(|t| t.is_zero()) {
+        errors.push(ValidationError::new(at("timeout"), "must be longer than zero"));
+    }
+    if let Some(subset) = &step.connections {
+        if subset.is_empty() {
+            errors.push(ValidationError::new(at("connections"), "an empty list allows no connection"));
+        }
+        for (j, c) in subset.iter().enumerate() {
+            if !channels.serves(&step.channel, c) {
+                errors.push(ValidationError::new(
+                    format!("{prefix}steps[{i}].connections[{j}]"),
+                    format!("`{c}` is not a connection of channel `{}`", step.channel),
+                ));
+            }
+        }
+    }
+    Some((caps, until))
 }
 
 fn step_sets(over: Option<&ContentOverride>, part: &str) -> bool {

@@ -221,6 +221,8 @@ impl Pool {
 #[derive(Debug, Default)]
 pub struct Pools {
     pools: HashMap<ChannelName, Pool>,
+    /// The channels in the order their first connections were given.
+    order: Vec<ChannelName>,
     index: HashMap<ConnectionId, (ChannelName, usize)>,
     health: HealthPolicy,
 }
@@ -243,6 +245,7 @@ impl Pools {
     /// Groups connections into pools by channel.
     pub fn new(connections: Vec<Connection>, health: HealthPolicy) -> Result<Self, PoolError> {
         let mut pools: HashMap<ChannelName, Pool> = HashMap::new();
+        let mut order = Vec::new();
         let mut index = HashMap::new();
         for c in connections {
             let info = c.channel.info().clone();
@@ -250,11 +253,14 @@ impl Pools {
                 Some(r) => Some(RateLimiter::direct(r.quota().ok_or_else(|| PoolError::BadRateLimit(c.id.clone()))?)),
                 None => None,
             };
-            let pool = pools.entry(info.channel.clone()).or_insert_with(|| Pool {
-                channel: info.channel.clone(),
-                capabilities: info.capabilities.clone(),
-                members: Vec::new(),
-                last: Mutex::new(None),
+            let pool = pools.entry(info.channel.clone()).or_insert_with(|| {
+                order.push(info.channel.clone());
+                Pool {
+                    channel: info.channel.clone(),
+                    capabilities: info.capabilities.clone(),
+                    members: Vec::new(),
+                    last: Mutex::new(None),
+                }
             });
             if pool.capabilities != info.capabilities {
                 return Err(PoolError::MixedCapabilities(info.channel));
@@ -270,7 +276,7 @@ impl Pools {
                 idle: tokio::sync::Notify::new(),
             });
         }
-        Ok(Self { pools, index, health })
+        Ok(Self { pools, order, index, health })
     }
 
     /// The pool of a channel.
@@ -278,9 +284,10 @@ impl Pools {
         self.pools.get(channel)
     }
 
-    /// Every pool.
+    /// Every pool, in configuration order: channels in the order their first connections
+    /// were given (each pool's [members](Pool::members) keep theirs too).
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
-        self.pools.values()
+        self.order.iter().filter_map(|c| self.pools.get(c))
     }
 
     /// A connection by id.

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::channel::{InboundMessage, SendRequest, StatusUpdate};
 use crate::clock::TokioClock;
-use crate::error::{EngineError, SubmitError};
+use crate::error::{EngineError, SubmitError, ValidationError};
 use crate::links::{self, LinkTracking};
 use crate::machine::{Action, CascadeState, Input, Phase};
 use crate::model::{
@@ -432,6 +432,14 @@ impl Engine {
     /// of the engine must not exceed).
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Checks a policy against this engine's channels before any request uses it
+    /// ([`plan::check_policy`](crate::plan::check_policy)): steps, channels with connections,
+    /// reachable `until`s, connection subsets, and `track_links` only with link tracking.
+    /// Errors name fields from the policy's root (`steps[1].channel`).
+    pub fn check_policy(&self, policy: &Policy) -> Result<(), Vec<ValidationError>> {
+        plan::check_policy(policy, &self.inner.pools, self.inner.links.is_some())
     }
 
     /// Engine time.
@@ -1179,7 +1187,13 @@ fn recipient_outcome(state: &CascadeState, meta: &CascadeMeta, actions: &[Action
     Some(RecipientOutcome {
         campaign: member.campaign,
         seq: member.seq,
-        result: RecipientResult { outcome: outcome.state().to_owned(), channel, cost: state.cost(), reason },
+        result: RecipientResult {
+            outcome: outcome.state().to_owned(),
+            channel,
+            cost: state.cost(),
+            reason,
+            at: state.finished_at,
+        },
     })
 }
 

@@ -84,6 +84,34 @@ fn mismatched_and_duplicate_connections_are_refused() {
     assert!(bad.is_err());
 }
 
+#[test]
+fn pools_and_their_members_come_in_configuration_order() {
+    let c = |id: &str, channel: &str| {
+        let caps = match channel {
+            "sms" => caps::sms(),
+            "telegram" => caps::telegram(),
+            _ => caps::whatsapp(),
+        };
+        Connection::new(id, StubChannel::new(channel, caps))
+    };
+    let p = Pools::new(
+        vec![c("wa-b", "whatsapp"), c("sms-1", "sms"), c("wa-a", "whatsapp"), c("tg", "telegram"), c("sms-0", "sms")],
+        HealthPolicy::default(),
+    )
+    .expect("pools");
+    let seen: Vec<(String, Vec<String>)> = p
+        .pools()
+        .map(|pool| {
+            let ids = pool.members().iter().map(|m| m.connection.id.to_string()).collect();
+            (pool.channel().to_string(), ids)
+        })
+        .collect();
+    let want = [("whatsapp", vec!["wa-b", "wa-a"]), ("sms", vec!["sms-1", "sms-0"]), ("telegram", vec!["tg"])];
+    let want: Vec<(String, Vec<String>)> =
+        want.iter().map(|(ch, ids)| (ch.to_string(), ids.iter().map(|i| i.to_string()).collect())).collect();
+    assert_eq!(seen, want);
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limits_space_sends_out() {
     let p = Pools::new(

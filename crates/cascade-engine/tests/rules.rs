@@ -408,6 +408,38 @@ mod validation {
     }
 
     #[test]
+    fn a_policy_is_checked_on_its_own_with_fields_from_its_root() {
+        let pools = pools();
+        assert_eq!(plan::check_policy(&chain(), &pools, false), Ok(()));
+        let mut subset = Step::new("whatsapp");
+        subset.connections = Some(vec!["wa-2".into(), "sms-1".into()]);
+        let mut policy = Policy::new([
+            Step::new("pigeon"),
+            subset,
+            Step::new("telegram").until(Status::Delivered),
+            Step::new("sms").timeout(Duration::ZERO),
+            Step::new("sms").until(Status::Clicked),
+        ]);
+        policy.track_links = true;
+        let e = plan::check_policy(&policy, &pools, false).expect_err("invalid");
+        let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["track_links", "steps[0].channel", "steps[1].connections[1]", "steps[2].until", "steps[3].timeout"]
+        );
+        assert!(e[2].message.contains("`sms-1` is not a connection of channel `whatsapp`"), "{}", e[2].message);
+        // `clicked` is fine with tracking on; the policy check knows no message, so it cannot
+        // tell whether the step's content has a link.
+        policy.steps.drain(..4);
+        assert_eq!(plan::check_policy(&policy, &pools, true), Ok(()));
+        policy.track_links = false;
+        let e = plan::check_policy(&policy, &pools, true).expect_err("clicked needs tracking");
+        assert_eq!(e[0].field, "steps[0].until");
+        let e = plan::check_policy(&Policy::new([]), &pools, false).expect_err("no steps");
+        assert_eq!(e[0].field, "steps");
+    }
+
+    #[test]
     fn empty_policies_and_messages_are_refused() {
         let e = errors(everywhere(), Message::text("hi"), Policy::new([]));
         assert_eq!(e[0].field, "policy.steps");

@@ -15,11 +15,12 @@ use async_trait::async_trait;
 use cascade_engine::StoreError;
 use cascade_engine::store::{
     CampaignRecord, CampaignState, CascadeRecord, Created, NewRecipient, OutboxItem, RecipientState, StartResult,
+    StoredPolicy,
 };
-use cascade_engine::{CampaignId, Timestamp};
+use cascade_engine::{CampaignId, Policy, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::codec::{CampaignRow, ConversationRow, NewCascade, RecipientRow, SaveRow, ts, unavailable};
+use crate::codec::{CampaignRow, ConversationRow, NewCascade, PolicyRow, RecipientRow, SaveRow, ts, unavailable};
 
 /// One write.
 #[derive(Debug)]
@@ -75,6 +76,15 @@ pub(crate) enum WriteOp {
         campaign: uuid::Uuid,
         to: &'static str,
         at: i64,
+    },
+    /// Stores a policy (compare-and-set when it names the version expected); answers the new
+    /// version.
+    SavePolicy(Box<PolicyRow>),
+    /// Deletes a policy if it is at `expected` (0: none stored), or whatever its version when
+    /// `None`; answers whether one was deleted.
+    DeletePolicy {
+        name: String,
+        expected: Option<i64>,
     },
 }
 
@@ -371,6 +381,30 @@ impl Writer {
         let op = WriteOp::MarkStarted { campaign: *campaign.as_uuid(), started, refused, at: ts(at) };
         match self.write(op).await? {
             WriteOut::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn save_policy(
+        &self,
+        name: &str,
+        policy: &Policy,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<StoredPolicy, StoreError> {
+        let row = PolicyRow::encode(name, policy, expected, at)?;
+        match self.write(WriteOp::SavePolicy(Box::new(row))).await? {
+            WriteOut::Saved(version) => {
+                Ok(StoredPolicy { name: name.to_owned(), policy: policy.clone(), version, updated_at: at })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn delete_policy(&self, name: &str, expected: Option<u64>) -> Result<bool, StoreError> {
+        let op = WriteOp::DeletePolicy { name: name.to_owned(), expected: expected.map(crate::codec::seq) };
+        match self.write(op).await? {
+            WriteOut::Moved(deleted) => Ok(deleted),
             other => Err(unexpected(other)),
         }
     }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use cascade_engine::machine::CascadeState;
 use cascade_engine::store::{
     CampaignRecord, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, NewRecipient, OutboxItem, ProviderRef,
-    RecipientOutcome, RecipientRecord, RecipientResult, Tally,
+    RecipientOutcome, RecipientRecord, RecipientResult, StoredPolicy, Tally,
 };
-use cascade_engine::{CampaignId, CascadeId, Cost, Event, StoreError, Timestamp};
+use cascade_engine::{CampaignId, CascadeId, Cost, Event, Policy, StoreError, Timestamp};
 use uuid::Uuid;
 
 /// A timestamp as stored: nanoseconds since the Unix epoch (years 1678 to 2261).
@@ -156,6 +156,7 @@ pub(crate) struct RecipientResultRow {
     pub channel: Option<String>,
     pub cost: i64,
     pub reason: Option<String>,
+    pub at: Option<i64>,
 }
 
 impl From<&RecipientOutcome> for RecipientResultRow {
@@ -167,6 +168,7 @@ impl From<&RecipientOutcome> for RecipientResultRow {
             channel: r.result.channel.as_ref().map(ToString::to_string),
             cost: r.result.cost.micros(),
             reason: r.result.reason.clone(),
+            at: r.result.at.map(ts),
         }
     }
 }
@@ -248,6 +250,41 @@ impl CampaignColumns<'_> {
     }
 }
 
+/// A policy save, ready to write: the policy as JSON and the version expected, if any.
+#[derive(Debug)]
+pub(crate) struct PolicyRow {
+    pub name: String,
+    pub policy: String,
+    pub expected: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl PolicyRow {
+    pub(crate) fn encode(
+        name: &str,
+        policy: &Policy,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<Self, StoreError> {
+        Ok(Self { name: name.to_owned(), policy: json(policy)?, expected: expected.map(seq), updated_at: ts(at) })
+    }
+}
+
+/// A stored policy from its columns.
+pub(crate) fn stored_policy(
+    name: String,
+    policy: &str,
+    version: i64,
+    updated_at: i64,
+) -> Result<StoredPolicy, StoreError> {
+    Ok(StoredPolicy {
+        policy: parse(&format!("policy {name:?}"), policy)?,
+        name,
+        version: version as u64,
+        updated_at: from_ts(updated_at),
+    })
+}
+
 /// Stored recipient columns.
 #[derive(Debug)]
 pub(crate) struct RecipientColumns<'a> {
@@ -262,6 +299,7 @@ pub(crate) struct RecipientColumns<'a> {
     pub channel: Option<&'a str>,
     pub cost: Option<i64>,
     pub reason: Option<String>,
+    pub result_at: Option<i64>,
 }
 
 impl RecipientColumns<'_> {
@@ -280,6 +318,7 @@ impl RecipientColumns<'_> {
                 channel: self.channel.map(Into::into),
                 cost: Cost::from_micros(self.cost.unwrap_or(0)),
                 reason: self.reason,
+                at: self.result_at.map(from_ts),
             }),
         })
     }

@@ -201,17 +201,19 @@ macro_rules! define_hot_writes {
             results.sort_by_key(|r| (r.campaign, r.seq));
             for campaign in results.chunk_by(|a, b| a.campaign == b.campaign) {
                 for chunk in campaign.chunks(CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new("WITH r (seq, outcome, channel, cost, reason) AS (");
+                    let mut q =
+                        QueryBuilder::<$db>::new("WITH r (seq, outcome, channel, cost, reason, result_at) AS (");
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(r.seq)
                             .push_bind(r.outcome.as_str())
                             .push_bind(r.channel.as_deref())
                             .push_bind(r.cost)
-                            .push_bind(r.reason.as_deref());
+                            .push_bind(r.reason.as_deref())
+                            .push_bind(r.at);
                     });
                     q.push(
                         ") UPDATE campaign_recipients SET outcome = r.outcome, channel = r.channel, cost = r.cost, \
-                         reason = r.reason FROM r WHERE campaign_recipients.campaign_id = ",
+                         reason = r.reason, result_at = r.result_at FROM r WHERE campaign_recipients.campaign_id = ",
                     );
                     q.push_bind(chunk[0].campaign).push(" AND campaign_recipients.seq = r.seq");
                     q.build().execute(&mut **tx).await?;

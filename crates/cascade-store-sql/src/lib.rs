@@ -40,7 +40,7 @@ pub use postgres::{PgConfig, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteConfig, SqliteStore};
 
-use cascade_engine::store::{Conversation, Tally};
+use cascade_engine::store::{Conversation, SeriesPoint, Tally};
 
 /// Conversations in the order every store returns them.
 fn sorted_conversations(mut out: Vec<Conversation>) -> Vec<Conversation> {
@@ -55,6 +55,20 @@ fn sorted_tally(mut out: Vec<Tally>) -> Vec<Tally> {
         let key = |t: &Tally| (t.state.as_str(), t.outcome.clone(), t.channel.clone());
         key(a).cmp(&key(b))
     });
+    out
+}
+
+/// Series points in the order every store returns them: by time, outcome and channel (none
+/// first, where PostgreSQL would sort it last).
+fn sorted_series(mut out: Vec<SeriesPoint>) -> Vec<SeriesPoint> {
+    out.sort_by(|a, b| (a.at, &a.outcome, &a.channel).cmp(&(b.at, &b.outcome, &b.channel)));
+    out
+}
+
+/// Reasons in the order every store returns them: most first, then by reason as bytes (the
+/// database's collation may order text otherwise).
+fn sorted_reasons(mut out: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
 }
 

@@ -20,6 +20,8 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (2, "owner", include_str!("../migrations/sqlite/0002_owner.sql")),
     (3, "outbox_cascade", include_str!("../migrations/sqlite/0003_outbox_cascade.sql")),
     (4, "campaigns", include_str!("../migrations/sqlite/0004_campaigns.sql")),
+    (5, "policies", include_str!("../migrations/sqlite/0005_policies.sql")),
+    (6, "campaign_results_at", include_str!("../migrations/sqlite/0006_campaign_results_at.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -29,6 +31,8 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
     (2, "owner", include_str!("../migrations/postgres/0002_owner.sql")),
     (3, "outbox_cascade", include_str!("../migrations/postgres/0003_outbox_cascade.sql")),
     (4, "campaigns", include_str!("../migrations/postgres/0004_campaigns.sql")),
+    (5, "policies", include_str!("../migrations/postgres/0005_policies.sql")),
+    (6, "campaign_results_at", include_str!("../migrations/postgres/0006_campaign_results_at.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

@@ -223,9 +223,9 @@ macro_rules! define_sql_store {
                         });
                         q.push(
                             ") UPDATE campaign_recipients SET state = 'refused', outcome = 'refused', channel = NULL, \
-                             cost = 0, reason = v.reason, changed_at = ",
+                             cost = 0, reason = v.reason, result_at = ",
                         );
-                        q.push_bind(*at);
+                        q.push_bind(*at).push(", changed_at = ").push_bind(*at);
                         q.push(" FROM v WHERE campaign_recipients.campaign_id = ").push_bind(*campaign);
                         q.push(" AND campaign_recipients.seq = v.seq AND campaign_recipients.state = 'pending'");
                         q.build().execute(&mut **tx).await?;
@@ -239,7 +239,86 @@ macro_rules! define_sql_store {
                     let n = q.build().execute(&mut **tx).await?.rows_affected();
                     Ok(WriteOut::Count(n))
                 }
+                WriteOp::SavePolicy(p) => {
+                    // Each statement answers the new version, or nothing when the version
+                    // expected is not the stored one.
+                    let mut q = match p.expected {
+                        Some(v) if v > 0 => {
+                            let mut q = QueryBuilder::<$db>::new("UPDATE policies SET policy = ");
+                            q.push_bind(p.policy.as_str()).push(", version = version + 1, updated_at = ");
+                            q.push_bind(p.updated_at).push(" WHERE name = ").push_bind(p.name.as_str());
+                            q.push(" AND version = ").push_bind(v);
+                            q
+                        }
+                        expected => {
+                            let mut q = QueryBuilder::<$db>::new(
+                                "INSERT INTO policies (name, policy, version, updated_at) VALUES (",
+                            );
+                            q.separated(", ")
+                                .push_bind(p.name.as_str())
+                                .push_bind(p.policy.as_str())
+                                .push("1")
+                                .push_bind(p.updated_at);
+                            q.push(match expected {
+                                // Expecting none: a stored one stays as it is.
+                                Some(_) => ") ON CONFLICT (name) DO NOTHING",
+                                None => {
+                                    ") ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, \
+                                     version = policies.version + 1, updated_at = excluded.updated_at"
+                                }
+                            });
+                            q
+                        }
+                    };
+                    q.push(" RETURNING version");
+                    match q.build_query_scalar::<i64>().fetch_optional(&mut **tx).await? {
+                        Some(version) => Ok(WriteOut::Saved(version as u64)),
+                        None => Err(policy_conflict(tx, &p.name).await?),
+                    }
+                }
+                WriteOp::DeletePolicy { name, expected } => {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM policies WHERE name = ");
+                    q.push_bind(name.as_str());
+                    if let Some(v) = expected {
+                        q.push(" AND version = ").push_bind(*v);
+                    }
+                    let deleted = q.build().execute(&mut **tx).await?.rows_affected() > 0;
+                    match expected {
+                        Some(v) if !deleted => match policy_conflict(tx, name).await? {
+                            // Expecting none, and there is none: nothing to delete.
+                            StoreError::PolicyConflict { current: 0, .. } if *v == 0 => Ok(WriteOut::Moved(false)),
+                            conflict => Err(conflict),
+                        },
+                        _ => Ok(WriteOut::Moved(deleted)),
+                    }
+                }
             })
+        }
+
+        /// The refusal of a policy write whose expected version is not the stored one: names
+        /// the version there is (0: none).
+        async fn policy_conflict(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            name: &str,
+        ) -> Result<cascade_engine::StoreError, sqlx::Error> {
+            let mut q = sqlx::QueryBuilder::<$db>::new("SELECT version FROM policies WHERE name = ");
+            q.push_bind(name);
+            let current: Option<i64> = q.build_query_scalar().fetch_optional(&mut **tx).await?;
+            Ok(cascade_engine::StoreError::PolicyConflict {
+                name: name.to_owned(),
+                current: current.map_or(0, |v| v as u64),
+            })
+        }
+
+        fn policy_row(row: &$row) -> Result<cascade_engine::store::StoredPolicy, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            crate::codec::stored_policy(
+                row.try_get("name").map_err(unavailable)?,
+                row.try_get("policy").map_err(unavailable)?,
+                row.try_get("version").map_err(unavailable)?,
+                row.try_get("updated_at").map_err(unavailable)?,
+            )
         }
 
         fn record_row(row: &$row) -> Result<cascade_engine::store::CascadeRecord, cascade_engine::StoreError> {
@@ -300,6 +379,7 @@ macro_rules! define_sql_store {
                 channel: row.try_get("channel").map_err(unavailable)?,
                 cost: row.try_get("cost").map_err(unavailable)?,
                 reason: row.try_get("reason").map_err(unavailable)?,
+                result_at: row.try_get("result_at").map_err(unavailable)?,
             }
             .record()
         }
@@ -586,8 +666,8 @@ macro_rules! define_sql_store {
                 filter: &cascade_engine::store::RecipientFilter,
             ) -> Result<Vec<cascade_engine::store::RecipientRecord>, cascade_engine::StoreError> {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason \
-                     FROM campaign_recipients WHERE campaign_id = ",
+                    "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason, \
+                     result_at FROM campaign_recipients WHERE campaign_id = ",
                 );
                 q.push_bind(*campaign.as_uuid());
                 crate::recipient_filter!(q, filter);
@@ -613,6 +693,49 @@ macro_rules! define_sql_store {
                 self.writer.close_pending(campaign, to, at).await
             }
 
+            async fn save_policy(
+                &self,
+                name: &str,
+                policy: &cascade_engine::Policy,
+                expected: Option<u64>,
+                at: cascade_engine::Timestamp,
+            ) -> Result<cascade_engine::store::StoredPolicy, cascade_engine::StoreError> {
+                self.writer.save_policy(name, policy, expected, at).await
+            }
+
+            async fn load_policy(
+                &self,
+                name: &str,
+            ) -> Result<Option<cascade_engine::store::StoredPolicy>, cascade_engine::StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT name, policy, version, updated_at FROM policies WHERE name = ",
+                );
+                q.push_bind(name);
+                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                row.as_ref().map(policy_row).transpose()
+            }
+
+            async fn list_policies(
+                &self,
+            ) -> Result<Vec<cascade_engine::store::StoredPolicy>, cascade_engine::StoreError> {
+                let rows = sqlx::query("SELECT name, policy, version, updated_at FROM policies")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(crate::codec::unavailable)?;
+                let mut out = rows.iter().map(policy_row).collect::<Result<Vec<_>, _>>()?;
+                // By name as bytes compare, whatever the database's collation.
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            }
+
+            async fn delete_policy(
+                &self,
+                name: &str,
+                expected: Option<u64>,
+            ) -> Result<bool, cascade_engine::StoreError> {
+                self.writer.delete_policy(name, expected).await
+            }
+
             async fn campaign_tally(
                 &self,
                 campaign: cascade_engine::CampaignId,
@@ -636,6 +759,56 @@ macro_rules! define_sql_store {
                     )?);
                 }
                 Ok(crate::sorted_tally(out))
+            }
+
+            async fn campaign_series(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                bucket: std::time::Duration,
+            ) -> Result<Vec<cascade_engine::store::SeriesPoint>, cascade_engine::StoreError> {
+                use crate::codec::unavailable;
+                use sqlx::Row;
+                let size = i64::try_from(bucket.as_nanos()).unwrap_or(i64::MAX).max(1);
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT (result_at / ");
+                q.push_bind(size).push(") * ").push_bind(size);
+                q.push(" AS bucket, outcome, channel, count(*) FROM campaign_recipients WHERE campaign_id = ");
+                q.push_bind(*campaign.as_uuid());
+                q.push(" AND result_at IS NOT NULL GROUP BY bucket, outcome, channel");
+                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let channel: Option<&str> = row.try_get(2).map_err(unavailable)?;
+                    let count: i64 = row.try_get(3).map_err(unavailable)?;
+                    out.push(cascade_engine::store::SeriesPoint {
+                        at: crate::codec::from_ts(row.try_get(0).map_err(unavailable)?),
+                        outcome: row.try_get(1).map_err(unavailable)?,
+                        channel: channel.map(Into::into),
+                        count: count as u64,
+                    });
+                }
+                Ok(crate::sorted_series(out))
+            }
+
+            async fn campaign_reasons(
+                &self,
+                campaign: cascade_engine::CampaignId,
+                limit: usize,
+            ) -> Result<Vec<(String, u64)>, cascade_engine::StoreError> {
+                use crate::codec::unavailable;
+                use sqlx::Row;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT coalesce(reason, '') AS why, count(*) AS n FROM campaign_recipients WHERE campaign_id = ",
+                );
+                q.push_bind(*campaign.as_uuid());
+                q.push(" AND outcome IN ('failed', 'refused') GROUP BY why ORDER BY n DESC, why LIMIT ");
+                q.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let n: i64 = row.try_get(1).map_err(unavailable)?;
+                    out.push((row.try_get(0).map_err(unavailable)?, n as u64));
+                }
+                Ok(crate::sorted_reasons(out))
             }
         }
     };

@@ -1,6 +1,6 @@
-//! A database made before the `owner` column existed: opening it applies the new migration,
-//! which fills the column from the cascades' stored metadata, so the owner filter finds the
-//! cascades that were there before.
+//! Databases made before a migration: opening them applies it. Version 2 fills the new `owner`
+//! column from the cascades' stored metadata, so the owner filter finds the cascades that were
+//! there before; version 6 gives campaign results stored without a time the time still known.
 
 mod common;
 
@@ -71,6 +71,120 @@ async fn postgres_fills_the_owner_column_of_existing_cascades() {
     assert_eq!(owned_by(&store, "key:crm").await, [id]);
     assert_eq!(owned_by(&store, "kommo:acme").await.len(), 1);
     assert!(owned_by(&store, "key:other").await.is_empty());
+    drop(store);
+    common::drop_schema(&schema).await;
+}
+
+/// A campaign with one recipient whose cascade finished and one refused, their results stored
+/// without a time (as before version 6); returns the campaign.
+async fn results_without_times(store: &dyn Store) -> cascade_engine::CampaignId {
+    use cascade_engine::machine::Phase;
+    use cascade_engine::store::{
+        CampaignMember, CampaignRecord, CampaignState, CascadeUpdate, NewRecipient, RecipientOutcome, RecipientResult,
+        StartResult,
+    };
+
+    let t0 = chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("time");
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let campaign = CampaignRecord {
+        id: cascade_engine::CampaignId::new(),
+        name: "before times".into(),
+        owner: None,
+        state: CampaignState::Running,
+        spec: serde_json::json!({}),
+        recipients: 2,
+        created_at: t0,
+        updated_at: t0,
+    };
+    store.save_campaign(&campaign).await.expect("save campaign");
+    let recipients: Vec<NewRecipient> = (0..2)
+        .map(|seq| NewRecipient {
+            seq,
+            line: seq + 2,
+            contact: cascade_engine::Contact::with_phone(format!("+1555000000{seq}")),
+            zone: "UTC".into(),
+        })
+        .collect();
+    store.add_recipients(campaign.id, &recipients).await.expect("add recipients");
+    let mut record = cascade_testkit::sample_record(None, "fp", "+15550000000", t0);
+    Arc::make_mut(&mut record.meta).campaign = Some(CampaignMember { campaign: campaign.id, seq: 0 });
+    store.create(record.clone(), vec![]).await.expect("create");
+    store.mark_started(campaign.id, &[(0, StartResult::Started(record.id()))], at(1)).await.expect("mark started");
+    store
+        .mark_started(campaign.id, &[(1, StartResult::Refused("no step can reach the contact".into()))], at(2))
+        .await
+        .expect("mark refused");
+    let mut state = record.state.clone();
+    state.phase = Phase::Finished;
+    state.outcome = Some(cascade_engine::Outcome::Cancelled);
+    state.finished_at = Some(at(30));
+    let result = RecipientResult {
+        outcome: "cancelled".into(),
+        channel: None,
+        cost: cascade_engine::Cost::ZERO,
+        reason: Some("cancelled".into()),
+        at: None,
+    };
+    let update = CascadeUpdate {
+        state,
+        expected_version: record.version,
+        wake_at: None,
+        events: Vec::new(),
+        provider_refs: Vec::new(),
+        outbox: None,
+        recipient: Some(RecipientOutcome { campaign: campaign.id, seq: 0, result }),
+    };
+    store.save(&update).await.expect("finishing save");
+    campaign.id
+}
+
+/// The times version 6 gives results stored before it: the cascade's finish, the refusal's.
+async fn result_times(store: &dyn Store, campaign: cascade_engine::CampaignId) -> Vec<Option<i64>> {
+    let filter = cascade_engine::store::RecipientFilter { limit: 10, ..Default::default() };
+    let all = store.campaign_recipients(campaign, &filter).await.expect("recipients");
+    all.iter().map(|r| r.result.as_ref().and_then(|x| x.at).map(|t| t.timestamp() - 1_767_225_600)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_gives_earlier_results_their_times() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let campaign = results_without_times(&store).await;
+    drop(store);
+
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    for sql in
+        ["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"]
+    {
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("close");
+
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
+    assert_eq!(result_times(&store, campaign).await, [Some(30), Some(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_gives_earlier_results_their_times() {
+    use sqlx::{ConnectOptions, Connection};
+    let schema = common::fresh_schema();
+    let Some(store) = common::pg_store(&schema).await else { return };
+    let campaign = results_without_times(&store).await;
+    drop(store);
+
+    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
+    let mut conn = options.options([("search_path", schema.as_str())]).connect().await.expect("connect");
+    for sql in
+        ["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"]
+    {
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("close");
+
+    let store = common::pg_store(&schema).await.expect("reconnect and migrate");
+    assert_eq!(result_times(&store, campaign).await, [Some(30), Some(2)]);
     drop(store);
     common::drop_schema(&schema).await;
 }

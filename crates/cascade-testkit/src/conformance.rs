@@ -12,8 +12,8 @@ use cascade_engine::store::{
     RecipientRecord, RecipientResult, RecipientState, StartResult, Tally,
 };
 use cascade_engine::{
-    Address, AddressKind, CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Content, Cost, Event, EventKind,
-    Outcome, RetryPolicy, Status, Store, StoreError, Timestamp,
+    Address, AddressKind, CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Content, ContentOverride, Cost,
+    Event, EventKind, Outcome, Policy, RetryPolicy, Status, Step, Store, StoreError, Timestamp,
 };
 
 fn t0() -> Timestamp {
@@ -118,6 +118,9 @@ where
     recipient_filters(make().await).await;
     starting_and_closing_recipients(make().await).await;
     recipient_results_written_with_the_last_save(make().await).await;
+    campaign_results_over_time_and_by_reason(make().await).await;
+    policies_saved_loaded_and_listed(make().await).await;
+    policy_compare_and_set(make().await).await;
 }
 
 async fn create_load_and_idempotency(store: Arc<dyn Store>) {
@@ -812,12 +815,14 @@ async fn finish_recipient(store: &dyn Store, rec: &CascadeRecord, result: Recipi
     store.save(&u).await.expect("finishing save");
 }
 
+/// A result that came at `t0() + 10 s`, when [`finish_recipient`] finishes its cascade.
 fn result(outcome: &str, channel: Option<&str>, micros: i64, reason: Option<&str>) -> RecipientResult {
     RecipientResult {
         outcome: outcome.into(),
         channel: channel.map(ChannelName::new),
         cost: Cost::from_micros(micros),
         reason: reason.map(Into::into),
+        at: Some(t0() + secs(10)),
     }
 }
 
@@ -892,13 +897,16 @@ async fn recipient_filters(store: Arc<dyn Store>) {
     check!(got.is_empty(), "an unknown campaign has no recipients: {got:?}");
 
     let refused = store.campaign_recipients(c.id, &f(&[Refused], &[])).await.expect("campaign recipients");
-    let expected = result("refused", None, 0, Some("no step can reach the contact"));
+    let expected = RecipientResult {
+        at: Some(t0() + secs(2)),
+        ..result("refused", None, 0, Some("no step can reach the contact"))
+    };
     check!(
         refused.len() == 1
             && refused[0].result.as_ref() == Some(&expected)
             && refused[0].cascade.is_none()
             && refused[0].changed_at == Some(t0() + secs(2)),
-        "a refused recipient carries its reason as a `refused` result: {refused:?}"
+        "a refused recipient carries its reason as a `refused` result, at the time it was refused: {refused:?}"
     );
 }
 
@@ -1045,4 +1053,201 @@ async fn recipient_results_written_with_the_last_save(store: Arc<dyn Store>) {
     check!(after == expected, "results survive their cascades' purge: {after:?}");
     let first = &all_recipients(&*store, c.id).await[0];
     check!(first.result.as_ref() == Some(&delivered), "a purged cascade's recipient keeps its result: {first:?}");
+}
+
+async fn campaign_results_over_time_and_by_reason(store: Arc<dyn Store>) {
+    use cascade_engine::store::SeriesPoint;
+
+    let c = campaign("series", None, CampaignState::Running, 0);
+    let other = campaign("other series", None, CampaignState::Running, 1);
+    for x in [&c, &other] {
+        store.save_campaign(x).await.expect("save campaign");
+    }
+    store.add_recipients(c.id, &recipients(0..12)).await.expect("add recipients");
+    store.add_recipients(other.id, &recipients(0..1)).await.expect("add recipients");
+    let at = |s: i64| Some(t0() + secs(s));
+    let ended = |outcome: &str, channel: Option<&str>, reason: Option<&str>, when: Option<Timestamp>| RecipientResult {
+        at: when,
+        ..result(outcome, channel, 1_000, reason)
+    };
+    // Minute 0: two by SMS, one by WhatsApp, one failed; minute 1: one by SMS, two failed, one
+    // cancelled; minute 2 (refused at 150 s): one refused. One result has no time (stored
+    // before times were kept), one cascade still runs, one recipient is pending.
+    let finished = [
+        ended("delivered", Some("sms"), None, at(5)),
+        ended("delivered", Some("sms"), None, at(59)),
+        ended("delivered", Some("whatsapp"), None, at(30)),
+        ended("failed", None, Some("sms: unreachable"), at(40)),
+        ended("delivered", Some("sms"), None, at(60)),
+        ended("failed", None, Some("whatsapp: rejected; sms: unreachable"), at(61)),
+        ended("failed", None, Some("sms: unreachable"), at(119)),
+        ended("cancelled", None, Some("cancelled"), at(90)),
+        ended("failed", None, None, None),
+    ];
+    for (seq, result) in finished.iter().enumerate() {
+        let r = start_recipient(&*store, c.id, seq as u64).await;
+        finish_recipient(&*store, &r, result.clone()).await;
+    }
+    start_recipient(&*store, c.id, 9).await;
+    store
+        .mark_started(c.id, &[(10, StartResult::Refused("no step can reach the contact".into()))], t0() + secs(150))
+        .await
+        .expect("mark refused");
+    let r = start_recipient(&*store, other.id, 0).await;
+    finish_recipient(&*store, &r, ended("failed", None, Some("sms: unreachable"), at(5))).await;
+
+    let point = |s: i64, outcome: &str, channel: Option<&str>, count| SeriesPoint {
+        at: t0() + secs(s),
+        outcome: outcome.into(),
+        channel: channel.map(ChannelName::new),
+        count,
+    };
+    let series = store.campaign_series(c.id, Duration::from_secs(60)).await.expect("series");
+    let expected = vec![
+        point(0, "delivered", Some("sms"), 2),
+        point(0, "delivered", Some("whatsapp"), 1),
+        point(0, "failed", None, 1),
+        point(60, "cancelled", None, 1),
+        point(60, "delivered", Some("sms"), 1),
+        point(60, "failed", None, 2),
+        point(120, "refused", None, 1),
+    ];
+    check!(
+        series == expected,
+        "results with a time are counted by minute, outcome and channel, in that order: {series:?}, expected {expected:?}"
+    );
+    let hourly = store.campaign_series(c.id, Duration::from_secs(3_600)).await.expect("series");
+    let expected = vec![
+        point(0, "cancelled", None, 1),
+        point(0, "delivered", Some("sms"), 3),
+        point(0, "delivered", Some("whatsapp"), 1),
+        point(0, "failed", None, 3),
+        point(0, "refused", None, 1),
+    ];
+    check!(hourly == expected, "a wider bucket sums them: {hourly:?}, expected {expected:?}");
+    let fine = store.campaign_series(c.id, Duration::from_secs(1)).await.expect("series");
+    check!(
+        fine.len() == 9
+            && fine.iter().map(|p| p.count).sum::<u64>() == 9
+            && fine[0] == point(5, "delivered", Some("sms"), 1),
+        "one-second buckets keep each time apart: {fine:?}"
+    );
+    let none = store.campaign_series(CampaignId::new(), Duration::from_secs(60)).await.expect("series");
+    check!(none.is_empty(), "an unknown campaign has no series: {none:?}");
+
+    let reasons = store.campaign_reasons(c.id, 10).await.expect("reasons");
+    let expected: Vec<(String, u64)> = vec![
+        ("sms: unreachable".into(), 2),
+        (String::new(), 1),
+        ("no step can reach the contact".into(), 1),
+        ("whatsapp: rejected; sms: unreachable".into(), 1),
+    ];
+    check!(
+        reasons == expected,
+        "failed and refused results are counted by reason, most first, then by reason (timeless ones too): \
+         {reasons:?}, expected {expected:?}"
+    );
+    let top = store.campaign_reasons(c.id, 2).await.expect("reasons");
+    check!(top == expected[..2], "the limit keeps the most common: {top:?}");
+    let none = store.campaign_reasons(CampaignId::new(), 10).await.expect("reasons");
+    check!(none.is_empty(), "an unknown campaign has no reasons: {none:?}");
+}
+
+/// A policy that sets every rule, so a round trip through a store shows nothing is lost.
+fn full_policy() -> Policy {
+    let mut p = Policy::new([
+        Step::new("whatsapp").until(Status::Read).timeout(Duration::from_secs(45)),
+        Step {
+            content: Some(ContentOverride { text: Some("Short: {{contact.name}}".into()), ..Default::default() }),
+            connections: Some(vec![ConnectionId::new("sms-1"), ConnectionId::new("sms-2")]),
+            ..Step::new("sms")
+        },
+    ]);
+    p.name = Some("full".into());
+    p.existing_chat_first = false;
+    p.ttl = Some(Duration::from_secs(3_600));
+    p.late_success_wins = false;
+    p.track_links = true;
+    p.retry = RetryPolicy {
+        max_sends_per_step: 2,
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(5),
+    };
+    p
+}
+
+fn names(list: &[cascade_engine::store::StoredPolicy]) -> Vec<&str> {
+    list.iter().map(|p| p.name.as_str()).collect()
+}
+
+async fn policies_saved_loaded_and_listed(store: Arc<dyn Store>) {
+    check!(store.load_policy("full").await.expect("load policy").is_none(), "an unknown policy loads as none");
+    check!(store.list_policies().await.expect("list policies").is_empty(), "a new store lists no policy");
+
+    let full = full_policy();
+    let saved = store.save_policy("full", &full, None, t0()).await.expect("save policy");
+    check!(
+        saved.name == "full" && saved.policy == full && saved.version == 1 && saved.updated_at == t0(),
+        "a first save stores version 1 at the time given: {saved:?}"
+    );
+    let loaded = store.load_policy("full").await.expect("load policy");
+    check!(loaded.as_ref() == Some(&saved), "a saved policy loads as saved, every rule kept: {loaded:?}");
+
+    let chain = Policy::chain(["telegram", "sms"]);
+    let again = store.save_policy("full", &chain, None, t0() + secs(5)).await.expect("save policy again");
+    check!(
+        again.version == 2 && again.policy == chain && again.updated_at == t0() + secs(5),
+        "a save without an expected version replaces the policy and bumps the version: {again:?}"
+    );
+    let loaded = store.load_policy("full").await.expect("load policy");
+    check!(loaded.as_ref() == Some(&again), "the replaced policy loads: {loaded:?}");
+
+    for (i, name) in ["b-policy", "a.policy", "C_1", "a"].into_iter().enumerate() {
+        store.save_policy(name, &Policy::chain(["sms"]), None, t0() + secs(i as i64)).await.expect("save policy");
+    }
+    let all = store.list_policies().await.expect("list policies");
+    check!(names(&all) == ["C_1", "a", "a.policy", "b-policy", "full"], "policies list by name: {:?}", names(&all));
+    check!(all[4] == again, "a listed policy is the stored one: {:?}", all[4]);
+    check!(all[..4].iter().all(|p| p.version == 1), "each name has its own version: {all:?}");
+}
+
+/// Whether `r` is the refusal of a write to policy `cas` whose stored version is `at`.
+fn conflict<T>(r: &Result<T, StoreError>, at: u64) -> bool {
+    matches!(r, Err(StoreError::PolicyConflict { name, current }) if name == "cas" && *current == at)
+}
+
+async fn policy_compare_and_set(store: Arc<dyn Store>) {
+    let one = Policy::chain(["whatsapp", "sms"]);
+    let two = Policy::chain(["sms", "whatsapp"]);
+    let absent = store.save_policy("cas", &one, Some(3), t0()).await;
+    check!(conflict(&absent, 0), "a save expecting a version of a policy not stored is refused with 0: {absent:?}");
+    check!(store.load_policy("cas").await.expect("load").is_none(), "a refused save stores nothing");
+    let created = store.save_policy("cas", &one, Some(0), t0()).await.expect("create");
+    check!(created.version == 1, "expecting 0 creates version 1: {created:?}");
+    let taken = store.save_policy("cas", &two, Some(0), t0() + secs(1)).await;
+    check!(conflict(&taken, 1), "expecting 0 when one is stored is refused with its version: {taken:?}");
+    let moved = store.save_policy("cas", &two, Some(1), t0() + secs(2)).await.expect("save at version 1");
+    check!(moved.version == 2 && moved.policy == two, "a save expecting the stored version succeeds: {moved:?}");
+    let stale = store.save_policy("cas", &one, Some(1), t0() + secs(3)).await;
+    check!(conflict(&stale, 2), "a save expecting an older version is refused: {stale:?}");
+    let loaded = store.load_policy("cas").await.expect("load");
+    check!(loaded.as_ref() == Some(&moved), "refused saves change nothing: {loaded:?}");
+
+    let stale = store.delete_policy("cas", Some(1)).await;
+    check!(conflict(&stale, 2), "a delete expecting an older version is refused: {stale:?}");
+    check!(store.load_policy("cas").await.expect("load").is_some(), "a refused delete deletes nothing");
+    let deleted = store.delete_policy("cas", Some(2)).await.expect("delete");
+    check!(deleted, "a delete expecting the stored version deletes it");
+    check!(store.load_policy("cas").await.expect("load").is_none(), "a deleted policy loads as none");
+    check!(!store.delete_policy("cas", None).await.expect("delete again"), "deleting nothing answers false");
+    check!(!store.delete_policy("cas", Some(0)).await.expect("delete expecting none"), "expecting 0 deletes nothing");
+    let gone = store.delete_policy("cas", Some(2)).await;
+    check!(conflict(&gone, 0), "a delete expecting a version of a policy not stored is refused with 0: {gone:?}");
+
+    let anew = store.save_policy("cas", &one, Some(0), t0() + secs(4)).await.expect("save anew");
+    check!(anew.version == 1, "a name saved anew after its delete starts at version 1: {anew:?}");
+    store.save_policy("other", &two, None, t0()).await.expect("save another");
+    check!(store.delete_policy("other", None).await.expect("delete"), "a delete without a version deletes");
+    let left = store.list_policies().await.expect("list policies");
+    check!(names(&left) == ["cas"], "deleting one policy leaves the others: {:?}", names(&left));
 }

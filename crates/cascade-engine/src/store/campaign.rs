@@ -177,6 +177,10 @@ pub struct RecipientResult {
     /// Why it did not deliver, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When it ended: the cascade's finish, or when the recipient was refused. `None` in
+    /// results stored before this was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
 }
 
 /// A cascade's result for the recipient it was started for, written with the cascade's last
@@ -249,6 +253,21 @@ pub struct Tally {
     pub count: u64,
     /// What their finished cascades cost together.
     pub cost: Cost,
+}
+
+/// How many of a campaign's recipients ended one way within one stretch of time
+/// ([`Store::campaign_series`](super::Store::campaign_series)).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// The start of the stretch: a whole number of buckets since the Unix epoch.
+    pub at: Timestamp,
+    /// The result's outcome: `delivered`, `failed`, `cancelled`, `expired` or `refused`.
+    pub outcome: String,
+    /// The delivering channel, for delivered ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelName>,
+    /// How many.
+    pub count: u64,
 }
 
 /// What starting a recipient came to ([`Store::mark_started`](super::Store::mark_started)).

@@ -28,6 +28,7 @@ struct Inner {
     /// How many items of `outbox` are dead, kept up to date so counting reads no items.
     dead: u64,
     campaigns: BTreeMap<CampaignId, MemCampaign>,
+    policies: BTreeMap<String, StoredPolicy>,
 }
 
 #[derive(Debug)]
@@ -79,6 +80,15 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Refuses a policy write whose expected version is not the stored one (0: none).
+    fn check_policy_version(&self, name: &str, expected: Option<u64>) -> Result<(), StoreError> {
+        let current = self.policies.get(name).map_or(0, |p| p.version);
+        match expected {
+            Some(v) if v != current => Err(StoreError::PolicyConflict { name: name.to_owned(), current }),
+            _ => Ok(()),
+        }
+    }
+
     fn index_addresses(&mut self, state: &CascadeState, add: bool) {
         for (channel, address) in state.plan.reply_addresses() {
             let key = address_key(channel, address);
@@ -493,6 +503,7 @@ impl Store for MemoryStore {
                         channel: None,
                         cost: crate::model::Cost::ZERO,
                         reason: Some(reason.clone()),
+                        at: Some(at),
                     });
                 }
             }
@@ -530,5 +541,72 @@ impl Store for MemoryStore {
             t.cost = t.cost + r.result.as_ref().map_or(crate::model::Cost::ZERO, |x| x.cost);
         }
         Ok(groups.into_values().collect())
+    }
+
+    async fn campaign_series(&self, campaign: CampaignId, bucket: Duration) -> Result<Vec<SeriesPoint>, StoreError> {
+        let size = i64::try_from(bucket.as_nanos()).unwrap_or(i64::MAX).max(1);
+        let g = self.lock();
+        let Some(c) = g.campaigns.get(&campaign) else { return Ok(Vec::new()) };
+        let mut groups: BTreeMap<(i64, &str, Option<&ChannelName>), u64> = BTreeMap::new();
+        for result in c.recipients.values().filter_map(|r| r.result.as_ref()) {
+            let Some(at) = result.at.and_then(|t| t.timestamp_nanos_opt()) else { continue };
+            *groups.entry((at - at.rem_euclid(size), result.outcome.as_str(), result.channel.as_ref())).or_default() +=
+                1;
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((at, outcome, channel), count)| SeriesPoint {
+                at: chrono::DateTime::from_timestamp_nanos(at),
+                outcome: outcome.to_owned(),
+                channel: channel.cloned(),
+                count,
+            })
+            .collect())
+    }
+
+    async fn campaign_reasons(&self, campaign: CampaignId, limit: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        let g = self.lock();
+        let Some(c) = g.campaigns.get(&campaign) else { return Ok(Vec::new()) };
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for result in c.recipients.values().filter_map(|r| r.result.as_ref()) {
+            if matches!(result.outcome.as_str(), "failed" | "refused") {
+                *counts.entry(result.reason.as_deref().unwrap_or_default()).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(String, u64)> = counts.into_iter().map(|(r, n)| (r.to_owned(), n)).collect();
+        // Stable: equal counts stay in reason order.
+        out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn save_policy(
+        &self,
+        name: &str,
+        policy: &Policy,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<StoredPolicy, StoreError> {
+        let policy = policy.clone();
+        let mut g = self.lock();
+        g.check_policy_version(name, expected)?;
+        let version = g.policies.get(name).map_or(0, |p| p.version) + 1;
+        let stored = StoredPolicy { name: name.to_owned(), policy, version, updated_at: at };
+        g.policies.insert(name.to_owned(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn load_policy(&self, name: &str) -> Result<Option<StoredPolicy>, StoreError> {
+        Ok(self.lock().policies.get(name).cloned())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        Ok(self.lock().policies.values().cloned().collect())
+    }
+
+    async fn delete_policy(&self, name: &str, expected: Option<u64>) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        g.check_policy_version(name, expected)?;
+        Ok(g.policies.remove(name).is_some())
     }
 }

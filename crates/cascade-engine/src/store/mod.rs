@@ -10,6 +10,7 @@
 
 pub mod campaign;
 mod memory;
+pub mod policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,13 +19,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::CascadeState;
-use crate::model::{CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Event, Timestamp};
+use crate::model::{CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Event, Policy, Timestamp};
 
 pub use campaign::{
     CampaignMember, CampaignRecord, CampaignState, NewRecipient, RecipientFilter, RecipientOutcome, RecipientRecord,
-    RecipientResult, RecipientState, StartResult, Tally,
+    RecipientResult, RecipientState, SeriesPoint, StartResult, Tally,
 };
 pub use memory::MemoryStore;
+pub use policy::StoredPolicy;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,15 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A policy save or delete named a version that is not the stored one
+    /// ([`Store::save_policy`], [`Store::delete_policy`]); nothing changed.
+    #[error("policy {name:?} is at version {current}, not the one expected (0 means none is stored)")]
+    PolicyConflict {
+        /// The policy's name.
+        name: String,
+        /// Its stored version now; 0 when none is stored.
+        current: u64,
+    },
 }
 
 /// What the engine knows of an existing chat with a contact on a channel and connection.
@@ -394,8 +405,68 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = campaign;
         Err(no_campaigns())
     }
+
+    /// A campaign's results over time: the recipients whose result has a time
+    /// ([`RecipientResult::at`]), counted by the `bucket` that time falls in (buckets start at
+    /// whole multiples of `bucket` since the Unix epoch; one shorter than a nanosecond counts
+    /// as one), by outcome and by delivering channel. Ordered by time, outcome and channel (no
+    /// channel first). Aggregated by the store: the recipients themselves are not read out.
+    async fn campaign_series(&self, campaign: CampaignId, bucket: Duration) -> Result<Vec<SeriesPoint>, StoreError> {
+        let _ = (campaign, bucket);
+        Err(no_campaigns())
+    }
+
+    /// Why a campaign's recipients did not get the message: the reasons of the results whose
+    /// outcome is `failed` or `refused` (an empty one for a result without a reason), each
+    /// with how many recipients have it, most first and equal counts by reason; at most
+    /// `limit` of them.
+    async fn campaign_reasons(&self, campaign: CampaignId, limit: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        let _ = (campaign, limit);
+        Err(no_campaigns())
+    }
+
+    // Named policies (see [`policy`]). A store that keeps none answers every call with
+    // `Unavailable`; the server then knows only the policies of its configuration.
+
+    /// Stores `policy` under `name` at `at`, as version 1 when none is stored and as the
+    /// stored version plus one otherwise. With `expected`, only if the stored version is that
+    /// one (`Some(0)`: only if none is stored); else [`StoreError::PolicyConflict`] with the
+    /// version there is, and nothing changes. Returns what was stored.
+    async fn save_policy(
+        &self,
+        name: &str,
+        policy: &Policy,
+        expected: Option<u64>,
+        at: Timestamp,
+    ) -> Result<StoredPolicy, StoreError> {
+        let _ = (name, policy, expected, at);
+        Err(no_policies())
+    }
+
+    /// Reads a stored policy.
+    async fn load_policy(&self, name: &str) -> Result<Option<StoredPolicy>, StoreError> {
+        let _ = name;
+        Err(no_policies())
+    }
+
+    /// Every stored policy, by name.
+    async fn list_policies(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        Err(no_policies())
+    }
+
+    /// Deletes a stored policy; returns whether there was one. With `expected`, only if the
+    /// stored version is that one (0 when none is stored); else
+    /// [`StoreError::PolicyConflict`] and nothing changes.
+    async fn delete_policy(&self, name: &str, expected: Option<u64>) -> Result<bool, StoreError> {
+        let _ = (name, expected);
+        Err(no_policies())
+    }
 }
 
 fn no_campaigns() -> StoreError {
     StoreError::Unavailable("this store keeps no campaigns".into())
+}
+
+fn no_policies() -> StoreError {
+    StoreError::Unavailable("this store keeps no policies".into())
 }
