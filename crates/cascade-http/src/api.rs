@@ -43,7 +43,8 @@ pub struct StartRequest {
     pub contact: Contact,
     /// What to say.
     pub message: MessageBody,
-    /// A policy name from the configuration, or an inline policy `{"steps": [...]}`.
+    /// A policy name (from the configuration, or stored with `PUT /v1/policies/{name}`), or an
+    /// inline policy `{"steps": [...]}`.
     #[schema(value_type = Object)]
     pub policy: Value,
     /// Objects for templates: `{"deal": {"name": "..."}}` is `{{deal.name}}`.
@@ -242,9 +243,8 @@ impl App {
 
     pub(crate) fn resolve_policy(&self, value: &Value) -> Result<Arc<Policy>, Vec<ValidationError>> {
         match value {
-            Value::String(name) => self.inner().policies.get(name).cloned().ok_or_else(|| {
-                let mut known: Vec<&str> = self.inner().policies.keys().map(String::as_str).collect();
-                known.sort_unstable();
+            Value::String(name) => self.policies().resolve(name).ok_or_else(|| {
+                let known = self.policies().names();
                 vec![ValidationError::new(
                     "policy",
                     format!(

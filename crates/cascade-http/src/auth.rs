@@ -126,6 +126,11 @@ impl ApiKey {
         self.sees_all() || owner.and_then(Owner::parse) == Some(Owner::Key(&self.name))
     }
 
+    /// The SHA-256 of the key (what the console derives its form tokens from).
+    pub(crate) fn digest(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
     /// The secret its callbacks are signed with.
     pub fn secret(&self) -> Option<&Secret> {
         self.callback_secret.as_ref()
@@ -198,6 +203,12 @@ impl ApiKeys {
             Problem::new(ProblemKind::Unauthorized, "send the API key as `Authorization: Bearer <key>`")
                 .field("Authorization")
         })?;
+        self.authorize_key(presented, scope)
+    }
+
+    /// Finds the key given in plain text (the console's login and cookie) and checks its
+    /// scope and rate, as [`authorize`](Self::authorize) does for a request's header.
+    pub fn authorize_key(&self, presented: &str, scope: Scope) -> Result<Arc<ApiKey>, Problem> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Every key is compared, so the time taken does not tell which one nearly matched.
         let mut found = None;

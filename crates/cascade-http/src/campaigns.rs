@@ -55,7 +55,8 @@ pub struct CreateCampaign {
     /// What to say, as for a cascade: the text is a template over each recipient's contact
     /// (`{{contact.name}}`, `{{contact.fields.city}}`) and `variables`.
     pub message: MessageBody,
-    /// A policy name from the configuration, or an inline policy `{"steps": [...]}`.
+    /// A policy name (from the configuration, or stored with `PUT /v1/policies/{name}`), or an
+    /// inline policy `{"steps": [...]}`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub policy: Value,
@@ -170,95 +171,13 @@ pub async fn create(
     require_json(&headers)?;
     let body = body.map_err(body_problem)?;
     let req: CreateCampaign = parse_json(&body)?;
-    let mut errors = Vec::new();
-    let name = req.name.trim().to_owned();
-    if name.is_empty() {
-        errors.push(ValidationError::new("name", "must not be empty"));
-    } else if name.chars().count() > 200 {
-        errors.push(ValidationError::new("name", "at most 200 characters"));
-    }
-    let content = app.resolve_content(req.message, &req.policy, &mut errors).await;
-    if !req.variables.is_null() && !req.variables.is_object() {
-        errors.push(ValidationError::new("variables", "must be an object"));
-    }
-    let schedule = if req.schedule.is_null() {
-        Some(Schedule::default())
-    } else {
-        from_value::<Schedule>("schedule", req.schedule, &mut errors)
-    };
-    let rate = if req.rate.is_null() {
-        errors.push(ValidationError::new(
-            "rate",
-            "required: how many cascades to start per second, minute or hour (\"50/s\", \"600/min\")",
-        ));
-        None
-    } else {
-        from_value::<Rate>("rate", req.rate, &mut errors)
-    };
-    let region = match req.region.as_deref().map(Region::from_str) {
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            errors.push(ValidationError::new("region", e.to_string()));
-            None
-        }
-        None => None,
-    };
-    let format = match req.format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
-        Some(f) if f == "csv" => Some(Format::Csv),
-        Some(f) if f == "json" => Some(Format::Json),
-        Some(_) => {
-            errors.push(ValidationError::new("format", "must be `csv` or `json`"));
-            None
-        }
-        None => None,
-    };
-    let list = app.open_list(req.recipients, format, &mut errors).await;
-    // The settings against the engine (a connection for every step's channel, the dates),
-    // also when something else is wrong, so the answer lists every problem.
-    if let Some((message, policy)) = &content {
-        let probe = CampaignSpec {
-            message: message.clone(),
-            policy: policy.clone(),
-            variables: Value::Null,
-            schedule: schedule.clone().unwrap_or_default(),
-            rate: rate.unwrap_or(Rate { count: 1, per: Duration::from_secs(1) }),
-            metadata: Value::Null,
-        };
-        if let Err(e) = app.campaigns().check(&probe) {
-            errors.extend(campaign_problem(e).errors.clone());
-        }
-    }
-    let (Some((message, policy)), Some(schedule), Some(rate), Some(list)) = (content, schedule, rate, list) else {
-        return Err(Problem::invalid(errors));
-    };
-    if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
-    }
-    let List { reader, format } = list;
-    if req.dry_run {
-        let options = ValidateOptions {
-            format,
-            region,
-            template: Some(message.text.clone()),
-            variables: req.variables.clone(),
-            preview: 3,
-            max_errors: REPORT_ERRORS,
-        };
-        let report = tokio::task::spawn_blocking(move || cascade_campaigns::validate(reader, &options))
-            .await
-            .map_err(|e| Problem::new(ProblemKind::Internal, format!("the check failed: {e}")))?
-            .map_err(|e| campaign_problem(CampaignError::List(e)))?;
+    let dry_run = req.dry_run;
+    let checked = app.check_campaign(req).await?;
+    if dry_run {
+        let report = app.dry_run_campaign(checked).await?;
         return Ok(Json(json!({"report": report})).into_response());
     }
-    let spec = CampaignSpec { message, policy, variables: req.variables, schedule, rate, metadata: req.metadata };
-    let new = NewCampaign { name, owner: Some(key.owner()), spec, region, format };
-    // In a task of its own: a client that goes away does not stop an import half way.
-    let campaigns = app.campaigns().clone();
-    let created = tokio::spawn(async move { campaigns.create(new, reader, |_| {}).await })
-        .await
-        .map_err(|e| Problem::new(ProblemKind::Internal, format!("the import failed: {e}")))?;
-    let (record, mut report) = created.map_err(campaign_problem)?;
-    shorten_report(&mut report);
+    let (record, report) = app.create_campaign(checked, &key).await?;
     let progress = app.campaigns().progress_of(&record).await.map_err(campaign_problem)?;
     let mut response = (StatusCode::CREATED, Json(json!({"campaign": progress, "report": report}))).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/campaigns/{}", record.id)) {
@@ -267,10 +186,131 @@ pub async fn create(
     Ok(response)
 }
 
+/// A campaign request read and checked whole, its list open: what `POST /v1/campaigns` and
+/// the console's form both make of their input, then check ([`App::dry_run_campaign`]) or
+/// create ([`App::create_campaign`]).
+pub(crate) struct CheckedCampaign {
+    name: String,
+    spec: CampaignSpec,
+    region: Option<Region>,
+    list: List,
+}
+
 impl App {
     /// The campaigns of this server.
     pub fn campaigns(&self) -> &Campaigns {
         &self.inner().campaigns
+    }
+
+    /// Reads a campaign request and checks it whole: the name, the message and policy, the
+    /// schedule, the rate, the region and format, the list (opened, not read yet) and the
+    /// settings against the engine. A `422` lists every problem, each with its field.
+    pub(crate) async fn check_campaign(&self, req: CreateCampaign) -> Result<CheckedCampaign, Problem> {
+        let mut errors = Vec::new();
+        let name = req.name.trim().to_owned();
+        if name.is_empty() {
+            errors.push(ValidationError::new("name", "must not be empty"));
+        } else if name.chars().count() > 200 {
+            errors.push(ValidationError::new("name", "at most 200 characters"));
+        }
+        let content = self.resolve_content(req.message, &req.policy, &mut errors).await;
+        if !req.variables.is_null() && !req.variables.is_object() {
+            errors.push(ValidationError::new("variables", "must be an object"));
+        }
+        let schedule = if req.schedule.is_null() {
+            Some(Schedule::default())
+        } else {
+            from_value::<Schedule>("schedule", req.schedule, &mut errors)
+        };
+        let rate = if req.rate.is_null() {
+            errors.push(ValidationError::new(
+                "rate",
+                "required: how many cascades to start per second, minute or hour (\"50/s\", \"600/min\")",
+            ));
+            None
+        } else {
+            from_value::<Rate>("rate", req.rate, &mut errors)
+        };
+        let region = match req.region.as_deref().map(Region::from_str) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                errors.push(ValidationError::new("region", e.to_string()));
+                None
+            }
+            None => None,
+        };
+        let format = match req.format.as_deref().map(|f| f.trim().to_ascii_lowercase()) {
+            Some(f) if f == "csv" => Some(Format::Csv),
+            Some(f) if f == "json" => Some(Format::Json),
+            Some(_) => {
+                errors.push(ValidationError::new("format", "must be `csv` or `json`"));
+                None
+            }
+            None => None,
+        };
+        let list = self.open_list(req.recipients, format, &mut errors).await;
+        // The settings against the engine (a connection for every step's channel, the dates),
+        // also when something else is wrong, so the answer lists every problem.
+        if let Some((message, policy)) = &content {
+            let probe = CampaignSpec {
+                message: message.clone(),
+                policy: policy.clone(),
+                variables: Value::Null,
+                schedule: schedule.clone().unwrap_or_default(),
+                rate: rate.unwrap_or(Rate { count: 1, per: Duration::from_secs(1) }),
+                metadata: Value::Null,
+            };
+            if let Err(e) = self.campaigns().check(&probe) {
+                errors.extend(campaign_problem(e).errors.clone());
+            }
+        }
+        let (Some((message, policy)), Some(schedule), Some(rate), Some(list)) = (content, schedule, rate, list) else {
+            return Err(Problem::invalid(errors));
+        };
+        if !errors.is_empty() {
+            return Err(Problem::invalid(errors));
+        }
+        let spec = CampaignSpec { message, policy, variables: req.variables, schedule, rate, metadata: req.metadata };
+        Ok(CheckedCampaign { name, spec, region, list })
+    }
+
+    /// Checks a campaign's list without storing anything: the valid, invalid and duplicate
+    /// counts, the first [`REPORT_ERRORS`] row errors with their lines, the message rendered
+    /// for the first recipients, and the variables some rows lack.
+    pub(crate) async fn dry_run_campaign(&self, checked: CheckedCampaign) -> Result<Report, Problem> {
+        let CheckedCampaign { spec, region, list: List { reader, format }, .. } = checked;
+        let options = ValidateOptions {
+            format,
+            region,
+            template: Some(spec.message.text),
+            variables: spec.variables,
+            preview: 3,
+            max_errors: REPORT_ERRORS,
+        };
+        tokio::task::spawn_blocking(move || cascade_campaigns::validate(reader, &options))
+            .await
+            .map_err(|e| Problem::new(ProblemKind::Internal, format!("the check failed: {e}")))?
+            .map_err(|e| campaign_problem(CampaignError::List(e)))
+    }
+
+    /// Creates a checked campaign owned by `key`: stores its recipients (streamed) and
+    /// launches it. Returns it with its list's report (at most [`REPORT_ERRORS`] row errors
+    /// listed).
+    pub(crate) async fn create_campaign(
+        &self,
+        checked: CheckedCampaign,
+        key: &ApiKey,
+    ) -> Result<(CampaignRecord, Report), Problem> {
+        let CheckedCampaign { name, spec, region, list: List { reader, format } } = checked;
+        let new = NewCampaign { name, owner: Some(key.owner()), spec, region, format };
+        // In a task of its own: a client that goes away does not stop an import half way.
+        let campaigns = self.campaigns().clone();
+        let created = tokio::spawn(async move { campaigns.create(new, reader, |_| {}).await })
+            .await
+            .map_err(|e| Problem::new(ProblemKind::Internal, format!("the import failed: {e}")))?;
+        let (record, mut report) = created.map_err(campaign_problem)?;
+        shorten_report(&mut report);
+        Ok((record, report))
     }
 
     /// Opens the list of a request: an inline array (as JSON), or an upload (streamed from
@@ -370,7 +410,7 @@ fn shorten_report(report: &mut Report) {
 }
 
 /// A campaign error as a problem document.
-fn campaign_problem(e: CampaignError) -> Problem {
+pub(crate) fn campaign_problem(e: CampaignError) -> Problem {
     match e {
         CampaignError::Invalid(problems) => Problem::invalid(
             problems
@@ -417,7 +457,7 @@ fn parse_id(id: &str) -> Result<CampaignId, Problem> {
 }
 
 /// The campaign `id` if `key` may see it, else a 404.
-async fn owned(app: &App, key: &ApiKey, id: &str) -> Result<CampaignRecord, Problem> {
+pub(crate) async fn owned(app: &App, key: &ApiKey, id: &str) -> Result<CampaignRecord, Problem> {
     let id = parse_id(id)?;
     let record = app.campaigns().get(id).await.map_err(campaign_problem)?;
     if key.may_see(record.owner.as_deref()) { Ok(record) } else { Err(no_campaign(id)) }
@@ -543,7 +583,7 @@ struct Watcher {
 }
 
 /// Whether two progresses differ but for when they were counted.
-fn changed(before: &Progress, now: &Progress) -> bool {
+pub(crate) fn changed(before: &Progress, now: &Progress) -> bool {
     let mut now = now.clone();
     now.at = before.at;
     *before != now
@@ -603,9 +643,20 @@ pub async fn export(
 ) -> Result<Response, Problem> {
     let key = app.inner().keys.authorize(&headers, Scope::Read)?;
     let q: ExportQuery = query(request).await?;
-    let status = q.status.unwrap_or_else(|| "failed,expired".to_owned());
-    let names: Vec<String> =
-        status.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+    let kinds = export_kinds(q.status.as_deref())?;
+    let record = owned(&app, &key, &id).await?;
+    Ok(export_download(app.campaigns().clone(), record.id, &kinds))
+}
+
+/// The recipients an export's `status` names (`failed,expired` when not given), with the
+/// names as written for the file name.
+pub(crate) fn export_kinds(status: Option<&str>) -> Result<Vec<(String, ExportKind)>, Problem> {
+    let names: Vec<String> = status
+        .unwrap_or("failed,expired")
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
     let kinds = export::parse_kinds(&names.join(",")).map_err(|e| Problem::invalid_field("status", e))?;
     if kinds.is_empty() {
         return Err(Problem::invalid_field(
@@ -613,16 +664,22 @@ pub async fn export(
             "name at least one of failed, expired, cancelled, delivered, pending",
         ));
     }
-    let record = owned(&app, &key, &id).await?;
-    let filename = format!("campaign-{}-{}.csv", record.id, names.join("-"));
-    let body = Body::from_stream(export_stream(app.campaigns().clone(), record.id, kinds));
+    Ok(names.into_iter().zip(kinds).collect())
+}
+
+/// A CSV download of a campaign's recipients of `kinds`, streamed from the store a page at a
+/// time (`campaign-<id>-failed-expired.csv`).
+pub(crate) fn export_download(campaigns: Campaigns, id: CampaignId, kinds: &[(String, ExportKind)]) -> Response {
+    let names: Vec<&str> = kinds.iter().map(|(n, _)| n.as_str()).collect();
+    let filename = format!("campaign-{id}-{}.csv", names.join("-"));
+    let body = Body::from_stream(export_stream(campaigns, id, kinds.iter().map(|(_, k)| *k).collect()));
     let mut response = Response::new(body);
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    response
 }
 
 struct Exporter {

@@ -2,11 +2,14 @@
 //!
 //! cascade's HTTP server as an [axum] router you can run on its own (`cascade-server`) or mount
 //! in your own service: the JSON API under `/v1` (start, read, list, cancel and watch
-//! cascades; create, watch, pause, resume, cancel and export campaigns; upload files), provider webhooks at `/webhooks/{connection_id}`, signed file links
+//! cascades; create, watch, pause, resume, cancel and export campaigns; list, read, save and
+//! delete named policies ([`policies`]); upload files), provider webhooks at
+//! `/webhooks/{connection_id}`, signed file links
 //! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
 //! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
 //! `application/problem+json`. Background work (callback delivery, metrics, the campaign
-//! runner) runs in [`App::spawn_workers`]; [`App::serve`] runs it all and stops in order.
+//! runner, reading stored policies) runs in [`App::spawn_workers`]; [`App::serve`] runs it all
+//! and stops in order.
 //!
 //! ```no_run
 //! # async fn demo(engine: cascade_engine::Engine) -> std::io::Result<()> {
@@ -25,15 +28,19 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod callbacks;
 pub mod campaigns;
+pub mod connections;
+pub mod console;
 pub mod kommo;
 pub mod metrics;
 pub mod net;
 pub mod openapi;
 pub mod ops;
+pub mod policies;
 pub mod problem;
 pub mod redirect;
 pub mod uploads;
@@ -54,6 +61,7 @@ use crate::auth::{ApiKey, ApiKeys};
 use crate::callbacks::CallbackSettings;
 use crate::metrics::Metrics;
 use crate::net::UrlPolicy;
+use crate::policies::PolicyCatalog;
 use crate::uploads::Uploads;
 
 pub use crate::problem::{Problem, ProblemKind};
@@ -73,7 +81,7 @@ pub struct App {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
-    pub(crate) policies: HashMap<String, Arc<Policy>>,
+    pub(crate) policies: PolicyCatalog,
     pub(crate) intakes: HashMap<ConnectionId, Arc<dyn Intake>>,
     pub(crate) keys: ApiKeys,
     pub(crate) public_url: url::Url,
@@ -83,8 +91,12 @@ pub(crate) struct Inner {
     pub(crate) link_ttl: Duration,
     pub(crate) callbacks: CallbackSettings,
     pub(crate) metrics: Metrics,
+    /// What each connection did lately, as this instance saw it (the Connections page).
+    pub(crate) activity: activity::Activity,
     pub(crate) kommo: Option<Arc<cascade_kommo::Kommo>>,
     pub(crate) campaigns: Campaigns,
+    /// Signs the console's form tokens (the builder's secret).
+    pub(crate) secret: Vec<u8>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -133,6 +145,12 @@ impl App {
         &self.inner.engine
     }
 
+    /// The named policies requests may refer to: the configuration's, with the stored ones
+    /// over them ([`PolicyCatalog`]).
+    pub fn policies(&self) -> &PolicyCatalog {
+        &self.inner.policies
+    }
+
     /// The router with every endpoint. Mount it at the root of your service (paths are absolute).
     pub fn router(&self) -> Router {
         let upload_limit = usize::try_from(self.inner.uploads.as_ref().map_or(0, Uploads::max_size))
@@ -150,7 +168,10 @@ impl App {
             .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
             .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
             .route("/v1/campaigns/{id}/export", get(campaigns::export))
+            .route("/v1/policies", get(policies::list))
+            .route("/v1/policies/{name}", get(policies::get_one).put(policies::put).delete(policies::delete))
             .route("/v1/callbacks/dead", get(api::dead_callbacks))
+            .route("/v1/connections", get(connections::list))
             .route("/v1/uploads", post(api::upload).layer(DefaultBodyLimit::max(upload_limit)))
             .route("/v1/openapi.json", get(openapi::serve))
             .route("/files/{id}", get(api::file))
@@ -160,13 +181,15 @@ impl App {
             .route("/healthz", get(ops::healthz))
             .route("/readyz", get(ops::readyz))
             .route("/metrics", get(ops::metrics))
+            .merge(console::router())
             .fallback(ops::not_found)
             .layer(DefaultBodyLimit::max(self.inner.max_body))
             .with_state(self.clone())
     }
 
     /// Starts the background work: callback delivery from the outbox, metrics from the
-    /// engine's events, and the campaign runner ([`Campaigns::start`]). Stop it with
+    /// engine's events, the campaign runner ([`Campaigns::start`]), and reading the stored
+    /// policies (at once, then every [`policies::REFRESH_EVERY`]). Stop it with
     /// [`Workers::stop`] on shutdown.
     pub fn spawn_workers(&self) -> Workers {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -174,7 +197,9 @@ impl App {
         let mut campaigns_stopped = stopped.clone();
         let tasks = vec![
             tokio::spawn(callbacks::run(self.clone(), stopped.clone())),
-            tokio::spawn(metrics::listen(self.clone(), stopped)),
+            tokio::spawn(policies::run(self.clone(), stopped.clone())),
+            // Subscribed here, not in the task, so no event between now and its first poll is missed.
+            tokio::spawn(metrics::listen(self.clone(), self.inner.engine.events(), stopped)),
             tokio::spawn(async move {
                 let runner = campaigns.start();
                 // Until told to stop, or until `Workers` is dropped.
@@ -203,6 +228,8 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         grace: std::time::Duration,
     ) -> std::io::Result<()> {
+        // Stored policies are in force from the first request.
+        let _ = self.inner.policies.refresh().await;
         let workers = self.spawn_workers();
         let app = self.clone();
         let served = axum::serve(listener, self.router())
@@ -266,7 +293,8 @@ impl Workers {
 }
 
 impl AppBuilder {
-    /// A named policy requests may refer to (`"policy": "default"`).
+    /// A named policy requests may refer to (`"policy": "default"`): the configuration's,
+    /// which a policy stored under the same name overrides ([`PolicyCatalog`]).
     pub fn policy(mut self, name: impl Into<String>, policy: Policy) -> Self {
         self.policies.insert(name.into(), Arc::new(policy));
         self
@@ -356,11 +384,12 @@ impl AppBuilder {
             None => None,
         };
         let metrics = Metrics::new();
+        let activity = activity::Activity::of_engine(&self.engine);
         let campaigns = Campaigns::new(self.engine.clone(), self.campaigns);
         Ok(App {
             inner: Arc::new(Inner {
+                policies: PolicyCatalog::new(self.engine.clone(), self.policies),
                 engine: self.engine,
-                policies: self.policies,
                 intakes: self.intakes,
                 keys: self.keys,
                 public_url: self.public_url,
@@ -370,8 +399,10 @@ impl AppBuilder {
                 link_ttl: self.link_ttl,
                 callbacks: self.callbacks,
                 metrics,
+                activity,
                 kommo: self.kommo,
                 campaigns,
+                secret,
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         })

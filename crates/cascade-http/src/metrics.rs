@@ -240,17 +240,25 @@ impl Metrics {
     }
 }
 
-/// Follows the engine's event stream into the metrics until `stop`.
-pub(crate) async fn listen(app: App, mut stop: watch::Receiver<bool>) {
+/// Follows the engine's event stream into the metrics and the connections' recent activity
+/// ([`Activity`](crate::activity::Activity)) until `stop`. `rx` is subscribed by the caller before
+/// the task starts, so nothing sent in between is missed.
+pub(crate) async fn listen(
+    app: App,
+    mut rx: broadcast::Receiver<cascade_engine::EngineEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     let engine = app.inner().engine.clone();
-    let mut rx = engine.events();
     loop {
         if *stop.borrow() {
             return;
         }
         tokio::select! {
             r = rx.recv() => match r {
-                Ok(e) => app.inner().metrics.observe(&engine, e.cascade, e.event.at, &e.event.kind),
+                Ok(e) => {
+                    app.inner().metrics.observe(&engine, e.cascade, e.event.at, &e.event.kind);
+                    app.inner().activity.observe(e.cascade, e.event.at, &e.event.kind);
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!(missed = n, "metrics fell behind the event stream"),
                 Err(broadcast::error::RecvError::Closed) => return,
             },

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use crate::{api, campaigns, problem, uploads};
+use crate::{activity, api, campaigns, connections, policies, problem, uploads};
 
 /// The API's OpenAPI description.
 #[derive(OpenApi, Debug)]
@@ -16,10 +16,14 @@ use crate::{api, campaigns, problem, uploads};
     info(title = "cascade", description = "Cascading message delivery: one message, tried over an ordered chain of channels until it is delivered."),
     paths(api::start, api::get_one, api::list, api::cancel, api::events, api::upload, api::dead_callbacks,
         campaigns::create, campaigns::list, campaigns::get_one, campaigns::events, campaigns::pause,
-        campaigns::resume, campaigns::cancel, campaigns::export),
+        campaigns::resume, campaigns::cancel, campaigns::export, policies::list, policies::get_one, policies::put,
+        policies::delete, connections::list),
     components(schemas(api::StartRequest, api::MessageBody, api::AttachmentBody, api::Started, api::Uploaded,
         uploads::UploadInfo, problem::ProblemDetails, campaigns::CreateCampaign, campaigns::ScheduleBody,
-        campaigns::CampaignSummary)),
+        campaigns::CampaignSummary, policies::PolicyEntry, policies::PolicyList, policies::PolicySource,
+        connections::ConnectionsReport, connections::ChannelReport, connections::ConnectionReport,
+        connections::HealthReport, connections::RateLimitReport, connections::SendCounts, connections::Share,
+        activity::RecentError, activity::ErrorStage)),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]

@@ -32,6 +32,9 @@ pub enum ProblemKind {
     /// The resource's state does not allow the operation (pausing a campaign that is not
     /// running): 409.
     Conflict,
+    /// An `If-Match` precondition does not hold: the resource changed since its `ETag` was
+    /// read: 412.
+    PreconditionFailed,
     /// The body is larger than allowed: 413.
     PayloadTooLarge,
     /// The body's media type is not one the endpoint takes: 415.
@@ -56,6 +59,7 @@ impl ProblemKind {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::IdempotencyConflict | Self::Conflict => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -74,6 +78,7 @@ impl ProblemKind {
             Self::NotFound => "not-found",
             Self::IdempotencyConflict => "idempotency-conflict",
             Self::Conflict => "conflict",
+            Self::PreconditionFailed => "precondition-failed",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::RateLimited => "rate-limited",
@@ -92,6 +97,7 @@ impl ProblemKind {
             Self::NotFound => "Not found",
             Self::IdempotencyConflict => "The idempotency key belongs to a different request",
             Self::Conflict => "The resource's state does not allow this",
+            Self::PreconditionFailed => "The resource changed since it was read",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RateLimited => "Too many requests",
@@ -223,6 +229,15 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(id) => Problem::not_found(format!("no cascade {id}")),
+            StoreError::PolicyConflict { name, current } => Problem::new(
+                ProblemKind::PreconditionFailed,
+                if current == 0 {
+                    format!("policy {name:?} is not stored (any more); read it again and retry")
+                } else {
+                    format!("policy {name:?} is at version {current} (ETag \"{current}\") now; read it again and retry")
+                },
+            )
+            .field("If-Match"),
             e => {
                 tracing::warn!(error = %e, "store error answered with 503");
                 Problem::unavailable(format!("the store cannot be used right now: {e}"))

@@ -2,9 +2,11 @@
 //! binary on a free port with a SQLite file in a temporary directory, the provider sandbox
 //! in-process with its webhooks pointed back at the server, one connection per sandbox
 //! provider, and small helpers for the API, the sandbox's request log, callback receivers and
-//! a webhook relay.
+//! a webhook relay. [`browser`] drives a headless Chromium for the console's tests.
 
 #![allow(dead_code)] // each test file uses its own part of the harness
+
+pub mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
