@@ -128,7 +128,7 @@ async fn reordering_a_policys_steps_makes_the_next_cascade_follow_the_new_order(
     assert_eq!(order(&browser).await, ["whatsapp", "sms"]);
 
     // By keyboard: Alt+Down inside the first step moves it below the second.
-    let first = browser.wait_for("#steps li:first-child select[name=channel]").await;
+    let first = browser.wait_for("#steps li:first-child input[name=timeout]").await;
     first.send_keys(&format!("{}{}", Key::Alt, Key::Down)).await.expect("keys");
     assert_eq!(order(&browser).await, ["sms", "whatsapp"]);
     browser.wait_for_text("#order-status", "whatsapp is now step 2").await;

@@ -209,15 +209,7 @@ impl ApiKeys {
     /// Finds the key given in plain text (the console's login and cookie) and checks its
     /// scope and rate, as [`authorize`](Self::authorize) does for a request's header.
     pub fn authorize_key(&self, presented: &str, scope: Scope) -> Result<Arc<ApiKey>, Problem> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // Every key is compared, so the time taken does not tell which one nearly matched.
-        let mut found = None;
-        for k in &self.keys {
-            if constant_time_eq(&k.hash, &digest) {
-                found = Some(k.clone());
-            }
-        }
-        let key = found.ok_or_else(|| {
+        let key = self.identify(presented).ok_or_else(|| {
             Problem::new(ProblemKind::Unauthorized, "the API key is not known").field("Authorization")
         })?;
         if !key.allows(scope) {
@@ -235,6 +227,20 @@ impl ApiKeys {
             return Err(p);
         }
         Ok(key)
+    }
+
+    /// The key given in plain text, without checking a scope or spending its rate (the
+    /// console's pages, whose traffic is not the API's).
+    pub fn identify(&self, presented: &str) -> Option<Arc<ApiKey>> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Every key is compared, so the time taken does not tell which one nearly matched.
+        let mut found = None;
+        for k in &self.keys {
+            if constant_time_eq(&k.hash, &digest) {
+                found = Some(k.clone());
+            }
+        }
+        found
     }
 }
 

@@ -127,9 +127,12 @@ pub(crate) fn report(engine: &Engine, activity: &Activity, sees_all: bool) -> Co
                     let a = activity.connection(&m.connection.id, now).unwrap_or_default();
                     let mut recent_errors = a.recent_errors;
                     if !sees_all {
+                        // Another key's cascade, and the provider's words about it (they often
+                        // quote the recipient), are not this key's to see: class and code stay.
                         for e in &mut recent_errors {
                             e.cascade = None;
                             e.attempt = None;
+                            e.detail.clear();
                         }
                     }
                     ConnectionReport {

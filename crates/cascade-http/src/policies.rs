@@ -145,7 +145,9 @@ impl From<StoredPolicy> for Cached {
 /// assert!(!valid_name("") && !valid_name("two words") && !valid_name("ünicode"));
 /// ```
 pub fn valid_name(name: &str) -> bool {
-    (1..=MAX_NAME_LEN).contains(&name.len())
+    // `new` is the console's page for making one.
+    name != "new"
+        && (1..=MAX_NAME_LEN).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -347,7 +349,7 @@ impl PolicyCatalog {
 fn name_error(name: &str) -> ValidationError {
     ValidationError::new(
         "name",
-        format!("{name:?} is not a policy name: use 1 to {MAX_NAME_LEN} letters, digits, `_`, `.` and `-`"),
+        format!("{name:?} is not a policy name: use 1 to {MAX_NAME_LEN} letters, digits, `_`, `.` and `-` (not `new`)"),
     )
 }
 

@@ -314,6 +314,7 @@ pub async fn run(out: &Out, args: DemoArgs) -> Result<u8, Failure> {
                 "  cascade send --to +15550100001 --name Ann --text 'Hi {{{{contact.name}}}}' --policy demo --wait"
             );
             println!("  cascade list");
+            println!("or open the console, and log in with the key: {public}/console");
             println!("server: {public}");
             println!("api key: {key}");
         }

@@ -14,7 +14,13 @@ function live(section) {
     busy = true;
     try {
       const r = await fetch(section.dataset.refresh, { credentials: "same-origin", headers: { "Accept": "text/html" } });
-      if (r.ok) section.innerHTML = await r.text();
+      if (r.redirected || r.status === 401) {
+        // The login lapsed: stop, and let the page take the visitor to the login form.
+        source.close();
+        window.location.reload();
+        return;
+      }
+      if (r.ok) swap(section, await r.text());
     } finally {
       busy = false;
       if (again) { again = false; refresh(); }
@@ -29,6 +35,25 @@ function live(section) {
   });
 }
 
+// Replaces a region's content, keeping what the visitor had: the focused control (by id,
+// or by the form's action and the button's text) and which <details> were open.
+function swap(section, html) {
+  const active = document.activeElement;
+  const focus = active && section.contains(active)
+    ? { id: active.id, action: active.form ? active.form.getAttribute("action") : null, text: active.textContent }
+    : null;
+  const open = Array.from(section.querySelectorAll("details[open]")).map((d) => d.id).filter(Boolean);
+  section.innerHTML = html;
+  open.forEach((id) => { const d = document.getElementById(id); if (d) d.open = true; });
+  if (!focus) return;
+  let target = focus.id ? document.getElementById(focus.id) : null;
+  if (!target && focus.action) {
+    target = Array.from(section.querySelectorAll("form")).filter((f) => f.getAttribute("action") === focus.action)
+      .map((f) => f.querySelector("button")).find((b) => b && b.textContent === focus.text) || null;
+  }
+  if (target) target.focus();
+}
+
 // Polled regions: <section data-poll="<fragment URL>" data-every="<seconds>"> is redrawn from
 // the fragment every so many seconds while the page is in view. A lapsed login (the fragment
 // answers with a redirect to the login form) stops it; a failed fetch is tried again next time.
@@ -39,7 +64,7 @@ function poll(section) {
       try {
         const r = await fetch(section.dataset.poll, { credentials: "same-origin", headers: { "Accept": "text/html" } });
         if (r.redirected || r.status === 401) return;
-        if (r.ok) section.innerHTML = await r.text();
+        if (r.ok) swap(section, await r.text());
       } catch {
         // Offline for a moment.
       }
@@ -113,11 +138,22 @@ function reorderable(list) {
     const rm = e.target.closest("button[data-remove]");
     if (rm) {
       e.preventDefault();
-      if (steps().length > 1) { rm.closest("li").remove(); renumber(); say("step removed"); }
+      if (steps().length > 1) {
+        const li = rm.closest("li");
+        const next = li.nextElementSibling || li.previousElementSibling;
+        li.remove();
+        renumber();
+        say("step removed");
+        // Focus stays in the list: on the step that took its place.
+        const target = next && next.querySelector("select[name=channel]");
+        if (target) target.focus();
+      }
     }
   });
   list.addEventListener("keydown", (e) => {
     if (!e.altKey || (e.key !== "ArrowUp" && e.key !== "ArrowDown")) return;
+    // In a drop-down list Alt+Down opens it, as it always does.
+    if (e.target.tagName === "SELECT") return;
     const li = e.target.closest("li");
     if (!li) return;
     e.preventDefault();
@@ -157,9 +193,12 @@ function reorderable(list) {
   if (add && template) {
     add.addEventListener("click", (e) => {
       e.preventDefault();
-      list.appendChild(template.content.firstElementChild.cloneNode(true));
+      const li = template.content.firstElementChild.cloneNode(true);
+      list.appendChild(li);
       renumber();
       say("step " + steps().length + " added");
+      const first = li.querySelector("select[name=channel]");
+      if (first) first.focus();
     });
   }
   renumber();

@@ -259,41 +259,50 @@ pub(crate) async fn live(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let parsed: CascadeId = id.parse().map_err(|_| PageError::not_found(format!("{id:?} is not a cascade id")))?;
-    // Subscribe before reading, so nothing in between is missed.
-    let rx = app.inner().engine.subscribe(parsed);
+    // Whose it is, first: only a cascade the key may see, and only a running one, is watched
+    // (a subscription is kept until the cascade ends). An event between the read and the
+    // subscription is not lost: every `change` redraws the whole timeline from the store.
     let view = visible(&app, &session, &id).await?;
     let done = view.record.state.is_finished();
-    let stream = changes(rx, done, app.inner().shutdown.subscribe());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    let rx = (!done).then(|| app.inner().engine.subscribe(view.record.id()));
+    let live = Live { app: app.clone(), id: view.record.id(), rx, done, stop: app.inner().shutdown.subscribe() };
+    Ok(Sse::new(changes(live)).keep_alive(KeepAlive::default()).into_response())
 }
 
 struct Live {
-    rx: broadcast::Receiver<cascade_engine::Event>,
+    app: App,
+    id: CascadeId,
+    rx: Option<broadcast::Receiver<cascade_engine::Event>>,
     done: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
-fn changes(
-    rx: broadcast::Receiver<cascade_engine::Event>,
-    done: bool,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+fn changes(live: Live) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     // Each event carries its name as data too: a browser drops events without data.
-    let first = if done { "end" } else { "change" };
+    let first = if live.done { "end" } else { "change" };
     let head = futures_util::stream::iter([Ok(SseEvent::default().event(first).data(first))]);
-    let rest = futures_util::stream::unfold(Live { rx, done, stop }, |mut l| async move {
-        if l.done {
-            return None;
-        }
+    let rest = futures_util::stream::unfold(live, |mut l| async move {
+        let rx = l.rx.as_mut().filter(|_| !l.done)?;
         let name = tokio::select! {
-            r = l.rx.recv() => match r {
+            r = rx.recv() => match r {
                 Ok(e) if matches!(e.kind, EventKind::Finished { .. }) => { l.done = true; "end" }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => "change",
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
-            () = tokio::time::sleep(Duration::from_secs(5)) => "change",
+            () = tokio::time::sleep(Duration::from_secs(5)) => "tick",
             _ = l.stop.wait_for(|s| *s) => return None,
+        };
+        // Time moves the axis on; and a cascade another server finishes sends no event here.
+        let name = if name == "tick" {
+            match l.app.inner().engine.store().load(l.id).await {
+                Ok(Some(r)) if r.state.is_finished() => {
+                    l.done = true;
+                    "end"
+                }
+                _ => "change",
+            }
+        } else {
+            name
         };
         Some((Ok(SseEvent::default().event(name).data(name)), l))
     });

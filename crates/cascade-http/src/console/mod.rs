@@ -164,12 +164,13 @@ impl IntoResponse for PageError {
     }
 }
 
-/// The stylesheet and the script, cached by the browser for a day.
+/// The stylesheet and the script (revalidated on each use, so an upgraded server's script
+/// is never run against an older page or the other way round).
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "console.css" => (include_str!("../../console/assets/console.css"), "text/css; charset=utf-8"),
         "console.js" => (include_str!("../../console/assets/console.js"), "text/javascript; charset=utf-8"),
         _ => return PageError::not_found(format!("no asset {file:?}")).into_response(),
     };
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=86400")], body).into_response()
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 
 use super::cascades::humantime_secs;
-use super::session::{Session, TokenForm};
+use super::session::Session;
 use super::{PageError, render};
 use crate::App;
 use crate::auth::Scope;
@@ -353,6 +353,14 @@ pub(crate) async fn save(
     }
 }
 
+/// The delete form: its token, and the version the page showed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DeleteForm {
+    csrf: String,
+    #[serde(default)]
+    version: Option<u64>,
+}
+
 /// `POST /console/policies/{name}/delete`: deletes the stored policy (a configuration policy
 /// of that name comes back).
 pub(crate) async fn delete(
@@ -360,11 +368,21 @@ pub(crate) async fn delete(
     session: Session,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<TokenForm>,
+    Form(form): Form<DeleteForm>,
 ) -> Result<Response, PageError> {
     session.check_form(&headers, &form.csrf)?;
     session.require(Scope::Admin)?;
-    app.policies().delete(&name, None).await?;
+    // Only the version the page showed: not one someone saved since.
+    match app.policies().delete(&name, form.version).await {
+        Ok(()) => {}
+        Err(p) if p.status == 412 => {
+            return Err(PageError::new(
+                StatusCode::CONFLICT,
+                format!("Someone saved {name:?} since this page was opened; it was not deleted. Reload to see theirs."),
+            ));
+        }
+        Err(p) => return Err(p.into()),
+    }
     let target = if app.policies().get(&name).is_some() {
         format!("/console/policies/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>())
     } else {
