@@ -203,12 +203,6 @@ impl ApiKeys {
             Problem::new(ProblemKind::Unauthorized, "send the API key as `Authorization: Bearer <key>`")
                 .field("Authorization")
         })?;
-        self.authorize_key(presented, scope)
-    }
-
-    /// Finds the key given in plain text (the console's login and cookie) and checks its
-    /// scope and rate, as [`authorize`](Self::authorize) does for a request's header.
-    pub fn authorize_key(&self, presented: &str, scope: Scope) -> Result<Arc<ApiKey>, Problem> {
         let key = self.identify(presented).ok_or_else(|| {
             Problem::new(ProblemKind::Unauthorized, "the API key is not known").field("Authorization")
         })?;

@@ -9,6 +9,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cascade_engine::{Accepted, ErrorClass, SendError, Status};
+use cascade_http::auth::{ApiKey, Scope};
 use common::*;
 use futures_util::StreamExt;
 use tower::ServiceExt;
@@ -250,17 +251,7 @@ async fn a_cascade_sent_from_the_console_shows_its_fallover_and_delivery_on_the_
 
 async fn sse_events(b: &Browser<'_>, path: &str) -> Vec<String> {
     let r = Request::get(path).header("cookie", b.cookie.clone().expect("logged in")).body(Body::empty()).expect("req");
-    let response = b.t.router.clone().oneshot(r).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut stream = response.into_body().into_data_stream();
-    let mut text = String::new();
-    while let Some(chunk) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-    }
-    text.lines()
-        .filter_map(|l| l.strip_prefix("event: ").or_else(|| l.strip_prefix("event:")))
-        .map(|s| s.trim().to_owned())
-        .collect()
+    b.t.sse_request(r).await
 }
 
 #[tokio::test]
@@ -278,6 +269,9 @@ async fn a_key_sees_only_its_own_cascades_and_admin_sees_all() {
     partner.login(PARTNER_KEY).await;
     let page = partner.get(&path).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
+    for part in ["timeline", "live"] {
+        assert_eq!(partner.get(&format!("{path}/{part}")).await.status, StatusCode::NOT_FOUND, "{part}");
+    }
     assert!(!partner.get("/console/cascades").await.body.contains(&path));
 
     let mut ops = Browser::new(&t);
@@ -963,4 +957,21 @@ mod campaigns {
         let everyone = b.get(&format!("{path}/export?status=failed,expired,cancelled")).await;
         assert_eq!(everyone.body.lines().count(), 4, "the header and the three cancelled: {}", everyone.body);
     }
+}
+
+#[tokio::test]
+async fn pages_do_not_spend_the_keys_api_rate_limit() {
+    const SLOW: &str = "slow-key-0123456789";
+    let t = TestApp::with(|b| {
+        b.api_key(ApiKey::from_plain("slow", SLOW, [Scope::Read]).rate_limit(std::num::NonZeroU32::MIN))
+    })
+    .await;
+    let mut b = Browser::new(&t);
+    b.login(SLOW).await;
+    for _ in 0..5 {
+        assert_eq!(b.get("/console/cascades").await.status, StatusCode::OK);
+    }
+    // The API still holds the key to one request a second.
+    assert_eq!(t.get("/v1/cascades", SLOW).await.0, StatusCode::OK);
+    assert_eq!(t.get("/v1/cascades", SLOW).await.0, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -319,19 +319,19 @@ async fn instances_on_one_store_converge_on_refresh() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let (a, b) = (app_on(store.clone()), app_on(store));
     a.policies().save("default", Policy::chain(["sms"]), None).await.expect("save on a");
-    a.policies().save("new", Policy::chain(["whatsapp"]), None).await.expect("save on a");
+    a.policies().save("fresh", Policy::chain(["whatsapp"]), None).await.expect("save on a");
     assert_eq!(a.policies().resolve("default").map(|p| p.steps.len()), Some(1), "in force at once where saved");
     assert_eq!(b.policies().resolve("default").map(|p| p.steps.len()), Some(2), "not yet read on b");
-    assert!(b.policies().resolve("new").is_none());
+    assert!(b.policies().resolve("fresh").is_none());
 
     b.policies().refresh().await.expect("refresh");
     assert_eq!(b.policies().resolve("default").map(|p| p.steps.len()), Some(1));
-    assert_eq!(b.policies().names(), ["default", "new"]);
-    assert_eq!(b.policies().get("new").map(|e| (e.source, e.version)), Some((PolicySource::Store, 1)));
+    assert_eq!(b.policies().names(), ["default", "fresh"]);
+    assert_eq!(b.policies().get("fresh").map(|e| (e.source, e.version)), Some((PolicySource::Store, 1)));
 
-    b.policies().delete("new", Some(1)).await.expect("delete on b");
+    b.policies().delete("fresh", Some(1)).await.expect("delete on b");
     a.policies().refresh().await.expect("refresh");
-    assert!(a.policies().resolve("new").is_none(), "a delete on one instance reaches the other");
+    assert!(a.policies().resolve("fresh").is_none(), "a delete on one instance reaches the other");
 
     // The workers read the store when they start.
     let c = app_on(a.engine().store().clone());

@@ -208,14 +208,13 @@ pub(crate) async fn login(
         return Err(PageError::new(StatusCode::FORBIDDEN, "a login from another site was refused"));
     }
     let key = form.key.trim();
-    if let Err(p) = app.inner().keys.authorize_key(key, Scope::Read) {
-        let error = if p.status == 403 {
-            "This key may not read cascades (it needs the read or admin scope).".to_owned()
-        } else if p.status == 429 {
-            p.detail.clone()
-        } else {
-            "No API key matches. Check it and try again.".to_owned()
-        };
+    // As for pages, logging in does not spend the key's API rate.
+    let error = match app.inner().keys.identify(key) {
+        Some(k) if k.allows(Scope::Read) => None,
+        Some(_) => Some("This key may not read cascades (it needs the read or admin scope)."),
+        None => Some("No API key matches. Check it and try again."),
+    };
+    if let Some(error) = error {
         let mut page = render("login.html", context! { title => "Log in", next => next, error => error })?;
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(page);

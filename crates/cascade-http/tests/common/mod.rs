@@ -180,7 +180,12 @@ impl TestApp {
     /// The `event:` names of a Server-Sent Events stream watched with `key`, read to its end.
     pub async fn sse_as(&self, key: &str, path: &str) -> Vec<String> {
         let r = Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty()).expect("req");
-        let response = self.router.clone().oneshot(r).await.expect("infallible");
+        self.sse_request(r).await
+    }
+
+    /// The `event:` names of the Server-Sent Events stream `request` answers, read to its end.
+    pub async fn sse_request(&self, request: Request<Body>) -> Vec<String> {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
         let mut stream = response.into_body().into_data_stream();
         let mut text = String::new();

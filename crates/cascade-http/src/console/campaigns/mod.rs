@@ -367,20 +367,22 @@ fn watch(
     })
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Action {
+/// What the progress page's buttons ask for: the last part of their path.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Action {
     Pause,
     Resume,
     Cancel,
 }
 
-async fn control(
-    app: App,
+/// `POST /console/campaigns/{id}/{pause|resume|cancel}`.
+pub(crate) async fn control(
+    State(app): State<App>,
     session: Session,
     headers: HeaderMap,
-    id: String,
-    form: TokenForm,
-    action: Action,
+    Path((id, action)): Path<(String, Action)>,
+    Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     session.check_form(&headers, &form.csrf)?;
     session.require(Scope::Send)?;
@@ -394,39 +396,6 @@ async fn control(
     }
     .map_err(problem)?;
     Ok(Redirect::to(&format!("/console/campaigns/{}", record.id)).into_response())
-}
-
-/// `POST /console/campaigns/{id}/pause`.
-pub(crate) async fn pause(
-    State(app): State<App>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<TokenForm>,
-) -> Result<Response, PageError> {
-    control(app, session, headers, id, form, Action::Pause).await
-}
-
-/// `POST /console/campaigns/{id}/resume`.
-pub(crate) async fn resume(
-    State(app): State<App>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<TokenForm>,
-) -> Result<Response, PageError> {
-    control(app, session, headers, id, form, Action::Resume).await
-}
-
-/// `POST /console/campaigns/{id}/cancel`.
-pub(crate) async fn cancel(
-    State(app): State<App>,
-    session: Session,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<TokenForm>,
-) -> Result<Response, PageError> {
-    control(app, session, headers, id, form, Action::Cancel).await
 }
 
 /// The query of an export: `?status=failed` (the default), or several, comma-separated.
