@@ -369,6 +369,18 @@ impl RecordCache {
 /// A status waiting for its send's answer, with when it arrived.
 type HeldStatus = (StatusUpdate, Timestamp);
 
+/// Runs `work` as a task of its own and waits for it, so that a caller who stops waiting (an
+/// HTTP request whose client hung up) does not stop it halfway: between a state written to
+/// the store and the sends and events that go with it. `None` if the task could not finish
+/// (the runtime is shutting down). A panic in `work` is resumed in the caller.
+async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
+    match tokio::spawn(work.in_current_span()).await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -464,8 +476,16 @@ impl Engine {
     ///
     /// Runs in a `cascade.submit` span whose `cascade_id` is the cascade's (the earlier one's,
     /// for a repeated key).
+    ///
+    /// The work runs to its end even if the caller stops waiting (an HTTP client that hangs
+    /// up): a cascade stored is always started.
     #[tracing::instrument(name = "cascade.submit", skip_all, fields(cascade_id = tracing::field::Empty))]
     pub async fn submit(&self, request: CascadeRequest) -> Result<CascadeHandle, SubmitError> {
+        let engine = self.clone();
+        detached(async move { engine.submit_now(request).await }).await.unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    async fn submit_now(&self, request: CascadeRequest) -> Result<CascadeHandle, SubmitError> {
         let inner = &self.inner;
         if inner.stopping.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
@@ -582,7 +602,17 @@ impl Engine {
     }
 
     /// Feeds a status parsed from `adapter`'s webhook.
+    ///
+    /// Like every call that changes a cascade, it runs to its end even if the caller stops
+    /// waiting: a change stored is always acted on (its sends made, its events published).
     pub async fn status(&self, adapter: &str, update: StatusUpdate) -> Result<StatusMatch, EngineError> {
+        let (engine, adapter) = (self.clone(), adapter.to_owned());
+        detached(async move { engine.status_now(&adapter, update).await })
+            .await
+            .unwrap_or(Err(EngineError::ShuttingDown))
+    }
+
+    async fn status_now(&self, adapter: &str, update: StatusUpdate) -> Result<StatusMatch, EngineError> {
         let pmid = update.provider_message_id.clone();
         let mut found = self.inner.store.find_attempt(adapter, &pmid).await?;
         if found.is_none() {
@@ -657,7 +687,8 @@ impl Engine {
     /// Link-preview fetchers (messengers unfurling a link, mail scanners) are not the contact:
     /// answer them, and `HEAD` requests, with [`Engine::link_target`] instead.
     pub async fn follow_link(&self, token: &str) -> Result<Option<String>, EngineError> {
-        self.resolve_link(token, true).await
+        let (engine, token) = (self.clone(), token.to_owned());
+        detached(async move { engine.resolve_link(&token, true).await }).await.unwrap_or(Err(EngineError::ShuttingDown))
     }
 
     /// Like [`Engine::follow_link`], without recording a click: where a tracked link leads.
@@ -713,6 +744,17 @@ impl Engine {
         connection: &ConnectionId,
         message: InboundMessage,
     ) -> Result<Vec<CascadeId>, EngineError> {
+        let (engine, connection) = (self.clone(), connection.clone());
+        detached(async move { engine.inbound_now(&connection, message).await })
+            .await
+            .unwrap_or(Err(EngineError::ShuttingDown))
+    }
+
+    async fn inbound_now(
+        &self,
+        connection: &ConnectionId,
+        message: InboundMessage,
+    ) -> Result<Vec<CascadeId>, EngineError> {
         let Some(member) = self.inner.pools.member(connection) else { return Ok(Vec::new()) };
         let channel = member.connection.channel.info().channel.clone();
         let conv = Conversation {
@@ -747,8 +789,13 @@ impl Engine {
 
     /// Cancels a running cascade. Returns `false` if it had already ended.
     pub async fn cancel(&self, id: CascadeId) -> Result<bool, EngineError> {
-        let applied = self.apply(id, None, |s| (!s.is_finished()).then_some(Input::Cancel), |_| ()).await?;
-        Ok(applied.is_some())
+        let engine = self.clone();
+        detached(async move {
+            let applied = engine.apply(id, None, |s| (!s.is_finished()).then_some(Input::Cancel), |_| ()).await?;
+            Ok(applied.is_some())
+        })
+        .await
+        .unwrap_or(Err(EngineError::ShuttingDown))
     }
 
     /// A cascade with its timeline.
@@ -1052,17 +1099,30 @@ impl Engine {
             if let Err(e) = &result {
                 tracing::debug!(cascade = %id, attempt = number, error = %e, "send failed");
             }
+            // The result must reach the store. While it cannot be written (the database
+            // restarting, a full disk) keep trying, backing off to every 2 s, until the engine
+            // stops: meanwhile the send stays in flight, so the scheduler does not take it for
+            // lost. A result still unwritten at shutdown is found `unknown` at the next start,
+            // and that send is never repeated.
             let mut delay = Duration::from_millis(50);
-            for _ in 0..6 {
+            let mut failures = 0u32;
+            loop {
                 let r = engine
                     .apply(id, None, |_| Some(Input::SendResult { attempt: number, result: result.clone() }), |_| ())
                     .await;
                 match r {
                     Ok(_) | Err(EngineError::NotFound(_)) => break,
+                    Err(e) if inner.stopping.load(Ordering::Acquire) || !matches!(e, EngineError::Store(_)) => {
+                        tracing::warn!(cascade = %id, attempt = number, error = %e, "send result not recorded: the attempt will be found unknown");
+                        break;
+                    }
                     Err(e) => {
-                        tracing::warn!(cascade = %id, attempt = number, error = %e, "could not record a send result; retrying");
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(30) {
+                            tracing::warn!(cascade = %id, attempt = number, failures, error = %e, "could not record a send result; retrying");
+                        }
                         tokio::time::sleep(delay).await;
-                        delay *= 2;
+                        delay = (delay * 2).min(Duration::from_secs(2));
                     }
                 }
             }

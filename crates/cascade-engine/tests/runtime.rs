@@ -275,16 +275,20 @@ async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_o
     assert!(view.record.state.outcome.is_none());
 }
 
-/// A store whose first provider-id lookup misses, as it does when the lookup runs just before
-/// the send's answer is committed (and that answer's replay of held statuses has already run).
+/// The in-memory store with two misbehaviours for tests: `missed: false` makes its first
+/// provider-id lookup miss, as it does when the lookup runs just before the send's answer is
+/// committed (and that answer's replay of held statuses has already run); `slow_saves`
+/// answers each save that long after it is committed, as a database whose acknowledgement
+/// is slow.
 #[derive(Debug)]
-struct FirstLookupMisses {
+struct OddStore {
     inner: MemoryStore,
     missed: std::sync::atomic::AtomicBool,
+    slow_saves: Duration,
 }
 
 #[async_trait::async_trait]
-impl Store for FirstLookupMisses {
+impl Store for OddStore {
     async fn create(&self, r: store::CascadeRecord, e: Vec<Event>) -> Result<store::Created, StoreError> {
         self.inner.create(r, e).await
     }
@@ -292,7 +296,9 @@ impl Store for FirstLookupMisses {
         self.inner.load(id).await
     }
     async fn save(&self, u: &store::CascadeUpdate) -> Result<u64, StoreError> {
-        self.inner.save(u).await
+        let saved = self.inner.save(u).await;
+        tokio::time::sleep(self.slow_saves).await;
+        saved
     }
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
         self.inner.events(id).await
@@ -346,7 +352,7 @@ impl Store for FirstLookupMisses {
 #[tokio::test(start_paused = true)]
 async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
     let sms = StubChannel::new("sms", caps::sms());
-    let store = Arc::new(FirstLookupMisses { inner: MemoryStore::new(), missed: false.into() });
+    let store = Arc::new(OddStore { inner: MemoryStore::new(), missed: false.into(), slow_saves: Duration::ZERO });
     let engine =
         Engine::builder().store(store).connection(Connection::new("sms-1", sms.clone())).build().expect("engine");
     let h =
@@ -361,6 +367,43 @@ async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
         outcome.is_ok_and(|o| o.expect("outcome").is_delivered()),
         "delivered at once, not after the step's timeout"
     );
+}
+
+/// A webhook request whose client hangs up while the status's transition is being saved (the
+/// store commits, then is slow to say so) does not strand the cascade: the transition's send
+/// to the next channel is made all the same, and the cascade goes on.
+#[tokio::test(start_paused = true)]
+async fn a_status_whose_caller_hangs_up_mid_save_still_acts() {
+    let (sms, wa) = (StubChannel::new("sms", caps::sms()), StubChannel::new("whatsapp", caps::whatsapp()));
+    let store =
+        Arc::new(OddStore { inner: MemoryStore::new(), missed: true.into(), slow_saves: Duration::from_millis(200) });
+    let engine = Engine::builder()
+        .store(store)
+        .connection(Connection::new("sms-1", sms.clone()))
+        .connection(Connection::new("wa-1", wa.clone()))
+        .build()
+        .expect("engine");
+    let h = engine
+        .submit(CascadeRequest::new(ann(), Message::text("x"), Policy::chain(["sms", "whatsapp"])))
+        .await
+        .expect("submit");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pmid = sms.accepted_ids()[0].clone();
+    let failed = StatusUpdate {
+        provider_message_id: pmid,
+        status: Status::Failed,
+        at: None,
+        error: Some(SendError::unreachable("30003", "unreachable handset")),
+    };
+    // The caller gives up after 10 ms, while the save is still answering.
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), engine.status("stub-sms", failed)).await;
+    assert!(gave_up.is_err(), "the status call was still running when its caller left");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(wa.sends().len(), 1, "the fall-over to WhatsApp was sent");
+    let pmid = wa.accepted_ids()[0].clone();
+    delivered(&engine, "stub-whatsapp", &pmid, Status::Delivered).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(5), h.outcome()).await.expect("an outcome").expect("ok");
+    assert!(outcome.is_delivered(), "{outcome:?}");
 }
 
 /// Rule 7: a reply on a channel the policy does not use stops the chain too, when it comes

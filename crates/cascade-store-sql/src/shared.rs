@@ -41,20 +41,35 @@ macro_rules! define_sql_store {
                 ops: &[crate::batch::WriteOp],
             ) -> Result<Vec<Result<crate::batch::WriteOut, cascade_engine::StoreError>>, sqlx::Error> {
                 use cascade_engine::StoreError;
-                let mut tx = self.write.begin().await?;
-                let mut out: Vec<Option<Result<crate::batch::WriteOut, StoreError>>> =
-                    ops.iter().map(|_| None).collect();
-                hot_writes(&mut tx, ops, &mut out).await?;
-                for (op, slot) in ops.iter().zip(out.iter_mut()) {
-                    if slot.is_none() {
-                        *slot = Some(exec(&mut tx, op).await?);
+                use sqlx::Connection;
+                let mut conn = self.write.acquire().await?;
+                let run = async {
+                    let mut tx = conn.begin().await?;
+                    let mut out: Vec<Option<Result<crate::batch::WriteOut, StoreError>>> =
+                        ops.iter().map(|_| None).collect();
+                    hot_writes(&mut tx, ops, &mut out).await?;
+                    for (op, slot) in ops.iter().zip(out.iter_mut()) {
+                        if slot.is_none() {
+                            *slot = Some(exec(&mut tx, op).await?);
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(out)
+                };
+                match run.await {
+                    Ok(out) => Ok(out
+                        .into_iter()
+                        .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into()))))
+                        .collect()),
+                    Err(e) => {
+                        // A failed transaction can leave the connection in a state its driver
+                        // does not know about: SQLite rolls back by itself on a full disk, and
+                        // a later `BEGIN` on that connection would become a savepoint of a
+                        // transaction that never commits. The pool opens a fresh one instead.
+                        conn.close_on_drop();
+                        Err(e)
                     }
                 }
-                tx.commit().await?;
-                Ok(out
-                    .into_iter()
-                    .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into()))))
-                    .collect())
             }
         }
 
