@@ -13,7 +13,8 @@
 //!   code against itself.
 //! - What happens to each recipient comes from [`Scenarios`] (a TOML or JSON file): delivered,
 //!   read, replies, silent, not on the channel, blocked, fails later, server errors, rate limits,
-//!   slow answers. Unlisted recipients are delivered after a second.
+//!   slow answers, connections reset without an answer. Unlisted recipients are delivered after
+//!   a second.
 //! - Status reports and replies go to each provider's webhook URL, signed with the provider's
 //!   real scheme, optionally duplicated or reordered.
 //! - Every request is logged: `GET /_sandbox/requests` (and `/_sandbox/webhooks` for what the
@@ -29,6 +30,7 @@
 
 mod config;
 mod duration;
+mod listener;
 mod providers;
 pub mod scenario;
 mod sign;
@@ -39,7 +41,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxumState};
+use axum::extract::{ConnectInfo, Request, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -118,7 +120,21 @@ async fn clear(AxumState(state): AxumState<Arc<State>>) -> StatusCode {
 #[derive(Clone, Debug)]
 pub(crate) struct RecipientTag(pub String);
 
+/// Set by handlers on a send they accepted: the provider message id it got.
+#[derive(Clone, Debug)]
+pub(crate) struct MessageTag(pub String);
+
+/// Set by handlers on a send that gets no answer: its connection is reset instead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResetTag;
+
 /// Logs every provider request with the status it got.
+///
+/// The handler runs on a task of its own, so that a request whose client hangs up before the
+/// answer (a client timeout) is carried through all the same, as at a provider that already
+/// has it, and logged as abandoned. The log entry is written before the answer goes out. A
+/// handler that asks for a reset gets its connection reset instead of an answer, when the
+/// sandbox serves the connection itself ([`Sandbox::start`]).
 async fn record(AxumState(state): AxumState<Arc<State>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -133,19 +149,39 @@ async fn record(AxumState(state): AxumState<Arc<State>>, request: Request, next:
         p @ ("whatsapp" | "telegram" | "viber" | "max") => p.to_owned(),
         _ => "sandbox".to_owned(),
     };
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    state.record(Recorded {
-        seq: 0,
-        at: state::now_rfc3339(),
-        provider,
-        method,
-        path,
-        query,
-        body: described,
-        recipient: response.extensions().get::<RecipientTag>().map(|t| t.0.clone()),
-        status: response.status().as_u16(),
+    let connection = parts.extensions.get::<ConnectInfo<listener::Connection>>().map(|c| c.0.clone());
+    let at = state::now_rfc3339();
+    let (answer, answered) = tokio::sync::oneshot::channel::<Response>();
+    tokio::spawn(async move {
+        let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        let reset = match &connection {
+            Some(connection) if response.extensions().get::<ResetTag>().is_some() => {
+                connection.reset();
+                true
+            }
+            _ => false,
+        };
+        let seq = state.record(Recorded {
+            seq: 0,
+            at,
+            provider,
+            method,
+            path,
+            query,
+            body: described,
+            recipient: response.extensions().get::<RecipientTag>().map(|t| t.0.clone()),
+            status: if reset { 0 } else { response.status().as_u16() },
+            message_id: response.extensions().get::<MessageTag>().map(|t| t.0.clone()),
+            reset,
+            abandoned: answer.is_closed(),
+        });
+        if answer.send(response).is_err() {
+            state.mark_abandoned(seq);
+        }
     });
-    response
+    answered
+        .await
+        .unwrap_or_else(|_| (StatusCode::INTERNAL_SERVER_ERROR, "the sandbox failed on this request").into_response())
 }
 
 /// A body for the log: JSON as is, forms as objects (repeated keys as arrays), the rest named.
@@ -181,7 +217,8 @@ impl Sandbox {
         let app = router(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let app = app.into_make_service_with_connect_info::<listener::Connection>();
+            let serve = axum::serve(listener::Listener(listener), app).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {

@@ -63,10 +63,20 @@ pub enum Behaviour {
         /// The retry-after the answer carries.
         retry_after: Duration,
     },
-    /// Answers only after `delay`, then delivered after a second.
+    /// Answers only after `delay` (the first `times` sends; every send when `None`), then
+    /// delivered after a second. A send whose client hangs up before the answer is carried
+    /// through all the same: accepted, reported, logged as abandoned.
     Slow {
         /// How long the answer takes.
         delay: Duration,
+        /// How many sends are slow (`None`: all of them).
+        times: Option<u32>,
+    },
+    /// The connection is reset (TCP RST) once the request is read, with no answer at all, for
+    /// the first `times` sends; then delivered after a second.
+    Reset {
+        /// How many sends get no answer.
+        times: u32,
     },
 }
 
@@ -84,6 +94,9 @@ pub struct Delivery {
     /// A message's reports go out newest first (`read` before `delivered`), all at the time of
     /// the last one.
     pub reorder: bool,
+    /// A webhook the server did not answer with a 2xx (or did not answer at all) is sent
+    /// again, as real providers do: after 1 s, 2 s, 4 s, … up to 8 tries in all.
+    pub redeliver: bool,
 }
 
 /// One recipient's behaviour.
@@ -121,6 +134,7 @@ enum Kind {
     ServerError,
     RateLimited,
     Slow,
+    Reset,
 }
 
 /// A rule as written: every parameter optional, checked against its behaviour afterwards.
@@ -152,6 +166,8 @@ struct Rule {
     duplicate: bool,
     #[serde(default)]
     reorder: bool,
+    #[serde(default)]
+    redeliver: bool,
 }
 
 #[derive(Deserialize)]
@@ -209,13 +225,14 @@ impl Rule {
             ),
             Kind::Slow => {
                 let delay = self.delay.ok_or_else(|| format!("{at}: behaviour \"slow\" needs `delay`"))?;
-                (Behaviour::Slow { delay }, &["delay"])
+                (Behaviour::Slow { delay, times: self.times }, &["delay", "times"])
             }
+            Kind::Reset => (Behaviour::Reset { times: self.times.unwrap_or(1) }, &["times"]),
         };
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
             return Err(format!("{at}: `{key}` does not apply to behaviour {:?}", self.behaviour));
         }
-        Ok((behaviour, Delivery { duplicate: self.duplicate, reorder: self.reorder }))
+        Ok((behaviour, Delivery { duplicate: self.duplicate, reorder: self.reorder, redeliver: self.redeliver }))
     }
 }
 
@@ -349,7 +366,10 @@ times = 2
         assert_eq!(s.recipients.len(), 8);
         assert_eq!(s.lookup("telegram", "700004").0, Behaviour::Blocked);
         assert_eq!(s.lookup("sms", "700004").0, s.default.0);
-        assert_eq!(s.lookup("sms", "+1 555 010 0005").1, Delivery { duplicate: false, reorder: true });
+        assert_eq!(
+            s.lookup("sms", "+1 555 010 0005").1,
+            Delivery { duplicate: false, reorder: true, redeliver: false }
+        );
     }
 
     #[test]
@@ -369,5 +389,40 @@ times = 2
         let err = Scenarios::from_toml("[[recipient]]\naddress = \"1\"\nbehaviour = \"deliver\"\naftr = \"1s\"\n")
             .expect_err("typo");
         assert!(err.contains("aftr"), "{err}");
+    }
+
+    #[test]
+    fn resets_and_slow_answers_count_their_sends() {
+        let s = Scenarios::from_toml(
+            r#"
+[[recipient]]
+address = "1"
+behaviour = "reset"
+
+[[recipient]]
+address = "2"
+behaviour = "reset"
+times = 3
+
+[[recipient]]
+address = "3"
+behaviour = "slow"
+delay = "2s"
+times = 1
+
+[[recipient]]
+address = "4"
+behaviour = "slow"
+delay = "500ms"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(s.lookup("sms", "1").0, Behaviour::Reset { times: 1 });
+        assert_eq!(s.lookup("sms", "2").0, Behaviour::Reset { times: 3 });
+        assert_eq!(s.lookup("sms", "3").0, Behaviour::Slow { delay: Duration::from_secs(2), times: Some(1) });
+        assert_eq!(s.lookup("sms", "4").0, Behaviour::Slow { delay: Duration::from_millis(500), times: None });
+        let err = Scenarios::from_toml("[[recipient]]\naddress = \"1\"\nbehaviour = \"reset\"\ndelay = \"1s\"\n")
+            .expect_err("delay on reset");
+        assert!(err.contains("`delay` does not apply"), "{err}");
     }
 }

@@ -33,8 +33,20 @@ pub struct Recorded {
     /// The recipient the request was for, when it was a send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
-    /// The status the sandbox answered.
+    /// The status the sandbox answered; 0 when it answered nothing (a [`reset`](Recorded::reset)).
     pub status: u16,
+    /// The provider message id the sandbox gave the message, when it accepted a send: a send
+    /// with an id is one the provider has (and reports on); one without was refused or reset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The sandbox reset the connection instead of answering (behaviour `reset`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+    /// The client hung up before the answer was ready (it timed out). The sandbox carried the
+    /// request through all the same, as a provider that already had it would: a send here
+    /// with a `message_id` went out although its client never learned so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }
 
 /// One webhook the sandbox sent (or tried to).
@@ -96,6 +108,8 @@ pub enum Decision {
     ServerError,
     /// Refuse the call as rate-limited.
     RateLimited(Duration),
+    /// Reset the connection without an answer.
+    Reset,
 }
 
 /// A webhook ready to go: the provider's body and headers, signed.
@@ -161,11 +175,21 @@ impl State {
         self.refusals.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Adds a request to the log.
-    pub fn record(&self, mut r: Recorded) {
+    /// Adds a request to the log; its `seq`.
+    pub fn record(&self, mut r: Recorded) -> u64 {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         r.seq = log.len() as u64 + 1;
+        let seq = r.seq;
         log.push(r);
+        seq
+    }
+
+    /// Marks the request `seq` as abandoned by its client (see [`Recorded::abandoned`]).
+    pub(crate) fn mark_abandoned(&self, seq: u64) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = log.iter_mut().find(|r| r.seq == seq) {
+            r.abandoned = true;
+        }
     }
 
     /// The request log.
@@ -184,7 +208,9 @@ impl State {
         self.webhooks.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Decides a send to `address` on `channel`, waiting first if the recipient is slow.
+    /// Decides a send to `address` on `channel`, waiting first if the recipient is slow. The
+    /// faults that stop after some sends (`server_error`, `rate_limited`, `reset`, `slow` with
+    /// `times`) count this recipient's sends on this channel.
     pub async fn decide(&self, channel: &str, address: &str) -> Decision {
         let (behaviour, delivery) = self.scenarios.read().unwrap_or_else(|e| e.into_inner()).lookup(channel, address);
         let refused_before = |times: u32| {
@@ -217,9 +243,14 @@ impl State {
             Behaviour::RateLimited { times, retry_after } if refused_before(times) => {
                 return Decision::RateLimited(retry_after);
             }
-            Behaviour::ServerError { .. } | Behaviour::RateLimited { .. } => delivered(Duration::from_secs(1)),
-            Behaviour::Slow { delay } => {
-                tokio::time::sleep(delay).await;
+            Behaviour::Reset { times } if refused_before(times) => return Decision::Reset,
+            Behaviour::ServerError { .. } | Behaviour::RateLimited { .. } | Behaviour::Reset { .. } => {
+                delivered(Duration::from_secs(1))
+            }
+            Behaviour::Slow { delay, times } => {
+                if times.is_none_or(refused_before) {
+                    tokio::time::sleep(delay).await;
+                }
                 delivered(Duration::from_secs(1))
             }
         };
@@ -253,10 +284,27 @@ impl State {
             for (after, hook) in hooks {
                 tokio::time::sleep_until(start + after).await;
                 for _ in 0..copies {
-                    state.post(provider, &hook).await;
+                    if delivery.redeliver {
+                        state.post_until_taken(provider, &hook).await;
+                    } else {
+                        state.post(provider, &hook).await;
+                    }
                 }
             }
         });
+    }
+
+    /// Sends one webhook until the server answers it with a 2xx, as providers that redeliver
+    /// do: again after 1 s, 2 s, 4 s, … up to 8 tries. Every try is logged.
+    pub(crate) async fn post_until_taken(&self, provider: &'static str, hook: &Hook) {
+        let mut pause = Duration::from_secs(1);
+        for _ in 0..8 {
+            if self.post(provider, hook).await.is_some_and(|s| (200..300).contains(&s)) {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
     }
 
     /// Sends one webhook now and logs it; the answer's status (`None`: not delivered).

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod browser;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,6 +75,68 @@ pub fn write_config(dir: &Path, port: u16, sandbox: &Sandbox) -> PathBuf {
 /// [`write_config`], with `extra` TOML appended (sections the base leaves out, such as
 /// `[engine]`, or more connections); `@SANDBOX@` in it is the sandbox's URL.
 pub fn write_config_with(dir: &Path, port: u16, sandbox: &Sandbox, extra: &str) -> PathBuf {
+    write_config_on(dir, port, sandbox, &StoreChoice::Sqlite, extra)
+}
+
+/// Where a harness server keeps its cascades.
+#[derive(Clone, Debug)]
+pub enum StoreChoice {
+    /// `cascade.db` in the server's directory.
+    Sqlite,
+    /// A schema of its own on a PostgreSQL server (see [`postgres`]).
+    Postgres {
+        /// The server's URL.
+        url: String,
+        /// The schema, created by the server at start.
+        schema: String,
+    },
+}
+
+impl StoreChoice {
+    fn section(&self, dir: &Path) -> String {
+        match self {
+            StoreChoice::Sqlite => format!("kind = \"sqlite\"\npath = \"{}/cascade.db\"", dir.display()),
+            StoreChoice::Postgres { url, schema } => {
+                format!("kind = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\nmax_connections = 4")
+            }
+        }
+    }
+}
+
+/// The PostgreSQL server the tests use (`CASCADE_TEST_DATABASE_URL`, by default the local
+/// `test` database) with a new schema name, when it answers. Outside CI an unreachable server
+/// skips the test, saying so loudly; in CI (`CI=true`) it fails it.
+pub async fn postgres() -> Option<StoreChoice> {
+    let url =
+        std::env::var("CASCADE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match sqlx::postgres::PgPool::connect(&url).await {
+        Ok(pool) => pool.close().await,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {url} is required in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n*** PostgreSQL at {url} cannot be reached ({e}): this test is SKIPPED ***\n");
+            return None;
+        }
+    }
+    let schema = format!("e2e_{}_{}", std::process::id(), free_port());
+    Some(StoreChoice::Postgres { url, schema })
+}
+
+/// Drops the schema of a [`StoreChoice::Postgres`] (nothing for SQLite).
+pub async fn drop_store(store: &StoreChoice) {
+    if let StoreChoice::Postgres { url, schema } = store
+        && let Ok(pool) = sqlx::postgres::PgPool::connect(url).await
+    {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+        pool.close().await;
+    }
+}
+
+/// [`write_config_with`] on the given store. Several servers may share one PostgreSQL schema:
+/// give each its own `dir` and `port`.
+pub fn write_config_on(dir: &Path, port: u16, sandbox: &Sandbox, store: &StoreChoice, extra: &str) -> PathBuf {
+    let store = store.section(dir);
     let public = format!("http://127.0.0.1:{port}");
     let text = format!(
         r#"
@@ -86,8 +149,7 @@ allow_internal_urls = true
 shutdown_grace = "5s"
 
 [store]
-kind = "sqlite"
-path = "{dir}/cascade.db"
+{store}
 
 [callbacks]
 initial_backoff = "1s"
@@ -195,6 +257,11 @@ impl Server {
         let _ = child.kill();
         let _ = child.wait();
         panic!("the server did not become ready:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// The server process's id (its memory is in `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server logged so far.
@@ -359,9 +426,14 @@ impl System {
     /// A system on `port` with this sandbox configuration (from [`sandbox_config`], adjusted)
     /// and `extra` TOML appended to the server's configuration.
     pub async fn start_on(port: u16, sandbox: SandboxConfig, extra: &str) -> Self {
+        Self::start_on_store(port, sandbox, &StoreChoice::Sqlite, extra).await
+    }
+
+    /// [`System::start_on`] with the cascades kept in `store`.
+    pub async fn start_on_store(port: u16, sandbox: SandboxConfig, store: &StoreChoice, extra: &str) -> Self {
         let sandbox = Sandbox::start(sandbox).await.expect("sandbox");
         let dir = temp_dir();
-        let config = write_config_with(&dir, port, &sandbox, extra);
+        let config = write_config_on(&dir, port, &sandbox, store, extra);
         let server = Server::start(&config, port).await;
         let api = Api::new(&server.base);
         Self { sandbox, server, api, port, dir, config }

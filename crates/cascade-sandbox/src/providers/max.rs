@@ -16,7 +16,7 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{answer, tagged, unix_ms_now};
+use super::{accepted, answer, tagged, unix_ms_now};
 use crate::state::{Decision, Event, Hook, State};
 
 const CHANNEL: &str = "max";
@@ -121,6 +121,7 @@ async fn send(
         Decision::Blocked => error(StatusCode::FORBIDDEN, "chat.denied", "chat.denied: dialogs.suspended"),
         Decision::ServerError => error(StatusCode::SERVICE_UNAVAILABLE, "service.unavailable", "Service unavailable"),
         Decision::RateLimited(_) => error(StatusCode::TOO_MANY_REQUESTS, "too.many.requests", "Too many requests"),
+        Decision::Reset => super::reset(),
         Decision::Accept(events, delivery) => {
             if let Some(Event::Failed(code)) = events.iter().map(|(_, e)| e).find(|e| matches!(e, Event::Failed(_))) {
                 let code = code.clone().unwrap_or_else(|| "chat.denied".to_owned());
@@ -135,15 +136,17 @@ async fn send(
                     .collect();
                 state.dispatch(CHANNEL, hooks, delivery);
                 let n = state.next_id();
-                answer(
+                let mid = format!("mid.{n:016x}");
+                let sent = answer(
                     StatusCode::OK,
                     json!({"message": {
                         "sender": {"user_id": BOT_ID, "first_name": "Sandbox", "name": "Sandbox", "username": "cascade_sandbox_bot",
                             "is_bot": true, "last_activity_time": unix_ms_now()},
                         "recipient": recipient, "timestamp": unix_ms_now(),
-                        "body": {"mid": format!("mid.{n:016x}"), "seq": 113_000_000_000u64 + n, "text": text,
+                        "body": {"mid": mid, "seq": 113_000_000_000u64 + n, "text": text,
                             "attachments": message.get("attachments").cloned().unwrap_or(Value::Null)}}}),
-                )
+                );
+                accepted(sent, mid)
             }
         }
     };

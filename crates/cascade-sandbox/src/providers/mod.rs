@@ -81,6 +81,21 @@ pub fn tagged(mut response: Response, recipient: &str) -> Response {
     response
 }
 
+/// `response`, marked in the request log as a send the sandbox accepted under `message_id`.
+pub fn accepted(mut response: Response, message_id: impl ToString) -> Response {
+    response.extensions_mut().insert(crate::MessageTag(message_id.to_string()));
+    response
+}
+
+/// No answer at all: the sandbox resets the connection once the handler returns this. A router
+/// mounted in another server (not [`crate::Sandbox::start`]) cannot reset its connections, and
+/// answers `502 Bad Gateway` with no body instead.
+pub fn reset() -> Response {
+    let mut response = StatusCode::BAD_GATEWAY.into_response();
+    response.extensions_mut().insert(crate::ResetTag);
+    response
+}
+
 /// Seconds since the epoch.
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use super::{answer, form_json, tagged, unix_now};
+use super::{accepted, answer, form_json, tagged, unix_now};
 use crate::state::{Decision, Event, Hook, State};
 
 const CHANNEL: &str = "telegram";
@@ -89,6 +89,7 @@ async fn call(
         Decision::NotOnChannel => refuse(StatusCode::BAD_REQUEST, "Bad Request: chat not found"),
         Decision::Blocked => refuse(StatusCode::FORBIDDEN, "Forbidden: bot was blocked by the user"),
         Decision::ServerError => refuse(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Decision::Reset => super::reset(),
         Decision::RateLimited(after) => {
             let secs = after.as_secs().max(1);
             answer(
@@ -111,7 +112,8 @@ async fn call(
                     .collect();
                 state.dispatch(CHANNEL, hooks, delivery);
                 let chat_value: Value = chat.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(chat));
-                let mut message = json!({"message_id": state.next_id(),
+                let message_id = state.next_id();
+                let mut message = json!({"message_id": message_id,
                     "from": {"id": 100000001, "is_bot": true, "first_name": "Sandbox", "username": "cascade_sandbox_bot"},
                     "chat": {"id": chat_value, "first_name": "Sandbox Contact", "type": "private"},
                     "date": unix_now()});
@@ -120,7 +122,7 @@ async fn call(
                     _ if method == "sendMessage" => message["text"] = json!(text),
                     _ => {}
                 }
-                answer(StatusCode::OK, json!({"ok": true, "result": message}))
+                accepted(answer(StatusCode::OK, json!({"ok": true, "result": message})), message_id)
             }
         }
     };

@@ -17,7 +17,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{answer, form_pairs, tagged};
+use super::{accepted, answer, form_pairs, tagged};
 use crate::sign;
 use crate::state::{Decision, Event, Hook, State};
 
@@ -81,6 +81,7 @@ async fn send(
         }
         Decision::Blocked => error(StatusCode::BAD_REQUEST, 21610, "Attempt to send to unsubscribed recipient"),
         Decision::ServerError => error(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error"),
+        Decision::Reset => super::reset(),
         Decision::RateLimited(after) => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
             if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
@@ -106,7 +107,7 @@ async fn send(
             state.dispatch(CHANNEL, hooks, delivery);
             let account = &state.config.twilio.account_sid;
             let now = chrono::Utc::now().to_rfc2822();
-            answer(
+            let created = answer(
                 StatusCode::CREATED,
                 json!({"sid": sid, "account_sid": account, "to": to, "from": get("From"),
                     "messaging_service_sid": get("MessagingServiceSid"), "body": text, "status": "queued",
@@ -115,7 +116,8 @@ async fn send(
                     "error_message": null, "date_created": now, "date_updated": now, "date_sent": null,
                     "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
                     "subresource_uris": {"media": format!("/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json")}}),
-            )
+            );
+            accepted(created, sid)
         }
     };
     tagged(response, &to)

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{answer, tagged, unix_ms_now};
+use super::{accepted, answer, tagged, unix_ms_now};
 use crate::sign;
 use crate::state::{Decision, Event, Hook, State};
 
@@ -66,6 +66,7 @@ async fn send(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
             answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"status": 1000, "status_message": "internal error"}))
         }
         Decision::RateLimited(_) => status(12, "tooManyRequests"),
+        Decision::Reset => super::reset(),
         Decision::Accept(events, delivery) => {
             let token = 5_491_000_000_000_000_000u64 + state.next_id();
             let hooks = events
@@ -73,11 +74,12 @@ async fn send(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
                 .filter_map(|(after, e)| Some((after, callback(&state, token, &receiver, &e)?)))
                 .collect();
             state.dispatch(CHANNEL, hooks, delivery);
-            answer(
+            let ok = answer(
                 StatusCode::OK,
                 json!({"status": 0, "status_message": "ok", "message_token": token, "chat_hostname": "SN-SANDBOX_",
                     "billing_status": 1}),
-            )
+            );
+            accepted(ok, token)
         }
     };
     tagged(response, &receiver)

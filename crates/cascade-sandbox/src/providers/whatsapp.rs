@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{answer, digits, tagged, unix_now};
+use super::{accepted, answer, digits, tagged, unix_now};
 use crate::sign;
 use crate::state::{Decision, Event, Hook, State};
 
@@ -108,6 +108,7 @@ async fn send(
             "(#130429) Rate limit hit",
             Some("Cloud API message throughput has been reached."),
         ),
+        Decision::Reset => super::reset(),
         other => {
             let id = format!("wamid.HBgLMTU1NTAxMDAwMDEVAgARGBI{:016X}AA==", state.next_id());
             let (events, delivery) = match other {
@@ -130,7 +131,7 @@ async fn send(
             if kind == "template" {
                 ok["messages"][0]["message_status"] = json!("accepted");
             }
-            answer(StatusCode::OK, ok)
+            accepted(answer(StatusCode::OK, ok), &id)
         }
     };
     tagged(response, &to)
