@@ -1091,7 +1091,10 @@ impl Engine {
                 Ok(r) => r,
                 Err(_) => Err(SendError::transient(
                     "timeout",
-                    format!("no answer within {}", crate::model::duration::format(inner.config.send_timeout)),
+                    format!(
+                        "no answer within {} (the provider may have the message: a retry can deliver it twice)",
+                        crate::model::duration::format(inner.config.send_timeout)
+                    ),
                 )),
             };
             let connection_failure = matches!(&result, Err(e) if e.class == ErrorClass::Connection);
