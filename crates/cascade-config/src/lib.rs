@@ -466,6 +466,7 @@ fn checked(config: &Config) -> (Adapters, Vec<ConfigProblem>) {
     if !matches!(config.server.public_url.scheme(), "http" | "https") {
         problems.push(problem("server.public_url", "must be an http:// or https:// URL"));
     }
+    limit_problems(&config.server, &mut problems);
     telemetry_problems(&config.server, &mut problems);
     if let StoreConfig::Postgres { url, .. } = &config.store
         && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
@@ -473,6 +474,32 @@ fn checked(config: &Config) -> (Adapters, Vec<ConfigProblem>) {
         problems.push(problem("store.url", "must be a postgres:// URL"));
     }
     (adapters, problems)
+}
+
+/// Problems with the request limits of `[server]`: a zero limit or timeout would refuse every
+/// request, or (a zero header timeout) leave connections open for ever.
+fn limit_problems(server: &ServerConfig, problems: &mut Vec<ConfigProblem>) {
+    for (key, value) in [
+        ("server.header_timeout", server.header_timeout),
+        ("server.body_timeout", server.body_timeout),
+        ("server.upload_timeout", server.upload_timeout),
+    ] {
+        if value.is_zero() {
+            problems.push(problem(key, "must be more than 0 (e.g. \"10s\")"));
+        }
+    }
+    if server.upload_timeout < server.body_timeout {
+        problems.push(problem(
+            "server.upload_timeout",
+            format!(
+                "must be at least server.body_timeout ({}): uploads are the largest bodies",
+                cascade_engine::model::duration::format(server.body_timeout)
+            ),
+        ));
+    }
+    if server.max_body < 1024 {
+        problems.push(problem("server.max_body", "must be at least 1024 bytes"));
+    }
 }
 
 /// Problems with the trace export keys of `[server]`.
@@ -555,6 +582,9 @@ pub async fn build(config: &Config) -> Result<Built, ConfigProblems> {
         .uploads(&config.server.upload_dir, config.server.max_upload)
         .allow_internal_urls(config.server.allow_internal_urls)
         .max_body(config.server.max_body)
+        .header_timeout(config.server.header_timeout)
+        .body_timeout(config.server.body_timeout)
+        .upload_timeout(config.server.upload_timeout)
         .link_ttl(config.server.link_ttl)
         .callbacks(config.callbacks.clone());
     for (name, policy) in &config.policies {

@@ -74,6 +74,17 @@ pub struct ServerConfig {
     pub max_upload: u64,
     /// The largest JSON body in bytes (1 MiB).
     pub max_body: usize,
+    /// How long a client has to send a request's headers; an idle kept-alive connection is
+    /// closed after as long (10 s).
+    #[serde(with = "cascade_engine::model::duration")]
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive, from the end of its headers (30 s).
+    #[serde(with = "cascade_engine::model::duration")]
+    pub body_timeout: Duration,
+    /// How long an upload's body may take to arrive (`POST /v1/uploads`, the console's
+    /// campaign form; 10 minutes).
+    #[serde(with = "cascade_engine::model::duration")]
+    pub upload_timeout: Duration,
     /// How long file links stay valid (7 days).
     #[serde(with = "cascade_engine::model::duration")]
     pub link_ttl: Duration,
@@ -104,6 +115,9 @@ impl Default for ServerConfig {
             upload_dir: PathBuf::from("data/uploads"),
             max_upload: cascade_http::DEFAULT_MAX_UPLOAD,
             max_body: cascade_http::DEFAULT_MAX_BODY,
+            header_timeout: cascade_http::limits::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: cascade_http::limits::DEFAULT_BODY_TIMEOUT,
+            upload_timeout: cascade_http::limits::DEFAULT_UPLOAD_TIMEOUT,
             link_ttl: Duration::from_secs(7 * 86_400),
             allow_internal_urls: false,
             log_format: LogFormat::Text,

@@ -279,6 +279,38 @@ fn the_upload_and_file_limits_default_to_the_same_100_mb() {
     assert_eq!(c.engine.max_file_size, c.server.max_upload);
 }
 
+#[test]
+fn request_timeouts_default_and_are_checked() {
+    use std::time::Duration;
+    let c = from_toml(GOOD).expect("valid");
+    assert_eq!(c.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.body_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.upload_timeout, Duration::from_secs(600));
+    let with = |keys: &str| from_toml(&GOOD.replace("[server]\n", &format!("[server]\n{keys}\n")));
+    let set = with("header_timeout = \"2s\"\nbody_timeout = \"5s\"\nupload_timeout = \"1h\"").expect("valid");
+    assert_eq!(
+        (set.server.header_timeout, set.server.body_timeout, set.server.upload_timeout),
+        (Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(3600))
+    );
+
+    let problems = with("header_timeout = \"0s\"\nbody_timeout = 0\nupload_timeout = \"0ms\"").expect_err("zero").0;
+    assert_eq!(
+        keys(&problems),
+        ["server.header_timeout", "server.body_timeout", "server.upload_timeout"],
+        "each zero named once: {problems:?}"
+    );
+    assert!(problems.iter().all(|p| p.message.starts_with("must be more than 0")), "{problems:?}");
+
+    let problems = with("body_timeout = \"2m\"\nupload_timeout = \"1m\"").expect_err("uploads shorter").0;
+    assert_eq!(keys(&problems), ["server.upload_timeout"]);
+    assert!(problems[0].message.contains("at least server.body_timeout (2m)"), "{}", problems[0].message);
+
+    let problems = with("max_body = 100").expect_err("tiny body limit").0;
+    assert_eq!(keys(&problems), ["server.max_body"]);
+    let problems = with("header_timeout = \"soon\"").expect_err("not a duration").0;
+    assert_eq!(keys(&problems), ["server.header_timeout"]);
+}
+
 #[tokio::test]
 async fn a_config_builds_an_engine_and_an_app() {
     let dir = std::env::temp_dir().join(format!("cascade-config-test-{}", std::process::id()));

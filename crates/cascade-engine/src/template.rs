@@ -4,6 +4,8 @@
 //!
 //! Rendering is strict: a variable that is neither in the context nor given a default is an
 //! error that names it. Templates are [MiniJinja](https://docs.rs/minijinja) (Jinja2 syntax).
+//! Templates come from API callers, so a rendering is bounded: at most [`MAX_STEPS`]
+//! instructions and [`MAX_OUTPUT`] bytes of text; a template that needs more is an error.
 //!
 //! ```
 //! use cascade_engine::{Contact, template::{context, render}};
@@ -14,6 +16,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::io;
 use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -32,14 +35,40 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// How many template instructions one rendering may run: far more than any message takes
+/// (a loop over a thousand items fits many times), and few enough that a template written to
+/// loop billions of times is stopped within milliseconds.
+pub const MAX_STEPS: u64 = 100_000;
+
+/// The longest text a rendering may produce (1 MiB, the API's body limit): more is an error.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        env.set_fuel(Some(MAX_STEPS));
         env
     })
+}
+
+/// The rendered text, refusing to grow past [`MAX_OUTPUT`].
+struct Bounded(Vec<u8>);
+
+impl io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(io::Error::other("the output limit is reached"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The template context for a contact and caller-given variables (e.g. `{"deal": {...}}`).
@@ -90,17 +119,32 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
         missing: Vec::new(),
         message: format!("template syntax error: {}", e.detail().unwrap_or(&e.to_string())),
     })?;
-    tmpl.render(ctx).map_err(|e| {
-        let mut missing: Vec<String> =
-            tmpl.undeclared_variables(true).into_iter().filter(|path| lookup(ctx, path).is_none()).collect();
-        missing.sort();
-        if missing.is_empty() || e.kind() != minijinja::ErrorKind::UndefinedError {
-            TemplateError { missing: Vec::new(), message: format!("template error: {e}") }
-        } else {
-            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
-            TemplateError { message: format!("unknown template variable {list}"), missing }
-        }
-    })
+    let mut out = Bounded(Vec::new());
+    if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
+        return Err(match e.kind() {
+            minijinja::ErrorKind::OutOfFuel => TemplateError {
+                missing: Vec::new(),
+                message: format!("template error: rendering takes more than {MAX_STEPS} steps (a loop too long?)"),
+            },
+            minijinja::ErrorKind::WriteFailure => TemplateError {
+                missing: Vec::new(),
+                message: format!("template error: the text rendered is longer than {MAX_OUTPUT} bytes"),
+            },
+            _ => {
+                let mut missing: Vec<String> =
+                    tmpl.undeclared_variables(true).into_iter().filter(|path| lookup(ctx, path).is_none()).collect();
+                missing.sort();
+                if missing.is_empty() || e.kind() != minijinja::ErrorKind::UndefinedError {
+                    TemplateError { missing: Vec::new(), message: format!("template error: {e}") }
+                } else {
+                    let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                    TemplateError { message: format!("unknown template variable {list}"), missing }
+                }
+            }
+        });
+    }
+    // MiniJinja writes text only.
+    Ok(String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Follows a dotted path (`contact.fields.city`, as [`TemplateError::missing`] names variables)
@@ -195,6 +239,27 @@ mod tests {
     fn default_filter_covers_missing_values() {
         let c = context(&Contact::default(), &json!({}));
         assert_eq!(render("Hi {{contact.name | default(\"there\")}}", &c).unwrap(), "Hi there");
+    }
+
+    /// Templates come from API callers: one that loops ten billion times, or renders
+    /// gigabytes, is an error within milliseconds, not a server thread lost.
+    #[test]
+    fn renderings_are_bounded() {
+        let started = std::time::Instant::now();
+        let loops = "{% for a in range(99999) %}{% for b in range(99999) %}{{ a }}{% endfor %}{% endfor %}";
+        let e = render(loops, &ctx()).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("template error: rendering takes more than {MAX_STEPS} steps (a loop too long?)")
+        );
+        let e = render("{% for a in range(100) %}{{ 'x' * 50000 }}{% endfor %}", &ctx()).unwrap_err();
+        assert_eq!(e.message, format!("template error: the text rendered is longer than {MAX_OUTPUT} bytes"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        // What real messages do still renders: a loop over a list, a long text.
+        let list = context(&Contact::default(), &json!({"items": (0..1000).collect::<Vec<_>>()}));
+        let out = render("{% for i in items %}{{ i }},{% endfor %}", &list).unwrap();
+        assert!(out.starts_with("0,1,2,") && out.ends_with("999,"), "{out}");
+        assert_eq!(render(&format!("{{{{ 'x' }}}}{}", "y".repeat(100_000)), &list).unwrap().len(), 100_001);
     }
 
     #[test]

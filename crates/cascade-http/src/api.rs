@@ -322,8 +322,12 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     }
 }
 
+/// The answer to a body that could not be read: the limit it passed (`413`) or the time it
+/// took (`408`), as [`limits`](crate::limits) found, else a `400`.
 pub(crate) fn body_problem(e: axum::extract::rejection::BytesRejection) -> Problem {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(limit) = crate::limits::BodyError::find(&e) {
+        limit.problem()
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(ProblemKind::PayloadTooLarge, "the body is larger than this server accepts")
     } else {
         Problem::new(ProblemKind::MalformedBody, format!("the body could not be read: {e}"))
@@ -645,7 +649,7 @@ pub async fn upload(State(app): State<App>, headers: HeaderMap, request: Request
     let too_large = || {
         Problem::new(
             ProblemKind::PayloadTooLarge,
-            format!("the file is larger than the {}-byte limit", uploads.max_size()),
+            format!("the file is larger than the {}-byte limit (server.max_upload)", uploads.max_size()),
         )
         .field("file")
     };
@@ -686,7 +690,11 @@ pub async fn upload(State(app): State<App>, headers: HeaderMap, request: Request
 }
 
 fn multipart_problem(e: axum::extract::multipart::MultipartError, too_large: &dyn Fn() -> Problem) -> Problem {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(limit @ crate::limits::BodyError::TimedOut { .. }) = crate::limits::BodyError::find(&e) {
+        limit.problem()
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE
+        || matches!(crate::limits::BodyError::find(&e), Some(crate::limits::BodyError::TooLarge { .. }))
+    {
         too_large()
     } else {
         Problem::new(ProblemKind::MalformedBody, e.body_text())

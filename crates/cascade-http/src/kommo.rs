@@ -51,8 +51,17 @@ pub async fn widget_request(
     let kommo =
         app.inner().kommo.clone().ok_or_else(|| Problem::not_found("Kommo is not configured on this server"))?;
     let body = body.map_err(crate::api::body_problem)?;
+    crate::limits::check_json_depth(&body)?;
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let req = cascade_kommo::parse_widget_request(ct, &body).map_err(|e| problem(&e))?;
+    // `data` may come as JSON inside a form field, which the body's own check does not see.
+    if req.data.values().any(|v| crate::limits::value_nests_deeper_than(v, crate::limits::MAX_JSON_DEPTH - 1)) {
+        return Err(Problem::new(
+            ProblemKind::MalformedBody,
+            format!("data nests arrays and objects more than {} levels deep", crate::limits::MAX_JSON_DEPTH),
+        )
+        .field("data"));
+    }
     let audience = app.inner().public_url.origin().ascii_serialization();
     let verified = kommo.verify(&req, &audience, chrono::Utc::now().timestamp()).map_err(|e| {
         tracing::warn!(error = %e, "kommo widget_request refused");

@@ -36,6 +36,7 @@ pub mod campaigns;
 pub mod connections;
 pub mod console;
 pub mod kommo;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod openapi;
@@ -43,6 +44,7 @@ pub mod ops;
 pub mod policies;
 pub mod problem;
 pub mod redirect;
+mod serve;
 pub mod uploads;
 pub mod webhooks;
 
@@ -88,6 +90,9 @@ pub(crate) struct Inner {
     pub(crate) uploads: Option<Uploads>,
     pub(crate) url_policy: UrlPolicy,
     pub(crate) max_body: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) upload_timeout: Duration,
     pub(crate) link_ttl: Duration,
     pub(crate) callbacks: CallbackSettings,
     pub(crate) metrics: Metrics,
@@ -113,6 +118,9 @@ pub struct AppBuilder {
     max_upload: u64,
     url_policy: UrlPolicy,
     max_body: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    upload_timeout: Duration,
     link_ttl: Duration,
     callbacks: CallbackSettings,
     kommo: Option<Arc<cascade_kommo::Kommo>>,
@@ -133,6 +141,9 @@ impl App {
             max_upload: DEFAULT_MAX_UPLOAD,
             url_policy: UrlPolicy::default(),
             max_body: DEFAULT_MAX_BODY,
+            header_timeout: limits::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: limits::DEFAULT_BODY_TIMEOUT,
+            upload_timeout: limits::DEFAULT_UPLOAD_TIMEOUT,
             link_ttl: Duration::from_secs(7 * 86_400),
             callbacks: CallbackSettings::default(),
             kommo: None,
@@ -152,10 +163,11 @@ impl App {
     }
 
     /// The router with every endpoint. Mount it at the root of your service (paths are absolute).
+    /// Every request body is limited in size and in time ([`limits`]).
     pub fn router(&self) -> Router {
         let upload_limit = usize::try_from(self.inner.uploads.as_ref().map_or(0, Uploads::max_size))
             .unwrap_or(usize::MAX)
-            .saturating_add(64 * 1024);
+            .saturating_add(limits::UPLOAD_OVERHEAD as usize);
         Router::new()
             .route("/v1/cascades", post(api::start).get(api::list))
             .route("/v1/cascades/{id}", get(api::get_one))
@@ -183,7 +195,10 @@ impl App {
             .route("/metrics", get(ops::metrics))
             .merge(console::router())
             .fallback(ops::not_found)
+            .method_not_allowed_fallback(ops::method_not_allowed)
+            .layer(axum::middleware::from_fn(ops::decodable_path))
             .layer(DefaultBodyLimit::max(self.inner.max_body))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), limits::guard))
             .with_state(self.clone())
     }
 
@@ -218,7 +233,9 @@ impl App {
     }
 
     /// Runs the whole server on `listener` until `shutdown` resolves: starts the
-    /// [workers](App::spawn_workers), serves [the router](App::router), then stops in order —
+    /// [workers](App::spawn_workers), serves [the router](App::router) over HTTP/1 (a client
+    /// has the [header timeout](AppBuilder::header_timeout) to send a request's headers, and an
+    /// idle kept-alive connection is closed after as long), then stops in order —
     /// no new requests, event streams ended, no more campaign recipients started, the sends in
     /// flight given up to `grace` to finish ([`Engine::shutdown`]), the workers stopped.
     /// Running cascades and campaigns continue from the store when a server starts again.
@@ -232,18 +249,17 @@ impl App {
         let _ = self.inner.policies.refresh().await;
         let workers = self.spawn_workers();
         let app = self.clone();
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                app.begin_shutdown();
-            })
-            .await;
+        serve::run(listener, self.router(), self.inner.header_timeout, async move {
+            shutdown.await;
+            app.begin_shutdown();
+        })
+        .await;
         tracing::info!(grace = ?grace, "stopping: finishing sends in flight");
         // Campaigns first: no recipient is started while the engine stops.
         self.inner.campaigns.stop();
         self.inner.engine.shutdown(grace).await;
         workers.stop().await;
-        served
+        Ok(())
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -346,6 +362,28 @@ impl AppBuilder {
         self
     }
 
+    /// How long a client has to send a request's headers, and how long an idle kept-alive
+    /// connection stays open (default 10 s; more than zero). [`App::serve`] applies it; a
+    /// service that mounts [`App::router`] in its own server sets its own.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a request's body may take to arrive in full, from the end of its headers
+    /// (default 30 s): then the answer is `408` ([`limits`]).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// The [body timeout](Self::body_timeout) of uploads: `POST /v1/uploads` and the console's
+    /// campaign form (default 10 minutes).
+    pub fn upload_timeout(mut self, timeout: Duration) -> Self {
+        self.upload_timeout = timeout;
+        self
+    }
+
     /// How long signed file links stay valid (default 7 days; longer than a cascade lives).
     pub fn link_ttl(mut self, ttl: Duration) -> Self {
         self.link_ttl = ttl;
@@ -396,6 +434,9 @@ impl AppBuilder {
                 uploads,
                 url_policy: self.url_policy,
                 max_body: self.max_body,
+                header_timeout: self.header_timeout,
+                body_timeout: self.body_timeout,
+                upload_timeout: self.upload_timeout,
                 link_ttl: self.link_ttl,
                 callbacks: self.callbacks,
                 metrics,

@@ -1,13 +1,14 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (the store answers, so
 //! its migrations were applied when it opened), `/metrics` (Prometheus).
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::App;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemKind};
 
 /// `GET /healthz`: 200 while the process serves requests.
 pub async fn healthz() -> Response {
@@ -32,4 +33,54 @@ pub async fn metrics(State(app): State<App>) -> Response {
 /// Any other path: a 404 problem.
 pub async fn not_found(uri: Uri) -> Problem {
     Problem::not_found(format!("no endpoint at {}", uri.path()))
+}
+
+/// A known path with a method it does not take: a 405 problem (axum keeps the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(ProblemKind::MethodNotAllowed, format!("{} does not take {method}", uri.path()))
+}
+
+/// Middleware for every route: a path that is not UTF-8 once percent-decoded (`/v1/cascades/%FF`)
+/// names nothing here, and is a 404 problem before a route's path extractor answers it in
+/// plain text.
+pub async fn decodable_path(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if std::str::from_utf8(&percent_decode(path.as_bytes())).is_err() {
+        return Problem::not_found(format!("nothing is at {path}: it is not UTF-8 once percent-decoded"))
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// `%XX` escapes decoded; a `%` not followed by two hex digits is kept as it is.
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match (s[i], hex(s.get(i + 1)), hex(s.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode(b"/a%20b/%C3%A9"), "/a b/\u{e9}".as_bytes());
+        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4", "not escapes");
+        assert_eq!(percent_decode(b"%FF%28"), b"\xff(");
+        assert!(std::str::from_utf8(&percent_decode(b"/v1/policies/%C3%28")).is_err());
+    }
 }

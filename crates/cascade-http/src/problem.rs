@@ -27,6 +27,8 @@ pub enum ProblemKind {
     Forbidden,
     /// No such resource: 404.
     NotFound,
+    /// The endpoint exists, but not for this method (its `Allow` header lists those it takes): 405.
+    MethodNotAllowed,
     /// The idempotency key was used for a different request: 409.
     IdempotencyConflict,
     /// The resource's state does not allow the operation (pausing a campaign that is not
@@ -35,6 +37,8 @@ pub enum ProblemKind {
     /// An `If-Match` precondition does not hold: the resource changed since its `ETag` was
     /// read: 412.
     PreconditionFailed,
+    /// The body did not arrive in time (`server.body_timeout`, `server.upload_timeout`): 408.
+    RequestTimeout,
     /// The body is larger than allowed: 413.
     PayloadTooLarge,
     /// The body's media type is not one the endpoint takes: 415.
@@ -58,8 +62,10 @@ impl ProblemKind {
             Self::Unauthorized | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyConflict | Self::Conflict => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -76,9 +82,11 @@ impl ProblemKind {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::IdempotencyConflict => "idempotency-conflict",
             Self::Conflict => "conflict",
             Self::PreconditionFailed => "precondition-failed",
+            Self::RequestTimeout => "request-timeout",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::RateLimited => "rate-limited",
@@ -95,9 +103,11 @@ impl ProblemKind {
             Self::Unauthorized => "An API key is required",
             Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
             Self::IdempotencyConflict => "The idempotency key belongs to a different request",
             Self::Conflict => "The resource's state does not allow this",
             Self::PreconditionFailed => "The resource changed since it was read",
+            Self::RequestTimeout => "The request body did not arrive in time",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RateLimited => "Too many requests",
@@ -284,9 +294,11 @@ pub fn from_value_at<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Reads a JSON body into `T`, naming the field at fault: a syntax error is a 400
-/// (`malformed-body`), a wrong type, a missing or an unknown field a 422 with its path.
+/// Reads a JSON body into `T`, naming the field at fault: a syntax error, or nesting deeper
+/// than [`MAX_JSON_DEPTH`](crate::limits::MAX_JSON_DEPTH), is a 400 (`malformed-body`), a wrong
+/// type, a missing or an unknown field a 422 with its path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    crate::limits::check_json_depth(body)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -300,14 +312,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Prob
                 | serde_json::error::Category::Io => {
                     Err(Problem::new(ProblemKind::MalformedBody, format!("the body is not valid JSON: {inner}")))
                 }
-                serde_json::error::Category::Data => {
-                    let field = if path == "." { String::new() } else { path };
-                    let mut p = Problem::invalid_field(field.clone(), message);
-                    if field.is_empty() {
-                        p.field = None;
-                    }
+                // The path of an unknown field `""` at the top is empty.
+                serde_json::error::Category::Data if path == "." || path.is_empty() => {
+                    // The body as a whole is at fault (`null`, a list, a required field
+                    // missing): no field to name, so the message keeps its position.
+                    let message = inner.to_string();
+                    let mut p = Problem::new(ProblemKind::InvalidRequest, message.clone());
+                    p.errors = vec![ValidationError::new("", message)];
                     Err(p)
                 }
+                serde_json::error::Category::Data => Err(Problem::invalid_field(path, message)),
             }
         }
     }
@@ -353,6 +367,29 @@ mod tests {
         let p = parse_json::<Body>(br#"{"contact": "#).expect_err("syntax");
         assert_eq!(p.status, 400);
         assert_eq!(p.type_uri, "urn:cascade:problem:malformed-body");
+
+        let deep = format!("{{\"contact\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let p = parse_json::<Body>(deep.as_bytes()).expect_err("too deep");
+        assert_eq!(p.status, 400);
+        assert!(p.detail.contains("more than 64 levels deep"), "{}", p.detail);
+    }
+
+    /// A body wrong as a whole has no field to name: its detail says where, and does not
+    /// start with the empty field's `": "`.
+    #[test]
+    fn json_errors_of_the_whole_body_say_where() {
+        let p = parse_json::<Body>(b"null").expect_err("not an object");
+        assert_eq!((p.status, p.field.as_deref()), (422, None));
+        assert_eq!(p.detail, "invalid type: null, expected struct Body at line 1 column 4");
+        assert_eq!(p.errors, vec![ValidationError::new("", p.detail.clone())]);
+        let p = parse_json::<Body>(b"{}").expect_err("a field missing");
+        assert_eq!(p.detail, "missing field `contact` at line 1 column 2");
+        // An unknown field named "" was refused as `field: ""`, detail `": unknown field ``…"`.
+        let p = parse_json::<Body>(br#"{"": 1}"#).expect_err("an unknown field");
+        assert_eq!(
+            (p.field.as_deref(), p.detail.as_str()),
+            (None, "unknown field ``, expected `contact` at line 1 column 3")
+        );
     }
 
     #[test]

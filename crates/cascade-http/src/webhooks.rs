@@ -3,7 +3,13 @@
 //! The connection's adapter verifies the signature over the exact bytes and the URL the
 //! provider called (the public URL plus the path and query), then parses. Statuses and inbound
 //! messages go to the engine; duplicates are harmless there. A bad signature is a 401 and
-//! changes nothing; a malformed body a 400.
+//! changes nothing; a malformed body a 400 (so is JSON nested deeper than
+//! [`MAX_JSON_DEPTH`](crate::limits::MAX_JSON_DEPTH), refused before the adapter reads it).
+//!
+//! There is no rate limit here: a provider retries a `429` or a `5xx` later, so refusing its
+//! webhooks would only defer the work and add the retries to it. Each webhook costs a bounded
+//! amount (the body limit, one signature check, a store lookup per status), and a flood of
+//! them is answered one by one.
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
@@ -54,6 +60,10 @@ pub async fn receive(
 ) -> Result<Response, Problem> {
     let (id, intake) = app.intake(&connection)?;
     let body = body.map_err(crate::api::body_problem)?;
+    if let Err(p) = crate::limits::check_json_depth(&body) {
+        app.inner().metrics.webhook(&connection, "malformed");
+        return Err(p);
+    }
     let url = app.called_url(&uri);
     let request = WebhookRequest::post(&url, &headers, &body);
     let events = match intake.receive(&request) {

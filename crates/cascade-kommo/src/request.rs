@@ -112,6 +112,10 @@ fn split_key(key: &str) -> Result<(String, Vec<Segment>), KommoError> {
         Some(i) => (&key[..i], &key[i..]),
         None => (key, ""),
     };
+    if key.is_empty() {
+        // `=value`, or `&=`: no key to name as the field.
+        return Err(KommoError::malformed("body", "a form field without a name (`=value`)"));
+    }
     if name.is_empty() {
         return Err(KommoError::malformed(key, "a form key must start with a name"));
     }
@@ -258,6 +262,9 @@ mod tests {
         assert_eq!(field(form("token=t&return_url=u&data[deal=x")), "data[deal");
         assert_eq!(field(form("token=t&return_url=u&data[a]b=x")), "data[a]b");
         assert_eq!(field(form("token=t&return_url=u&[a]=x")), "[a]");
+        // Found by the kommo_widget_request fuzz target: a field without a name was refused
+        // naming the empty field (`": a form key must start with a name"`).
+        assert_eq!(field(form("token=t&=n&return_url=u")), "body");
         assert_eq!(field(form("token=t&return_url=u&data[a]=x&data[a][b]=y")), "data[a][b]");
         assert_eq!(field(form("token=t&return_url=u&data[a][b]=y&data[a]=x")), "data[a]");
         assert_eq!(field(form("token=t&return_url=u&data=plain")), "data");

@@ -7,6 +7,8 @@
 //! - [`caps`]: capability presets shaped like the real channels;
 //! - [`ManualClock`]: time that moves only when told;
 //! - [`strategies`]: proptest strategies for policies and event streams;
+//! - [`mutate`]: arbitrary bytes and broken real payloads for robustness tests, and a deadline
+//!   that turns a hang into a failure;
 //! - [`store_conformance`]: one suite every [`Store`](cascade_engine::Store) implementation
 //!   must pass.
 //!
@@ -20,6 +22,7 @@
 
 mod clock;
 mod conformance;
+pub mod mutate;
 pub mod strategies;
 mod stub;
 

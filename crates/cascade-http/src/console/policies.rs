@@ -259,8 +259,14 @@ fn policy_of(steps: &[StepRow], s: &Settings) -> Result<Policy, Vec<String>> {
         if text.trim().is_empty() {
             return Map::new();
         }
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(o)) => o,
+        // The page wrote these; nothing it writes nests anywhere near the limit.
+        let parsed = if crate::limits::nests_deeper_than(text.as_bytes(), crate::limits::MAX_JSON_DEPTH) {
+            None
+        } else {
+            serde_json::from_str::<serde_json::Value>(text).ok()
+        };
+        match parsed {
+            Some(serde_json::Value::Object(o)) => o,
             _ => {
                 errors.push(format!("{field}: the hidden settings were damaged; reload the page"));
                 Map::new()
@@ -450,5 +456,13 @@ mod tests {
         let damaged = vec![StepRow { channel: "sms".into(), extra: "{oops".into(), ..StepRow::default() }];
         let errors = policy_of(&damaged, &s).expect_err("damaged");
         assert!(errors[0].starts_with("steps[0]: the hidden settings were damaged"), "{errors:?}");
+        // Nested past the limit (valid JSON, and within serde_json's own): refused, not read.
+        let deep = format!("{{\"content\": {{\"x\": {}1{}}}}}", "[".repeat(100), "]".repeat(100));
+        let nested = vec![StepRow { channel: "sms".into(), extra: deep, ..StepRow::default() }];
+        let errors = policy_of(&nested, &s).expect_err("too deep");
+        assert!(errors[0].starts_with("steps[0]: the hidden settings were damaged"), "{errors:?}");
+        let s = Settings { rest: "[".repeat(100_000), ..settings(&Policy::new([])) };
+        let errors = policy_of(&[], &s).expect_err("too deep");
+        assert!(errors[0].starts_with("policy: the hidden settings were damaged"), "{errors:?}");
     }
 }

@@ -264,7 +264,11 @@ struct Posted {
 /// Reads the post: the fields as they come, the file into an upload once the token before it
 /// was checked.
 async fn read(app: &App, session: &Session, headers: &HeaderMap, request: Request) -> Result<Posted, PageError> {
-    let bad = |e: axum::extract::multipart::MultipartError| PageError::new(StatusCode::BAD_REQUEST, e.body_text());
+    let bad = |e: axum::extract::multipart::MultipartError| match crate::limits::BodyError::find(&e) {
+        // Past the upload limit, or too slow (`server.upload_timeout`).
+        Some(limit) => PageError::from(limit.problem()),
+        None => PageError::new(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
