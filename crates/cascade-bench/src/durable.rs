@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cascade_engine::*;
 use cascade_store_sql::{PgConfig, PgStore, SqliteStore, WriterStats};
 
-use crate::engine::{Accepting, caps, request, throughput};
+use crate::engine::{Accepting, Shape, caps, request, throughput};
 use crate::{proc_status_mb, report};
 
 /// A scratch directory for database files, removed when dropped: `CASCADE_BENCH_DIR`, or a
@@ -60,7 +60,8 @@ fn batching(scenario: &str, stats: &WriterStats) {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A tokio runtime of two worker threads, as the machine has two cores.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
@@ -72,7 +73,7 @@ pub fn sqlite(count: Option<usize>, waiting: usize) {
         let store = SqliteStore::open(scratch.0.join("throughput.db")).await.expect("open sqlite");
         let stats = store.writer_stats();
         let n = count.unwrap_or(50_000);
-        report("sqlite", "cascades_per_sec", throughput(Some(Arc::new(store)), n).await.round());
+        report("sqlite", "cascades_per_sec", throughput(Some(Arc::new(store)), n, Shape::TWO_STEPS).await.round());
         batching("sqlite", &stats);
     });
     if waiting > 0 {
@@ -97,7 +98,7 @@ pub fn postgres(count: Option<usize>) {
         let store = PgStore::connect_with(config).await.expect("connect to PostgreSQL");
         let stats = store.writer_stats();
         let n = count.unwrap_or(20_000);
-        report("postgres", "cascades_per_sec", throughput(Some(Arc::new(store)), n).await.round());
+        report("postgres", "cascades_per_sec", throughput(Some(Arc::new(store)), n, Shape::TWO_STEPS).await.round());
         batching("postgres", &stats);
         drop_schema(&url, &schema).await;
     });
@@ -116,45 +117,50 @@ async fn drop_schema(url: &str, schema: &str) {
 fn waiting_rss(path: &Path, n: usize) -> f64 {
     runtime().block_on(async {
         let store = Arc::new(SqliteStore::open(path).await.expect("open sqlite"));
-        // Accepts every send and reports no status: its cascades wait.
-        let info = ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() };
-        let channel = Accepting { info, delivered: None };
-        let engine = Engine::builder()
-            .store(store.clone())
-            .connection(Connection::new("first-1", channel))
-            .build()
-            .expect("engine");
-        let policy = Arc::new(Policy::new([Step::new("first").timeout(Duration::from_secs(86_400))]));
-        let start = Instant::now();
-        let workers = 64;
-        let mut tasks = Vec::new();
-        for w in 0..workers {
-            let (engine, policy) = (engine.clone(), policy.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in (w..n).step_by(workers) {
-                    engine.submit(request(&policy, i)).await.expect("submit");
-                    if w == 0 && i % 100_000 < workers {
-                        eprintln!("  {i} of {n} waiting cascades submitted ({:.0?})", start.elapsed());
-                    }
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("submitter");
-        }
-        // Let the last sends be recorded, then read the resident set.
-        let quiet = Duration::from_millis(500);
-        let mut last = store.writer_stats().writes();
-        loop {
-            tokio::time::sleep(quiet).await;
-            let now = store.writer_stats().writes();
-            if now == last {
-                break;
-            }
-            last = now;
-        }
+        let engine = submit_waiting(&store, n).await;
         let rss = proc_status_mb("VmRSS");
         engine.shutdown(Duration::from_secs(5)).await;
         rss
     })
+}
+
+/// Submits `n` one-step cascades to `store` whose send is accepted and never gets a status (they
+/// wait a day), and returns once every write has been committed, with the engine that sent
+/// them (still running).
+pub(crate) async fn submit_waiting(store: &Arc<SqliteStore>, n: usize) -> Engine {
+    // Accepts every send and reports no status: its cascades wait.
+    let info = ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() };
+    let channel = Accepting { info, delivered: None };
+    let engine =
+        Engine::builder().store(store.clone()).connection(Connection::new("first-1", channel)).build().expect("engine");
+    let policy = Arc::new(Policy::new([Step::new("first").timeout(Duration::from_secs(86_400))]));
+    let start = Instant::now();
+    let workers = 64;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (engine, policy) = (engine.clone(), policy.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(workers) {
+                engine.submit(request(&policy, i)).await.expect("submit");
+                if w == 0 && i % 100_000 < workers {
+                    eprintln!("  {i} of {n} waiting cascades submitted ({:.0?})", start.elapsed());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    // Let the last sends be recorded.
+    let quiet = Duration::from_millis(500);
+    let mut last = store.writer_stats().writes();
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = store.writer_stats().writes();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    engine
 }

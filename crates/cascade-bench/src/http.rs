@@ -9,6 +9,8 @@
 //! - `webhook`: each cascade's WhatsApp send is accepted, then a signed WhatsApp `failed`
 //!   status is posted to `/webhooks/{connection}`; the figure is the time from sending that
 //!   request to the moment the SMS channel's `send` is called.
+//!
+//! The server, the clients and the measuring pieces here also serve the `load` scenario.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,20 +34,25 @@ use tokio::sync::{broadcast, oneshot};
 use crate::durable::Scratch;
 use crate::report;
 
-const SEND_KEY: &str = "bench-send-key-0123456789";
+/// The API key of the bench's clients (scopes `send` and `read`).
+pub(crate) const SEND_KEY: &str = "bench-send-key-0123456789";
 const APP_SECRET: &str = "bench-whatsapp-app-secret";
 /// The WhatsApp connection, whose webhooks are taken at `/webhooks/wa-main`.
-const WHATSAPP: &str = "wa-main";
+pub(crate) const WHATSAPP: &str = "wa-main";
+/// The SMS connection, whose Twilio status callbacks are taken at `/webhooks/sms-main`.
+pub(crate) const SMS: &str = "sms-main";
+/// The Twilio auth token the SMS connection's status callbacks are signed with.
+const TWILIO_TOKEN: &str = "bench-twilio-auth-token";
 /// Thread names: the server's runtime, the clients' runtime, and SQLite's connection threads.
 const SERVER_THREADS: &str = "cascade-server";
-const CLIENT_THREADS: &str = "bench-client";
+pub(crate) const CLIENT_THREADS: &str = "bench-client";
 const SQLITE_THREADS: &str = "sqlx-sqlite";
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn runtime(threads: &str) -> Runtime {
+pub(crate) fn runtime(threads: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(threads)
@@ -56,22 +63,29 @@ fn runtime(threads: &str) -> Runtime {
 
 /// The server: an app over a SQLite file in a scratch directory, served on a loopback port by
 /// a runtime of its own.
-struct Server {
+pub(crate) struct Server {
     rt: Runtime,
-    app: App,
+    pub(crate) app: App,
     addr: SocketAddr,
     workers: Workers,
     serve: tokio::task::JoinHandle<()>,
-    writes: Arc<WriterStats>,
+    pub(crate) writes: Arc<WriterStats>,
     scratch: Scratch,
 }
 
+/// A stub `whatsapp` channel with WhatsApp Cloud's adapter name, so that the real WhatsApp
+/// webhook intake matches its sends. It keeps every send it was given.
+fn whatsapp_stub() -> StubChannel {
+    StubChannel::with_adapter("whatsapp", cascade_whatsapp::ADAPTER, caps::whatsapp())
+}
+
 impl Server {
-    /// Starts a server whose `whatsapp` channel is a stub with WhatsApp Cloud's adapter name
-    /// (so the real WhatsApp webhook intake matches its sends) and whose `sms` channel is `sms`.
-    /// The policy `default` is [whatsapp until delivered, sms]. `on_start` runs on the server's
-    /// runtime before it takes requests.
-    fn start(sms: impl Channel, on_start: impl FnOnce(&App)) -> Self {
+    /// Starts a server with the channels `whatsapp` (connection `wa-main`, whose adapter
+    /// should be WhatsApp Cloud's) and `sms` (connection `sms-main`, Twilio's for its status
+    /// callbacks), the real webhook intakes of both, and an API key with scopes `send` and
+    /// `read`. The policy `default` is [whatsapp until delivered, sms]. `on_start` runs on the
+    /// server's runtime before it takes requests.
+    pub(crate) fn start(whatsapp: impl Channel, sms: impl Channel, on_start: impl FnOnce(&App)) -> Self {
         let scratch = Scratch::new();
         let rt = runtime(SERVER_THREADS);
         let path = scratch.0.join("http.db");
@@ -79,27 +93,30 @@ impl Server {
             // Durability `full` (the default): every commit is fsynced.
             let store = SqliteStore::open(&path).await.expect("open sqlite");
             let writes = store.writer_stats();
-            let whatsapp = StubChannel::with_adapter("whatsapp", cascade_whatsapp::ADAPTER, caps::whatsapp());
             let engine = Engine::builder()
                 .store(Arc::new(store))
                 .connection(Connection::new(WHATSAPP, whatsapp))
-                .connection(Connection::new("sms-main", sms))
+                .connection(Connection::new(SMS, sms))
                 .build()
                 .expect("engine");
             let policy = Policy::new([
                 Step::new("whatsapp").until(Status::Delivered).timeout(Duration::from_secs(3600)),
                 Step::new("sms"),
             ]);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+            let addr = listener.local_addr().expect("local address");
+            // Twilio signs the URL it calls: the server must know its own.
+            let public_url = reqwest::Url::parse(&format!("http://{addr}/")).expect("public URL");
             let app = App::builder(engine)
                 .policy("default", policy)
                 .intake(WHATSAPP, whatsapp_intake())
-                .api_key(ApiKey::from_plain("bench", SEND_KEY, [Scope::Send]))
+                .intake(SMS, twilio_intake())
+                .api_key(ApiKey::from_plain("bench", SEND_KEY, [Scope::Send, Scope::Read]))
                 .secret(b"bench-secret-0123456789abcdef-0123456789".to_vec())
+                .public_url(public_url)
                 .build();
             on_start(&app);
             let workers = app.spawn_workers();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-            let addr = listener.local_addr().expect("local address");
             let router = app.router();
             let serve = tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
             (app, addr, workers, serve, writes)
@@ -107,12 +124,18 @@ impl Server {
         Self { rt, app, addr, workers, serve, writes, scratch }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The URL of `path` on this server.
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Runs `f` on the server's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// Stops serving, lets sends in flight finish, and removes the database.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         let Self { rt, app, workers, serve, scratch, .. } = self;
         rt.block_on(async move {
             serve.abort();
@@ -133,7 +156,15 @@ fn whatsapp_intake() -> Arc<cascade_whatsapp::WhatsApp> {
     Arc::new(cascade_whatsapp::WhatsApp::new(c).expect("WhatsApp config"))
 }
 
-fn client() -> reqwest::Client {
+/// The real Twilio adapter, used only for its webhook intake (its API is never called).
+fn twilio_intake() -> Arc<cascade_sms_twilio::Twilio> {
+    let mut c =
+        cascade_sms_twilio::TwilioConfig::new("AC00000000000000000000000000000001", TWILIO_TOKEN, "+15550001111");
+    c.base_url = "http://127.0.0.1:9".into();
+    Arc::new(cascade_sms_twilio::Twilio::new(c).expect("Twilio config"))
+}
+
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("HTTP client")
 }
 
@@ -146,12 +177,12 @@ fn start_body(i: usize) -> String {
     .to_string()
 }
 
-fn post_start(client: &reqwest::Client, url: &str, i: usize) -> reqwest::RequestBuilder {
+pub(crate) fn post_start(client: &reqwest::Client, url: &str, i: usize) -> reqwest::RequestBuilder {
     client.post(url).bearer_auth(SEND_KEY).header("content-type", "application/json").body(start_body(i))
 }
 
 /// The `q` quantile (nearest rank) of sorted microseconds, in milliseconds.
-fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
+pub(crate) fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -159,13 +190,13 @@ fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[rank - 1]) / 1000.0
 }
 
-fn micros(d: Duration) -> u32 {
+pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// CPU seconds used so far by this process's threads (`/proc/self/task/*/schedstat`): the
 /// server's runtime, SQLite's connection threads, the clients' runtime, and the rest.
-fn cpu_seconds() -> [f64; 4] {
+pub(crate) fn cpu_seconds() -> [f64; 4] {
     let mut by = [0.0; 4];
     for thread in crate::cpu::threads().into_values() {
         let name = thread.name;
@@ -184,7 +215,7 @@ fn cpu_seconds() -> [f64; 4] {
 }
 
 /// CPU used between two readings, as percent of one core over `wall`.
-fn report_cpu(scenario: &str, before: [f64; 4], after: [f64; 4], wall: Duration) {
+pub(crate) fn report_cpu(scenario: &str, before: [f64; 4], after: [f64; 4], wall: Duration) {
     let names = ["server_cpu_pct", "sqlite_cpu_pct", "client_cpu_pct", "other_cpu_pct"];
     for (i, name) in names.iter().enumerate() {
         report(scenario, name, ((after[i] - before[i]) / wall.as_secs_f64() * 100.0).round());
@@ -196,7 +227,7 @@ fn report_cpu(scenario: &str, before: [f64; 4], after: [f64; 4], wall: Duration)
 pub fn http(count: Option<usize>, clients: Option<usize>) {
     let n = count.unwrap_or(20_000);
     let clients = clients.unwrap_or(64).clamp(1, n);
-    let server = Server::start(StubChannel::new("sms", caps::sms()), |_| {});
+    let server = Server::start(whatsapp_stub(), StubChannel::new("sms", caps::sms()), |_| {});
     let url = server.url("/v1/cascades");
     let writes = server.writes.clone();
     let rt = runtime(CLIENT_THREADS);
@@ -353,20 +384,25 @@ async fn accepted_id(ids: &AcceptedIds, cascade: CascadeId) -> String {
         .expect("the event collector is running")
 }
 
-/// A WhatsApp Cloud `failed` status for `provider_message_id`, with the error WhatsApp gives
-/// for a number that is not on WhatsApp (131026, classified `unreachable`).
-fn failed_status(provider_message_id: &str) -> Vec<u8> {
+/// A WhatsApp Cloud status webhook for `provider_message_id`: `delivered`, or (if `failed`)
+/// `failed` with the error WhatsApp gives for a number that is not on WhatsApp (131026,
+/// classified `unreachable`).
+pub(crate) fn whatsapp_status(provider_message_id: &str, failed: bool) -> Vec<u8> {
+    let mut status = serde_json::json!({
+        "id": provider_message_id, "status": "delivered", "timestamp": "1700000000",
+        "recipient_id": "15551234567"
+    });
+    if failed {
+        status["status"] = "failed".into();
+        status["errors"] = serde_json::json!([{"code": 131026, "title": "Message undeliverable",
+            "message": "Message undeliverable", "error_data": {"details": "Message Undeliverable."}}]);
+    }
     serde_json::json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550001111", "phone_number_id": "100000000000001"},
-            "statuses": [{
-                "id": provider_message_id, "status": "failed", "timestamp": "1700000000",
-                "recipient_id": "15551234567",
-                "errors": [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable",
-                    "error_data": {"details": "Message Undeliverable."}}]
-            }]
+            "statuses": [status]
         }}]}]
     })
     .to_string()
@@ -374,8 +410,25 @@ fn failed_status(provider_message_id: &str) -> Vec<u8> {
 }
 
 /// `X-Hub-Signature-256` of a body.
-fn sign(body: &[u8]) -> String {
+pub(crate) fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(hmac_sha256(APP_SECRET.as_bytes(), body)))
+}
+
+/// A Twilio status callback for `message_sid`, posted to `url`: its form parameters and its
+/// `X-Twilio-Signature`. `delivered`, or (if `failed`) `undelivered` with error 30005 (unknown
+/// handset, classified `unreachable`).
+pub(crate) fn twilio_status(url: &str, message_sid: &str, failed: bool) -> (Vec<(String, String)>, String) {
+    let mut params = vec![
+        ("AccountSid".to_owned(), "AC00000000000000000000000000000001".to_owned()),
+        ("MessageSid".to_owned(), message_sid.to_owned()),
+        ("MessageStatus".to_owned(), if failed { "undelivered" } else { "delivered" }.to_owned()),
+        ("To".to_owned(), "+15551234567".to_owned()),
+    ];
+    if failed {
+        params.push(("ErrorCode".to_owned(), "30005".to_owned()));
+    }
+    let signature = cascade_sms_twilio::webhook::signature(TWILIO_TOKEN, url, &params);
+    (params, signature)
 }
 
 /// Runs scenario `webhook`: `count` cascades (default 2,000) from `clients` concurrent clients
@@ -387,7 +440,7 @@ pub fn webhook(count: Option<usize>, clients: Option<usize>) {
     let sms_calls: SendTimes = Arc::default();
     let sms = Timed { stub: StubChannel::new("sms", caps::sms()), waiters: sms_calls.clone() };
     let ids: AcceptedIds = Arc::default();
-    let server = Server::start(sms, |app| {
+    let server = Server::start(whatsapp_stub(), sms, |app| {
         tokio::spawn(collect_accepted(app.engine().events(), ids.clone()));
     });
     let (start_url, hook_url) = (server.url("/v1/cascades"), server.url(&format!("/webhooks/{WHATSAPP}")));
@@ -415,7 +468,7 @@ pub fn webhook(count: Option<usize>, clients: Option<usize>) {
                         continue;
                     };
                     let pmid = accepted_id(&ids, cascade).await;
-                    let body = failed_status(&pmid);
+                    let body = whatsapp_status(&pmid, true);
                     let signature = sign(&body);
                     let (tx, called) = oneshot::channel();
                     lock(&sms_calls).insert(cascade, tx);
@@ -462,4 +515,63 @@ pub fn webhook(count: Option<usize>, clients: Option<usize>) {
     report("webhook", "p99_ms", quantile_ms(&latencies, 0.99));
     report("webhook", "count", latencies.len() as f64);
     report("webhook", "failures", failures as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+    use cascade_channel_kit::{ErrorClass, Intake, WebhookEvent, WebhookRequest};
+    use cascade_engine::StatusUpdate;
+
+    use super::*;
+
+    fn one_status(events: Vec<WebhookEvent>) -> StatusUpdate {
+        match <[WebhookEvent; 1]>::try_from(events) {
+            Ok([WebhookEvent::Status(update)]) => update,
+            other => panic!("one status expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn whatsapp_status_webhooks_pass_the_real_intake() {
+        let intake = whatsapp_intake();
+        let url = "http://127.0.0.1:1/webhooks/wa-main";
+        for failed in [false, true] {
+            let body = whatsapp_status("wamid.7", failed);
+            let mut headers = HeaderMap::new();
+            headers.insert("x-hub-signature-256", sign(&body).parse().expect("header value"));
+            let update = one_status(intake.receive(&WebhookRequest::post(url, &headers, &body)).expect("accepted"));
+            assert_eq!(update.provider_message_id, "wamid.7");
+            assert_eq!(update.status, if failed { Status::Failed } else { Status::Delivered });
+            assert_eq!(update.error.map(|e| e.class), failed.then_some(ErrorClass::Unreachable));
+
+            let mut changed = body.clone();
+            changed.push(b' ');
+            let refused = intake.receive(&WebhookRequest::post(url, &headers, &changed));
+            assert!(refused.is_err_and(|e| e.is_auth()), "a body changed after signing is refused");
+        }
+    }
+
+    #[test]
+    fn twilio_status_callbacks_pass_the_real_intake() {
+        let intake = twilio_intake();
+        let url = "http://127.0.0.1:4000/webhooks/sms-main";
+        for failed in [false, true] {
+            let (params, signature) = twilio_status(url, "cascade-3", failed);
+            // The body as the bench's client sends it.
+            let request = reqwest::Client::new().post(url).form(&params).build().expect("request");
+            let body = request.body().and_then(|b| b.as_bytes()).expect("form body").to_vec();
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", "application/x-www-form-urlencoded".parse().expect("header value"));
+            headers.insert("x-twilio-signature", signature.parse().expect("header value"));
+            let update = one_status(intake.receive(&WebhookRequest::post(url, &headers, &body)).expect("accepted"));
+            assert_eq!(update.provider_message_id, "cascade-3");
+            assert_eq!(update.status, if failed { Status::Failed } else { Status::Delivered });
+            assert_eq!(update.error.map(|e| e.class), failed.then_some(ErrorClass::Unreachable));
+
+            let elsewhere = "http://127.0.0.1:4001/webhooks/sms-main";
+            let refused = intake.receive(&WebhookRequest::post(elsewhere, &headers, &body));
+            assert!(refused.is_err_and(|e| e.is_auth()), "the signature covers the URL");
+        }
+    }
 }

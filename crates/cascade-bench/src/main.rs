@@ -10,6 +10,8 @@
 //! cargo run --release -p cascade-bench -- postgres
 //! cargo run --release -p cascade-bench -- http --count 20000 --clients 64
 //! cargo run --release -p cascade-bench -- webhook --count 2000 --clients 4
+//! cargo run --release -p cascade-bench -- load --count 150000 --seconds 60 --clients 32
+//! cargo run --release -p cascade-bench -- scaling --count 100000 --waiting 1000000
 //! cargo run --release -p cascade-bench -- campaign-import
 //! cargo run --release -p cascade-bench -- campaign-rate --count 1000 --seconds 30
 //! ```
@@ -22,6 +24,16 @@
 //! with HTTP clients in the same process: `http` measures `POST /v1/cascades` throughput and
 //! latency, `webhook` the time from a WhatsApp `failed` status webhook to the next channel's
 //! send (`--clients N`: concurrent clients).
+//! `load` is a bounded load test against the same server: `--clients N` clients (default 32)
+//! run a fixed mix (40 % starts, 40 % signed WhatsApp and Twilio status webhooks for accepted
+//! sends, 15 % reads of one cascade, 5 % lists) until `--count N` operations (default 150,000)
+//! or `--seconds N` (default 60), whichever comes first, and it reports per kind of operation
+//! throughput and p50/p99/max latency, the resident memory and heap every second, and the
+//! cascades finished against those started.
+//! `scaling` measures how throughput and memory grow with the cascades waiting in the store
+//! (`--waiting N` / 100, / 10 and N, default 1,000,000), the connections per channel (1, 10,
+//! 100) and the steps per policy (1, 3, 6), printing one JSON line per row with the varied
+//! quantity as a key.
 //! `campaign-import` validates a generated CSV recipient list of `--count N` rows (default
 //! 1,000,000; 5 % invalid and 2 % duplicate phones), without and with a message template, then
 //! validates and stores it in a SQLite file through `Campaigns::create` (in a child process,
@@ -41,18 +53,38 @@ mod cpu;
 mod durable;
 mod engine;
 mod http;
+mod load;
 mod rate;
+mod scaling;
 
 use std::process::ExitCode;
 
 /// Prints one figure as a JSON line.
 pub fn report(scenario: &str, metric: &str, value: f64) {
-    let v = if value.fract() == 0.0 {
+    report_with(scenario, metric, &[], value);
+}
+
+/// Prints one figure as a JSON line with more keys that say what it was measured at, e.g.
+/// `{"scenario":"load","metric":"rss_mb","t":3,"value":81.2}` or a row of a table
+/// (`"waiting":100000`). Whole numbers are printed without a fraction, others with two
+/// decimals.
+pub fn report_with(scenario: &str, metric: &str, at: &[(&str, f64)], value: f64) {
+    let mut line = serde_json::Map::new();
+    line.insert("scenario".into(), scenario.into());
+    line.insert("metric".into(), metric.into());
+    for (key, v) in at {
+        line.insert((*key).into(), number(*v));
+    }
+    line.insert("value".into(), number(value));
+    println!("{}", serde_json::Value::Object(line));
+}
+
+fn number(value: f64) -> serde_json::Value {
+    if value.fract() == 0.0 {
         serde_json::json!(value as i64)
     } else {
         serde_json::json!((value * 100.0).round() / 100.0)
-    };
-    println!("{}", serde_json::json!({"scenario": scenario, "metric": metric, "value": v}));
+    }
 }
 
 /// A memory figure of this process from `/proc/self/status` (`VmRSS`: resident now, `VmHWM`:
@@ -69,7 +101,7 @@ pub fn proc_status_mb(key: &str) -> f64 {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cascade-bench <scenario> [--count N] [--waiting N] [--clients N] [--seconds N]\nscenarios: engine, sqlite, postgres, http, webhook, campaign-import, campaign-rate"
+        "usage: cascade-bench <scenario> [--count N] [--waiting N] [--clients N] [--seconds N]\nscenarios: engine, sqlite, postgres, http, webhook, load, scaling, campaign-import, campaign-rate"
     );
     ExitCode::from(2)
 }
@@ -100,6 +132,8 @@ fn main() -> ExitCode {
         "postgres" => durable::postgres(count),
         "http" => http::http(count, clients),
         "webhook" => http::webhook(count, clients),
+        "load" => load::run(count, clients, seconds),
+        "scaling" => scaling::run(count, waiting.unwrap_or(1_000_000)),
         "campaign-import" => {
             if let Err(e) = campaign::run(count) {
                 eprintln!("campaign-import failed: {e}");
