@@ -572,16 +572,6 @@ pub async fn events(State(app): State<App>, headers: HeaderMap, Path(id): Path<S
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-struct Watcher {
-    campaigns: Campaigns,
-    id: CampaignId,
-    last: Option<Progress>,
-    first: bool,
-    done: bool,
-    n: u64,
-    stop: tokio::sync::watch::Receiver<bool>,
-}
-
 /// Whether two progresses differ but for when they were counted.
 pub(crate) fn changed(before: &Progress, now: &Progress) -> bool {
     let mut now = now.clone();
@@ -594,16 +584,48 @@ fn progress_stream(
     id: CampaignId,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let w = Watcher { campaigns, id, last: None, first: true, done: false, n: 0, stop };
-    futures_util::stream::unfold(w, |mut w| async move {
+    let mut n = 0u64;
+    progress_events(campaigns, id, stop, WATCH_EVERY, move |last, progress| {
+        if !progress.is_settled() && last.is_some_and(|last| !changed(last, progress)) {
+            return None;
+        }
+        let data = serde_json::to_string(progress).unwrap_or_default();
+        let event = SseEvent::default().event("progress").id(n.to_string()).data(data);
+        n += 1;
+        Some(event)
+    })
+}
+
+/// Reads a campaign's progress at once and then every `every`, and hands each reading, with
+/// the last one an event was sent for, to `event`: the events it makes are the stream. The
+/// stream ends after the event for a settled campaign (over, and no cascade of it running),
+/// when the campaign is gone, or when the server stops (`stop`), so shutdown is not held open.
+/// A reading that fails is tried again at the next tick.
+pub(crate) fn progress_events(
+    campaigns: Campaigns,
+    id: CampaignId,
+    stop: tokio::sync::watch::Receiver<bool>,
+    every: Duration,
+    event: impl FnMut(Option<&Progress>, &Progress) -> Option<SseEvent> + Send + 'static,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    struct Watcher<F> {
+        campaigns: Campaigns,
+        id: CampaignId,
+        last: Option<Progress>,
+        first: bool,
+        done: bool,
+        stop: tokio::sync::watch::Receiver<bool>,
+        event: F,
+    }
+    let w = Watcher { campaigns, id, last: None, first: true, done: false, stop, event };
+    futures_util::stream::unfold(w, move |mut w| async move {
         if w.done {
             return None;
         }
         loop {
             if !w.first {
                 tokio::select! {
-                    _ = tokio::time::sleep(WATCH_EVERY) => {}
-                    // The server is stopping: end the stream so shutdown is not held open.
+                    _ = tokio::time::sleep(every) => {}
                     _ = w.stop.wait_for(|stopping| *stopping) => return None,
                 }
             }
@@ -616,14 +638,8 @@ fn progress_stream(
                     continue;
                 }
             };
-            let settled = progress.is_settled();
-            if !settled && w.last.as_ref().is_some_and(|last| !changed(last, &progress)) {
-                continue;
-            }
-            w.done = settled;
-            let data = serde_json::to_string(&progress).unwrap_or_default();
-            let event = SseEvent::default().event("progress").id(w.n.to_string()).data(data);
-            w.n += 1;
+            let Some(event) = (w.event)(w.last.as_ref(), &progress) else { continue };
+            w.done = progress.is_settled();
             w.last = Some(progress);
             return Some((Ok(event), w));
         }

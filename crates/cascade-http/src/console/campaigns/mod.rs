@@ -33,7 +33,7 @@ use super::session::{Session, TokenForm};
 use super::{PageError, render};
 use crate::App;
 use crate::auth::Scope;
-use crate::campaigns::{campaign_problem, changed, export_download, export_kinds, owned};
+use crate::campaigns::{campaign_problem, changed, export_download, export_kinds, owned, progress_events};
 
 /// Campaigns on one page of the list (each row counts its campaign's recipients).
 const PAGE: usize = 20;
@@ -313,57 +313,21 @@ pub(crate) async fn live(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-struct Watch {
-    campaigns: Campaigns,
-    id: CampaignId,
-    last: Option<Progress>,
-    first: bool,
-    done: bool,
-    stop: tokio::sync::watch::Receiver<bool>,
-}
-
 fn watch(
     campaigns: Campaigns,
     id: CampaignId,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let w = Watch { campaigns, id, last: None, first: true, done: false, stop };
-    futures_util::stream::unfold(w, |mut w| async move {
-        if w.done {
+    progress_events(campaigns, id, stop, LIVE_EVERY, |last, p| {
+        let name = if p.is_settled() {
+            "end"
+        } else if last.is_none_or(|last| changed(last, p)) || p.state == cascade_engine::store::CampaignState::Running {
+            "change"
+        } else {
             return None;
-        }
-        loop {
-            if !w.first {
-                tokio::select! {
-                    _ = tokio::time::sleep(LIVE_EVERY) => {}
-                    // The server is stopping: end the stream so shutdown is not held open.
-                    _ = w.stop.wait_for(|stopping| *stopping) => return None,
-                }
-            }
-            let first = std::mem::replace(&mut w.first, false);
-            let p = match w.campaigns.progress(w.id).await {
-                Ok(p) => p,
-                Err(CampaignError::NotFound(_)) => return None,
-                Err(e) => {
-                    tracing::debug!(campaign = %w.id, error = %e, "reading a campaign's progress failed; trying again");
-                    continue;
-                }
-            };
-            let name = if p.is_settled() {
-                w.done = true;
-                "end"
-            } else if first
-                || p.state == cascade_engine::store::CampaignState::Running
-                || w.last.as_ref().is_none_or(|last| changed(last, &p))
-            {
-                "change"
-            } else {
-                continue;
-            };
-            w.last = Some(p);
-            // The name is the data too: a browser drops events without data.
-            return Some((Ok(SseEvent::default().event(name).data(name)), w));
-        }
+        };
+        // The name is the data too: a browser drops events without data.
+        Some(SseEvent::default().event(name).data(name))
     })
 }
 
