@@ -34,13 +34,17 @@ fn memory(system: &System) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// A harness system whose `[server]` section also has `server_keys`, with `extra` appended.
+/// A harness system whose `[server]` section also has `server_keys` (which may set the
+/// harness's `shutdown_grace` anew), with `extra` appended.
 async fn system(scenarios: &str, server_keys: &str, extra: &str) -> System {
     let port = free_port();
     let sandbox = Sandbox::start(sandbox_config(port, scenarios)).await.expect("sandbox");
     let dir = temp_dir();
     let config = write_config_with(&dir, port, &sandbox, extra);
-    let text = std::fs::read_to_string(&config).expect("config");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    if server_keys.contains("shutdown_grace") {
+        text = text.replacen("shutdown_grace = \"5s\"\n", "", 1);
+    }
     std::fs::write(&config, text.replacen("[server]\n", &format!("[server]\n{server_keys}\n"), 1)).expect("config");
     let server = Server::start(&config, port).await;
     let api = Api::new(&server.base);
@@ -541,7 +545,9 @@ async fn a_flood_of_webhooks_is_answered_and_a_cascade_still_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_not_held_up_by_slow_clients() {
-    let mut system = system("", "header_timeout = \"2s\"\nbody_timeout = \"3s\"", "").await;
+    // The grace period ends before the slow clients' timeouts would: it is what cuts them off.
+    let keys = "header_timeout = \"4s\"\nbody_timeout = \"5s\"\nshutdown_grace = \"1s\"";
+    let mut system = system("", keys, "").await;
     let port = system.port;
     let mut slow_ones = Vec::new();
     for _ in 0..10 {
@@ -556,9 +562,13 @@ async fn sigterm_is_not_held_up_by_slow_clients() {
     let asked = Instant::now();
     let status = system.server.stop("TERM");
     assert!(status.success(), "{status:?}");
-    assert!(asked.elapsed() < Duration::from_secs(6), "SIGTERM took {:?} with slow clients open", asked.elapsed());
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM took {took:?} with slow clients open (grace 1 s, timeouts 4 s and 5 s)"
+    );
     for task in slow_ones {
         let (after, _) = task.await.expect("slow client");
-        assert!(after < Duration::from_secs(6), "a slow client was open {after:?}");
+        assert!(after < Duration::from_secs(4), "a slow client was open {after:?}");
     }
 }

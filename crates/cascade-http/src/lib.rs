@@ -236,8 +236,9 @@ impl App {
     /// [workers](App::spawn_workers), serves [the router](App::router) over HTTP/1 (a client
     /// has the [header timeout](AppBuilder::header_timeout) to send a request's headers, and an
     /// idle kept-alive connection is closed after as long), then stops in order —
-    /// no new requests, event streams ended, no more campaign recipients started, the sends in
-    /// flight given up to `grace` to finish ([`Engine::shutdown`]), the workers stopped.
+    /// no new requests, event streams ended, the requests in progress given up to `grace` to
+    /// finish, no more campaign recipients started, the sends in flight given up to `grace` to
+    /// finish ([`Engine::shutdown`]), the workers stopped.
     /// Running cascades and campaigns continue from the store when a server starts again.
     pub async fn serve(
         &self,
@@ -249,7 +250,7 @@ impl App {
         let _ = self.inner.policies.refresh().await;
         let workers = self.spawn_workers();
         let app = self.clone();
-        serve::run(listener, self.router(), self.inner.header_timeout, async move {
+        serve::run(listener, self.router(), self.inner.header_timeout, grace, async move {
             shutdown.await;
             app.begin_shutdown();
         })

@@ -15,11 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Serves `router` on `listener` until `shutdown` resolves; then accepts no more connections,
-/// lets each one finish the request it is answering, and returns when all are closed.
+/// lets each one finish the request it is answering, and returns when all are closed or
+/// `grace` has passed, whichever comes first (a client that stops reading a long answer, a
+/// file or an export, would otherwise hold the shutdown up for good).
 pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (stop, stopping) = watch::channel(false);
@@ -66,7 +69,13 @@ pub(crate) async fn run(
     drop(listener);
     stop.send_replace(true);
     drop(open_rx);
-    open.closed().await;
+    if tokio::time::timeout(grace, open.closed()).await.is_err() {
+        tracing::warn!(
+            connections = open.receiver_count(),
+            grace = ?grace,
+            "connections still answering after the grace period: they are cut off"
+        );
+    }
 }
 
 /// A failed accept: a client that gave up is skipped; anything else (out of file descriptors)
