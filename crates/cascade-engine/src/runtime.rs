@@ -1006,7 +1006,7 @@ impl Engine {
         for (adapter, update) in found {
             let engine = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = engine.status(adapter.as_str(), update).await {
+                if let Err(e) = engine.status_now(adapter.as_str(), update).await {
                     tracing::warn!(error = %e, "could not apply a held-back status");
                 }
             });
@@ -1089,13 +1089,10 @@ impl Engine {
             }
             let result = match tokio::time::timeout(inner.config.send_timeout, channel.send(&request)).await {
                 Ok(r) => r,
-                Err(_) => Err(SendError::transient(
-                    "timeout",
-                    format!(
-                        "no answer within {} (the provider may have the message: a retry can deliver it twice)",
-                        crate::model::duration::format(inner.config.send_timeout)
-                    ),
-                )),
+                Err(_) => Err(SendError::timeout(format_args!(
+                    "no answer within {}",
+                    crate::model::duration::format(inner.config.send_timeout)
+                ))),
             };
             let connection_failure = matches!(&result, Err(e) if e.class == ErrorClass::Connection);
             inner.pools.report(&request.connection, connection_failure, inner.clock.now());

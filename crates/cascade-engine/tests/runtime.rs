@@ -2,6 +2,7 @@
 //! paused clock for every wait (no real sleeping).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use cascade_engine::*;
@@ -275,16 +276,17 @@ async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_o
     assert!(view.record.state.outcome.is_none());
 }
 
-/// The in-memory store with two misbehaviours for tests: `missed: false` makes its first
+/// The in-memory store with misbehaviours for tests: `first_lookup_misses` makes its first
 /// provider-id lookup miss, as it does when the lookup runs just before the send's answer is
 /// committed (and that answer's replay of held statuses has already run); `slow_saves`
 /// answers each save that long after it is committed, as a database whose acknowledgement
-/// is slow.
-#[derive(Debug)]
+/// is slow; the next `failing_saves` saves fail, as while the database is down.
+#[derive(Debug, Default)]
 struct OddStore {
     inner: MemoryStore,
-    missed: std::sync::atomic::AtomicBool,
+    first_lookup_misses: std::sync::atomic::AtomicBool,
     slow_saves: Duration,
+    failing_saves: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -296,6 +298,10 @@ impl Store for OddStore {
         self.inner.load(id).await
     }
     async fn save(&self, u: &store::CascadeUpdate) -> Result<u64, StoreError> {
+        let fail = self.failing_saves.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok();
+        if fail {
+            return Err(StoreError::Unavailable("the database is down".into()));
+        }
         let saved = self.inner.save(u).await;
         tokio::time::sleep(self.slow_saves).await;
         saved
@@ -304,7 +310,7 @@ impl Store for OddStore {
         self.inner.events(id).await
     }
     async fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<store::AttemptRef>, StoreError> {
-        if !self.missed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if self.first_lookup_misses.swap(false, SeqCst) {
             return Ok(None);
         }
         self.inner.find_attempt(adapter, pmid).await
@@ -352,7 +358,7 @@ impl Store for OddStore {
 #[tokio::test(start_paused = true)]
 async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
     let sms = StubChannel::new("sms", caps::sms());
-    let store = Arc::new(OddStore { inner: MemoryStore::new(), missed: false.into(), slow_saves: Duration::ZERO });
+    let store = Arc::new(OddStore { first_lookup_misses: true.into(), ..OddStore::default() });
     let engine =
         Engine::builder().store(store).connection(Connection::new("sms-1", sms.clone())).build().expect("engine");
     let h =
@@ -375,8 +381,7 @@ async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
 #[tokio::test(start_paused = true)]
 async fn a_status_whose_caller_hangs_up_mid_save_still_acts() {
     let (sms, wa) = (StubChannel::new("sms", caps::sms()), StubChannel::new("whatsapp", caps::whatsapp()));
-    let store =
-        Arc::new(OddStore { inner: MemoryStore::new(), missed: true.into(), slow_saves: Duration::from_millis(200) });
+    let store = Arc::new(OddStore { slow_saves: Duration::from_millis(200), ..OddStore::default() });
     let engine = Engine::builder()
         .store(store)
         .connection(Connection::new("sms-1", sms.clone()))
@@ -404,6 +409,28 @@ async fn a_status_whose_caller_hangs_up_mid_save_still_acts() {
     delivered(&engine, "stub-whatsapp", &pmid, Status::Delivered).await;
     let outcome = tokio::time::timeout(Duration::from_secs(5), h.outcome()).await.expect("an outcome").expect("ok");
     assert!(outcome.is_delivered(), "{outcome:?}");
+}
+
+/// A send's answer that cannot be written at once (the database down for longer than a few
+/// retries) is written when the store takes it again: the attempt ends accepted, not lost.
+#[tokio::test(start_paused = true)]
+async fn a_send_result_is_recorded_once_the_store_is_back() {
+    let sms = StubChannel::new("sms", caps::sms());
+    // Ten failed writes take the backoff (50 ms doubling, up to 2 s) past ten seconds.
+    let store = Arc::new(OddStore { failing_saves: 10.into(), ..OddStore::default() });
+    let engine = Engine::builder()
+        .store(store.clone())
+        .connection(Connection::new("sms-1", sms.clone()))
+        .build()
+        .expect("engine");
+    let h =
+        engine.submit(CascadeRequest::new(ann(), Message::text("x"), Policy::chain(["sms"]))).await.expect("submit");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(store.failing_saves.load(SeqCst), 0, "every failing write was tried");
+    let view = engine.get(h.id()).await.expect("get").expect("the cascade");
+    let attempt = &view.record.state.attempts[0];
+    assert_eq!(attempt.provider_message_id.as_deref(), Some(sms.accepted_ids()[0].as_str()), "{attempt:?}");
+    assert_eq!(sms.sends().len(), 1, "sent once");
 }
 
 /// Rule 7: a reply on a channel the policy does not use stops the chain too, when it comes

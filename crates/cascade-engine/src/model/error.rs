@@ -74,6 +74,15 @@ impl SendError {
         Self::new(ErrorClass::Transient, code, detail)
     }
 
+    /// A call that got no answer in time (`transient`, code `timeout`). The provider may have
+    /// the message all the same, so the detail says that a retry can deliver it twice.
+    pub fn timeout(detail: impl std::fmt::Display) -> Self {
+        Self::transient(
+            "timeout",
+            format!("{detail} (the provider may have the message: a retry can deliver it twice)"),
+        )
+    }
+
     /// Our credentials or configuration are bad.
     pub fn connection(code: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(ErrorClass::Connection, code, detail)

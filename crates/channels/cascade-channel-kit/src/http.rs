@@ -51,10 +51,7 @@ pub fn transport_error(e: reqwest::Error) -> SendError {
     let connect = e.is_connect();
     let detail = e.without_url().to_string();
     if timeout {
-        SendError::transient(
-            "timeout",
-            format!("{detail} (the provider may have the message: a retry can deliver it twice)"),
-        )
+        SendError::timeout(detail)
     } else if connect {
         SendError::connection("connect", detail)
     } else {

@@ -303,7 +303,7 @@ impl Channel for Email {
             Ok(result) => result?,
             Err(_) => {
                 let detail = format!("no answer from {} within {:?}", self.config.host, self.config.timeout);
-                return Err(without_reply("timeout", detail));
+                return Err(SendError::timeout(detail));
             }
         }
         Ok(Accepted::new(out.message_id).with_status(Status::Sent))
