@@ -298,13 +298,14 @@ impl State {
     /// do: again after 1 s, 2 s, 4 s, … up to 8 tries. Every try is logged.
     pub(crate) async fn post_until_taken(&self, provider: &'static str, hook: &Hook) {
         let mut pause = Duration::from_secs(1);
-        for _ in 0..8 {
+        for _ in 1..8 {
             if self.post(provider, hook).await.is_some_and(|s| (200..300).contains(&s)) {
                 return;
             }
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
+        self.post(provider, hook).await;
     }
 
     /// Sends one webhook now and logs it; the answer's status (`None`: not delivered).

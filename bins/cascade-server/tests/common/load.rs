@@ -171,6 +171,27 @@ async fn late_delivery(api: &Api, id: &str) -> bool {
     }
 }
 
+/// The ids of every cascade the server holds, page by page.
+async fn all_ids(api: &Api) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        // A cursor is a cascade id: nothing in it needs escaping.
+        let url = match &cursor {
+            Some(c) => format!("{}/v1/cascades?limit=200&cursor={c}", api.base),
+            None => format!("{}/v1/cascades?limit=200", api.base),
+        };
+        let page: Value =
+            api.client.get(url).bearer_auth(super::KEY).send().await.expect("list").json().await.expect("json");
+        let items = page["items"].as_array().expect("items");
+        ids.extend(items.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)));
+        match page["next_cursor"].as_str() {
+            Some(next) if !items.is_empty() => cursor = Some(next.to_owned()),
+            _ => return ids,
+        }
+    }
+}
+
 /// What every run must show, whatever the moments of the faults.
 pub async fn check(
     api: &Api,
@@ -178,8 +199,10 @@ pub async fn check(
     ids: &HashMap<usize, String>,
     sandbox: &cascade_sandbox::Sandbox,
 ) {
-    let distinct: std::collections::HashSet<_> = ids.values().collect();
-    assert_eq!(distinct.len(), ids.len(), "a start repeated with its Idempotency-Key made a second cascade");
+    let stored = all_ids(api).await;
+    let started: std::collections::HashSet<_> = ids.values().cloned().collect();
+    assert_eq!(started.len(), ids.len(), "two keys answered with the same cascade");
+    assert_eq!(stored, started, "a start repeated with its Idempotency-Key made a second cascade");
     let (mut attempts, mut unknown, mut sent, mut late) = (0, 0, 0, 0);
     for (i, view) in views {
         let finished = events_of(view, "finished").len();
