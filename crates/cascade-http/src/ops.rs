@@ -45,42 +45,9 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 /// plain text.
 pub async fn decodable_path(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if std::str::from_utf8(&percent_decode(path.as_bytes())).is_err() {
+    if percent_encoding::percent_decode_str(path).decode_utf8().is_err() {
         return Problem::not_found(format!("nothing is at {path}: it is not UTF-8 once percent-decoded"))
             .into_response();
     }
     next.run(request).await
-}
-
-/// `%XX` escapes decoded; a `%` not followed by two hex digits is kept as it is.
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match (s[i], hex(s.get(i + 1)), hex(s.get(i + 2))) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode(b"/a%20b/%C3%A9"), "/a b/\u{e9}".as_bytes());
-        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4", "not escapes");
-        assert_eq!(percent_decode(b"%FF%28"), b"\xff(");
-        assert!(std::str::from_utf8(&percent_decode(b"/v1/policies/%C3%28")).is_err());
-    }
 }
