@@ -572,3 +572,28 @@ async fn sigterm_is_not_held_up_by_slow_clients() {
         assert!(after < Duration::from_secs(4), "a slow client was open {after:?}");
     }
 }
+
+/// An idle kept-alive connection is closed after `header_timeout`: the time a client has to
+/// send its next request's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    let system = system("", "header_timeout = \"1s\"", "").await;
+    let mut stream = TcpStream::connect(("127.0.0.1", system.port)).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection was still open 5 s after its answer");
+    let idle = answered.elapsed();
+    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}, before the header timeout");
+}
