@@ -20,7 +20,7 @@ use cascade_store_sql::SqliteStore;
 use cascade_testkit::{StubChannel, caps};
 
 use crate::durable::Scratch;
-use crate::{cpu, proc_status_mb, report};
+use crate::{cpu, proc_status_mb, report, round1};
 
 const SCENARIO: &str = "campaign-import";
 
@@ -197,7 +197,7 @@ pub fn run(rows: Option<usize>) -> Result<(), String> {
     report(SCENARIO, "rows_per_sec", rows_per_sec);
     // The peak of the first run only: the second one's adds the heap the first one left to
     // the allocator.
-    report(SCENARIO, "peak_rss_mb", (proc_status_mb("VmHWM") * 10.0).round() / 10.0);
+    report(SCENARIO, "peak_rss_mb", round1(proc_status_mb("VmHWM")));
     let (templated, rows_per_sec) = timed(&path, rows, &options(true));
     report(SCENARIO, "rows_per_sec_with_template", rows_per_sec);
     report(SCENARIO, "valid", plain.valid as f64);
@@ -419,7 +419,7 @@ pub fn stored(csv: Option<&String>, db: Option<&String>, rows: Option<usize>) ->
     let imported = import(Path::new(csv), Path::new(db), import_batch)?;
     let wall = imported.seconds;
     report(SCENARIO, "rows_per_sec_stored", (rows as f64 / wall).round());
-    report(SCENARIO, "peak_rss_mb_stored", (imported.peak_rss_mb * 10.0).round() / 10.0);
+    report(SCENARIO, "peak_rss_mb_stored", round1(imported.peak_rss_mb));
     report(SCENARIO, "stored", imported.stored as f64);
     report(SCENARIO, "import_batch", imported.import_batch as f64);
     report(SCENARIO, "stored_commits", imported.commits as f64);

@@ -117,7 +117,7 @@ async fn drop_schema(url: &str, schema: &str) {
 fn waiting_rss(path: &Path, n: usize) -> f64 {
     runtime().block_on(async {
         let store = Arc::new(SqliteStore::open(path).await.expect("open sqlite"));
-        let engine = submit_waiting(&store, n).await;
+        let (engine, _) = submit_waiting(&store, n).await;
         let rss = proc_status_mb("VmRSS");
         engine.shutdown(Duration::from_secs(5)).await;
         rss
@@ -126,8 +126,8 @@ fn waiting_rss(path: &Path, n: usize) -> f64 {
 
 /// Submits `n` one-step cascades to `store` whose send is accepted and never gets a status (they
 /// wait a day), and returns once every write has been committed, with the engine that sent
-/// them (still running).
-pub(crate) async fn submit_waiting(store: &Arc<SqliteStore>, n: usize) -> Engine {
+/// them (still running) and the time the submits took (not the wait for the last writes).
+pub(crate) async fn submit_waiting(store: &Arc<SqliteStore>, n: usize) -> (Engine, Duration) {
     // Accepts every send and reports no status: its cascades wait.
     let info = ChannelInfo { channel: "first".into(), adapter: "first".into(), capabilities: caps() };
     let channel = Accepting { info, delivered: None };
@@ -151,6 +151,7 @@ pub(crate) async fn submit_waiting(store: &Arc<SqliteStore>, n: usize) -> Engine
     for t in tasks {
         t.await.expect("submitter");
     }
+    let submitted = start.elapsed();
     // Let the last sends be recorded.
     let quiet = Duration::from_millis(500);
     let mut last = store.writer_stats().writes();
@@ -162,5 +163,5 @@ pub(crate) async fn submit_waiting(store: &Arc<SqliteStore>, n: usize) -> Engine
         }
         last = now;
     }
-    engine
+    (engine, submitted)
 }

@@ -29,7 +29,7 @@ use crate::http::{
     CLIENT_THREADS, SEND_KEY, SMS, Server, WHATSAPP, client, cpu_seconds, lock, micros, post_start, quantile_ms,
     report_cpu, runtime, sign, twilio_status, whatsapp_status,
 };
-use crate::{proc_status_mb, report, report_with};
+use crate::{proc_status_mb, report, report_with, round1};
 
 const SCENARIO: &str = "load";
 
@@ -193,8 +193,7 @@ impl Tally {
 
 /// Runs one client until the count or the deadline is reached; a tally per kind, in
 /// [`Kind::ALL`]'s order.
-async fn client_loop(shared: Arc<Shared>) -> [Tally; 4] {
-    let client = client();
+async fn client_loop(shared: Arc<Shared>, client: reqwest::Client) -> [Tally; 4] {
     let mut tallies: [Tally; 4] = Default::default();
     let (start_url, list_url) =
         (format!("{}/v1/cascades", shared.base), format!("{}/v1/cascades?limit=20", shared.base));
@@ -252,7 +251,7 @@ async fn client_loop(shared: Arc<Shared>) -> [Tally; 4] {
         };
         let latency = micros(sent.elapsed());
         shared.done.fetch_add(1, Ordering::Relaxed);
-        let tally = &mut tallies[Kind::ALL.iter().position(|k| *k == kind).unwrap_or_default()];
+        let tally = &mut tallies[kind as usize];
         tally.latencies.push(latency);
         let expected = if kind == Kind::Start { 202 } else { 200 };
         match answer {
@@ -306,10 +305,6 @@ impl Memory {
     }
 }
 
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
 /// Samples this process's memory, and the operations answered, every second from now until
 /// `stop` says so or is dropped, printing each sample; then one last sample. Returns the
 /// memory samples.
@@ -334,7 +329,7 @@ fn sample(shared: Arc<Shared>, stop: std::sync::mpsc::Receiver<()>) -> Vec<Memor
         }
     }
     let memory = Memory::now();
-    memory.report((start.elapsed().as_secs_f64() * 100.0).round() / 100.0);
+    memory.report(start.elapsed().as_secs_f64());
     samples.push(memory);
     samples
 }
@@ -392,8 +387,8 @@ pub fn run(count: Option<usize>, clients: Option<usize>, seconds: Option<usize>)
 
     // Each client opens its connection with one request, not counted.
     let base = server.url("");
+    let client = client();
     rt.block_on(async {
-        let client = client();
         let mut warm = tokio::task::JoinSet::new();
         for _ in 0..clients {
             let request = client.get(format!("{base}/v1/cascades?limit=1")).bearer_auth(SEND_KEY);
@@ -430,7 +425,7 @@ pub fn run(count: Option<usize>, clients: Option<usize>, seconds: Option<usize>)
     let per_client = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..clients {
-            tasks.spawn(client_loop(shared.clone()));
+            tasks.spawn(client_loop(shared.clone(), client.clone()));
         }
         tasks.join_all().await
     });
@@ -476,10 +471,10 @@ pub fn run(count: Option<usize>, clients: Option<usize>, seconds: Option<usize>)
     }
     report(SCENARIO, "clients", clients as f64);
     report(SCENARIO, "ops", ops as f64);
-    report(SCENARIO, "seconds", (secs * 100.0).round() / 100.0);
+    report(SCENARIO, "seconds", secs);
     report(SCENARIO, "ops_per_sec", (ops as f64 / secs).round());
-    let none = Memory { rss: f64::NAN, heap: f64::NAN };
-    let (first, last) = (memory.first().copied().unwrap_or(none), memory.last().copied().unwrap_or(none));
+    // The sampler always takes a first and a last sample.
+    let (first, last) = (memory[0], memory[memory.len() - 1]);
     report(SCENARIO, "rss_first_mb", round1(first.rss));
     report(SCENARIO, "rss_last_mb", round1(last.rss));
     report(SCENARIO, "rss_growth_mb", round1(last.rss - first.rss));

@@ -79,6 +79,11 @@ pub fn report_with(scenario: &str, metric: &str, at: &[(&str, f64)], value: f64)
     println!("{}", serde_json::Value::Object(line));
 }
 
+/// `v` to one decimal, for figures in MB and per-second rates.
+pub fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
 fn number(value: f64) -> serde_json::Value {
     if value.fract() == 0.0 {
         serde_json::json!(value as i64)

@@ -25,7 +25,7 @@ use cascade_store_sql::SqliteStore;
 use tokio::runtime::Runtime;
 
 use crate::durable::Scratch;
-use crate::{cpu, report};
+use crate::{cpu, report, round1};
 
 const SCENARIO: &str = "campaign-rate";
 const ENGINE_THREADS: &str = "bench-engine";
@@ -317,7 +317,7 @@ pub fn run(rate: Option<usize>, seconds: Option<usize>) -> Result<(), String> {
     let run = run_campaign(rate, seconds)?;
     let w = &run.witness;
     let sorted = w.sorted();
-    report(SCENARIO, "achieved_per_sec", (w.mean() * 10.0).round() / 10.0);
+    report(SCENARIO, "achieved_per_sec", round1(w.mean()));
     report(SCENARIO, "max_deviation_pct", w.max_deviation_pct(rate as f64));
     report(SCENARIO, "seconds", w.per_second.len() as f64);
     if let (Some(min), Some(max)) = (sorted.first(), sorted.last()) {
@@ -325,7 +325,7 @@ pub fn run(rate: Option<usize>, seconds: Option<usize>) -> Result<(), String> {
         report(SCENARIO, "p50_per_sec", f64::from(sorted[(sorted.len() - 1) / 2]));
         report(SCENARIO, "max_per_sec", f64::from(*max));
     }
-    report(SCENARIO, "overall_per_sec", ((w.messages.saturating_sub(1)) as f64 / w.span * 10.0).round() / 10.0);
+    report(SCENARIO, "overall_per_sec", round1(w.messages.saturating_sub(1) as f64 / w.span));
     report(SCENARIO, "messages", w.messages as f64);
     report(SCENARIO, "recipients", w.recipients as f64);
     report(SCENARIO, "non_201", w.refused as f64);

@@ -15,14 +15,14 @@
 //!   on SQLite.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cascade_engine::Store;
 use cascade_store_sql::SqliteStore;
 
 use crate::durable::{Scratch, runtime, submit_waiting};
-use crate::engine::{Shape, engine, throughput, waiting_bytes};
-use crate::{proc_status_mb, report_with};
+use crate::engine::{Shape, throughput, waiting_in_memory};
+use crate::{proc_status_mb, report_with, round1};
 
 const SCENARIO: &str = "scaling";
 
@@ -32,10 +32,6 @@ fn db_mb(path: &std::path::Path) -> f64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     (size(path.to_owned()) + size(wal.into())) as f64 / 1e6
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
 
 /// Runs scenario `scaling`: throughput runs of `count` cascades in memory (default 100,000) and
@@ -93,9 +89,8 @@ pub fn run(count: Option<usize>, waiting: usize) {
 /// run among them.
 async fn waiting_sqlite(path: &std::path::Path, w: usize, n: usize) {
     let store = Arc::new(SqliteStore::open(path).await.expect("open sqlite"));
-    let started = Instant::now();
-    let e = submit_waiting(&store, w).await;
-    let submitted = w as f64 / started.elapsed().as_secs_f64();
+    let (e, took) = submit_waiting(&store, w).await;
+    let submitted = w as f64 / took.as_secs_f64();
     let rss = proc_status_mb("VmRSS");
     e.shutdown(Duration::from_secs(5)).await;
     drop(e);
@@ -111,13 +106,7 @@ async fn waiting_sqlite(path: &std::path::Path, w: usize, n: usize) {
 /// `w` two-step cascades fallen over and waiting in the in-memory store, then `n` more run
 /// among them.
 async fn waiting_memory(w: usize, n: usize) {
-    let e = engine(None, None);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let policy = Arc::new(Shape::TWO_STEPS.policy(Some(Duration::from_secs(86_400))));
-    let bytes = waiting_bytes(&e, &policy, w, 2).await;
-    let store = e.store().clone();
-    e.shutdown(Duration::from_secs(5)).await;
-    drop(e);
+    let (bytes, store) = waiting_in_memory(w, Some(Duration::from_secs(86_400))).await;
     let at = [("waiting", w as f64)];
     report_with(SCENARIO, "memory_bytes_per_waiting_cascade", &at, bytes.round());
     let rate = throughput(Some(store), n, Shape::TWO_STEPS).await;
