@@ -4,29 +4,64 @@
 //! verified (HS512 with the integration's secret, expiry, integration id, audience = this
 //! server's origin, and `return_url` on the token's own account); `data` becomes a cascade
 //! whose idempotency key is derived from `return_url`, so a resent request never starts a
-//! second one. The answer is a 200 within two seconds: if looking up the contact's phone or
-//! email in Kommo takes longer, the rest continues in the background. When the cascade ends,
-//! the callback worker posts `{"data": {"status": "success" | "fail", ...}}` to `return_url`
-//! with the account's token (see [`crate::callbacks`]); a 404 there means the bot stopped
-//! waiting, and is recorded as such. If no cascade can be started (bad data), the bot is
-//! told `fail` at once. `docs/kommo.md` has the set-up.
+//! second one. If no cascade can be started (bad data), the bot is told `fail` at once.
+//!
+//! The answer is a 200 within two seconds, and Kommo never sends a request it got one for
+//! again: so the request is persisted first. The store holds it
+//! ([`Store::hold_request`](cascade_engine::Store::hold_request), kind [`HELD_KIND`], keyed
+//! like the cascade, with the verified claims but not the token) until its cascade is
+//! submitted or the bot was told `fail`; a store that cannot hold it answers `503` and
+//! nothing starts. If looking up the contact's phone or email in Kommo takes longer than the
+//! answer may wait, the rest continues in the background. If the process dies meanwhile, the
+//! held request's lease (5 minutes) runs out and a worker started by
+//! [`App::spawn_workers`](crate::App::spawn_workers) (at start-up, then every 30 s) takes it
+//! over, on this instance after a restart or on another one: it does the work again, and
+//! finds the cascade by its key if it was started before the crash.
+//!
+//! When the cascade ends, the callback worker posts
+//! `{"data": {"status": "success" | "fail", ...}}` to `return_url` with the account's token
+//! (see [`crate::callbacks`]); a 404 there means the bot stopped waiting, and is recorded as
+//! such. `docs/kommo.md` has the set-up.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cascade_engine::{CascadeRequest, Message};
+use cascade_engine::store::NewHeldRequest;
+use cascade_engine::{CascadeRequest, Message, SubmitError};
 use cascade_kommo::{ContinueReport, Kommo, KommoError, Verified, WidgetRequest};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::App;
 use crate::problem::{Problem, ProblemKind};
 
 /// How long the endpoint works before answering and finishing in the background.
 const BUDGET: Duration = Duration::from_millis(1500);
+
+/// The kind of the requests this endpoint has the store hold
+/// ([`NewHeldRequest::kind`](cascade_engine::store::NewHeldRequest::kind)).
+pub const HELD_KIND: &str = "kommo.widget_request";
+
+/// How long a held request is its instance's: longer than looking a contact up can take (a
+/// few calls of at most `kommo.timeout` each). Then [`resume`] of any instance takes it over.
+const LEASE: Duration = Duration::from_secs(300);
+
+/// How often [`resume`] looks for held requests whose lease ran out.
+const POLL: Duration = Duration::from_secs(30);
+
+/// How many held requests [`resume`] takes at a time.
+const CLAIM: usize = 16;
+
+/// What a held request keeps: everything [`start`] needs, the token left out.
+#[derive(Serialize, Deserialize)]
+struct Held {
+    verified: Verified,
+    request: WidgetRequest,
+}
 
 fn problem(e: &KommoError) -> Problem {
     let kind = match e.http_status() {
@@ -67,10 +102,18 @@ pub async fn widget_request(
         tracing::warn!(error = %e, "kommo widget_request refused");
         problem(&e)
     })?;
+    // Persisted before anything else happens: Kommo never sends a request it got a 200 for again.
+    let key = Kommo::idempotency_key(&req.return_url);
+    let held = Held { verified, request: req };
+    let body = serde_json::to_value(&held).map_err(|e| {
+        tracing::error!(error = %e, "kommo widget_request could not be encoded");
+        Problem::new(ProblemKind::Internal, "the request could not be processed")
+    })?;
+    let hold = NewHeldRequest { key: key.clone(), kind: HELD_KIND.into(), body };
+    app.inner().engine.store().hold_request(&hold, app.inner().engine.now(), LEASE).await?;
     let work = {
         let app = app.clone();
-        let kommo = kommo.clone();
-        async move { start(&app, &kommo, &verified, &req).await }
+        async move { work(&app, &kommo, &key, &held).await }
     };
     let mut task = tokio::spawn(work);
     match tokio::time::timeout(BUDGET, &mut task).await {
@@ -89,8 +132,59 @@ pub async fn widget_request(
     }
 }
 
+/// Starts the cascade of a held request (or tells the bot `fail`), then releases it. Returns
+/// the cascade id.
+async fn work(app: &App, kommo: &Kommo, key: &str, held: &Held) -> Option<String> {
+    let id = start(app, kommo, &held.verified, &held.request).await;
+    if let Err(e) = app.inner().engine.store().release_request(key).await {
+        // Done again once its lease runs out: the same cascade is found, none is added.
+        tracing::warn!(error = %e, "kommo: the held widget_request could not be released");
+    }
+    id
+}
+
+/// Takes over held requests whose lease ran out (their instance died or was stopped before
+/// finishing them) and does their work again: at once, then every [`POLL`] (more often while
+/// there are many), until `stop` is notified. Without Kommo configured there is nothing to do.
+pub(crate) async fn resume(app: App, mut stop: watch::Receiver<bool>) {
+    let Some(kommo) = app.inner().kommo.clone() else { return };
+    let store = app.inner().engine.store().clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let claimed = match store.claim_held_requests(HELD_KIND, app.inner().engine.now(), CLAIM, LEASE).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming held kommo widget_requests failed");
+                Vec::new()
+            }
+        };
+        let full = claimed.len() == CLAIM;
+        for item in claimed {
+            match serde_json::from_value::<Held>(item.body) {
+                Ok(held) => {
+                    tracing::info!(account = %held.verified.account, held_at = %item.held_at, "kommo: resuming a widget_request");
+                    work(&app, &kommo, &item.key, &held).await;
+                }
+                Err(e) => {
+                    tracing::error!(key = %item.key, error = %e, "kommo: a held widget_request cannot be read; dropped");
+                    let _ = store.release_request(&item.key).await;
+                }
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            changed = stop.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Maps and starts the cascade; on failure tells the bot `fail`. Returns the cascade id.
-async fn start(app: &App, kommo: &Arc<Kommo>, verified: &Verified, req: &WidgetRequest) -> Option<String> {
+async fn start(app: &App, kommo: &Kommo, verified: &Verified, req: &WidgetRequest) -> Option<String> {
     let account = verified.account.clone();
     let fail = |reason: String| async move {
         tracing::warn!(account = %account, reason = %reason, "kommo: no cascade started; telling the bot `fail`");
@@ -129,6 +223,12 @@ async fn start(app: &App, kommo: &Arc<Kommo>, verified: &Verified, req: &WidgetR
         Ok(handle) => {
             tracing::info!(cascade = %handle.id(), account = %verified.account, existing = handle.is_existing(), "kommo: cascade started");
             Some(handle.id().to_string())
+        }
+        // This bot step has its cascade already (the contact read from Kommo changed since it
+        // was started): that one continues the bot.
+        Err(SubmitError::IdempotencyConflict { existing, .. }) => {
+            tracing::info!(cascade = %existing, account = %verified.account, "kommo: cascade already started");
+            Some(existing.to_string())
         }
         Err(e) => {
             fail(e.to_string()).await;

@@ -8,7 +8,7 @@
 //! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
 //! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
 //! `application/problem+json`. Background work (callback delivery, metrics, the campaign
-//! runner, reading stored policies) runs in [`App::spawn_workers`]; [`App::serve`] runs it all
+//! runner, reading stored policies, resuming held Kommo requests) runs in [`App::spawn_workers`]; [`App::serve`] runs it all
 //! and stops in order.
 //!
 //! ```no_run
@@ -203,9 +203,10 @@ impl App {
     }
 
     /// Starts the background work: callback delivery from the outbox, metrics from the
-    /// engine's events, the campaign runner ([`Campaigns::start`]), and reading the stored
-    /// policies (at once, then every [`policies::REFRESH_EVERY`]). Stop it with
-    /// [`Workers::stop`] on shutdown.
+    /// engine's events, the campaign runner ([`Campaigns::start`]), reading the stored
+    /// policies (at once, then every [`policies::REFRESH_EVERY`]), and, with Kommo, taking
+    /// over the `widget_request`s an instance held but did not finish ([`kommo`]; at once,
+    /// then every 30 s). Stop it with [`Workers::stop`] on shutdown.
     pub fn spawn_workers(&self) -> Workers {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let campaigns = self.inner.campaigns.clone();
@@ -213,6 +214,7 @@ impl App {
         let tasks = vec![
             tokio::spawn(callbacks::run(self.clone(), stopped.clone())),
             tokio::spawn(policies::run(self.clone(), stopped.clone())),
+            tokio::spawn(kommo::resume(self.clone(), stopped.clone())),
             // Subscribed here, not in the task, so no event between now and its first poll is missed.
             tokio::spawn(metrics::listen(self.clone(), self.inner.engine.events(), stopped)),
             tokio::spawn(async move {

@@ -1,16 +1,26 @@
 //! Kommo SalesBot's widget_request through the router: token verification, one cascade per
-//! return_url, and the continue call to a local receiver when the cascade ends.
+//! return_url, the continue call to a local receiver when the cascade ends, and the held
+//! request that lets another instance (or the same one restarted) finish a request whose
+//! instance died while it looked the contact up.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cascade_engine::clock::TokioClock;
+use cascade_engine::store::{
+    AttemptRef, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, OutboxCounts, OutboxItem,
+};
+use cascade_engine::{CascadeId, ChannelName, EngineBuilder, Event, MemoryStore, Store, StoreError, Timestamp};
 use cascade_http::callbacks::CallbackSettings;
+use cascade_http::kommo::HELD_KIND;
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -36,10 +46,14 @@ fn token(secret: &str) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
 
+/// Kommo as the tests see it: the bot waiting for its continue call, and the account's API.
 #[derive(Clone, Default)]
 struct Bot {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
     answer: Arc<Mutex<u16>>,
+    /// The next lead lookup never answers (the instance that makes it is as good as dead).
+    hang_next_lookup: Arc<AtomicBool>,
+    lookups: Arc<Mutex<u32>>,
 }
 
 async fn bot(State(b): State<Bot>, headers: HeaderMap, body: axum::Json<Value>) -> StatusCode {
@@ -48,20 +62,50 @@ async fn bot(State(b): State<Bot>, headers: HeaderMap, body: axum::Json<Value>) 
     StatusCode::from_u16(*b.answer.lock().expect("lock")).expect("code")
 }
 
-async fn setup(answer: u16) -> (TestApp, Bot, String) {
+/// `GET /api/v4/leads/{id}?with=contacts`: its main contact is 902.
+async fn lead(State(b): State<Bot>) -> axum::Json<Value> {
+    *b.lookups.lock().expect("lock") += 1;
+    if b.hang_next_lookup.swap(false, Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    axum::Json(json!({"_embedded": {"contacts": [{"id": 902, "is_main": true}]}}))
+}
+
+/// `GET /api/v4/contacts/902`.
+async fn contact() -> axum::Json<Value> {
+    axum::Json(json!({"name": "Ann", "custom_fields_values": [
+        {"field_code": "PHONE", "values": [{"value": "+1 (555) 123-4567", "enum_code": "MOB"}]}
+    ]}))
+}
+
+/// Kommo's side on a local port; returns it and its base URL.
+async fn mock_kommo(answer: u16) -> (Bot, String) {
     let b = Bot { answer: Arc::new(Mutex::new(answer)), ..Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let router = axum::Router::new()
         .route("/api/v4/salesbot/{bot}/continue/{id}", axum::routing::post(bot))
+        .route("/api/v4/leads/{id}", axum::routing::get(lead))
+        .route("/api/v4/contacts/{id}", axum::routing::get(contact))
         .with_state(b.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (b, base)
+}
+
+/// An app serving the account `acme` whose API is at `base`, with its engine built by `engine`.
+async fn app_for(base: &str, engine: impl FnOnce(EngineBuilder) -> EngineBuilder) -> TestApp {
     let mut acme = cascade_kommo::KommoAccount::new(ACCESS_TOKEN);
-    acme.api_base_url = Some(base.clone());
+    acme.api_base_url = Some(base.to_owned());
     acme.policy = Some("default".into());
     let config = cascade_kommo::KommoConfig::new(INTEGRATION, SECRET).account("acme", acme);
     let settings = CallbackSettings { poll_interval: Duration::from_millis(10), ..CallbackSettings::default() };
-    let t = TestApp::with(|a| a.kommo(cascade_kommo::Kommo::new(config).expect("kommo")).callbacks(settings)).await;
+    let kommo = cascade_kommo::Kommo::new(config).expect("kommo");
+    TestApp::with_engine_builder(engine, |a| a.kommo(kommo).callbacks(settings)).await
+}
+
+async fn setup(answer: u16) -> (TestApp, Bot, String) {
+    let (b, base) = mock_kommo(answer).await;
+    let t = app_for(&base, |e| e).await;
     (t, b, format!("{base}/api/v4/salesbot/4127/continue/88213"))
 }
 
@@ -76,6 +120,25 @@ fn form(token: &str, return_url: &str) -> Vec<u8> {
         enc("Roof repair")
     )
     .into_bytes()
+}
+
+/// A request without the contact's phone: it is read from Kommo, from lead 5521.
+fn form_with_lead(token: &str, return_url: &str) -> Vec<u8> {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "token={}&return_url={}&data[text]={}&data[phone]={}&data[lead_id]=5521",
+        enc(token),
+        enc(return_url),
+        enc("Hi {{contact.name}}"),
+        enc("{{contact.phone}}"),
+    )
+    .into_bytes()
+}
+
+/// The held widget_requests of `store` whose lease ends within a day (claiming them).
+async fn held(store: &dyn Store) -> Vec<cascade_engine::store::HeldRequest> {
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    store.claim_held_requests(HELD_KIND, later, 100, Duration::from_secs(1)).await.expect("claim held")
 }
 
 async fn post(t: &TestApp, body: Vec<u8>) -> (StatusCode, Value) {
@@ -166,4 +229,129 @@ async fn a_bot_that_stopped_waiting_is_recorded() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     workers.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_is_let_go_once_started_or_refused() {
+    let (t, bot, return_url) = setup(200).await;
+    let (s, r) = post(&t, form_with_lead(&token(SECRET), &return_url)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["cascade_id"].is_string(), "{r}");
+    assert_eq!(*bot.lookups.lock().expect("lock"), 1, "the phone was read from Kommo");
+    assert_eq!(held(t.app.engine().store().as_ref()).await, [], "a started request is let go");
+    // Nor is one that could not start (no text): the bot was told `fail` instead.
+    let no_text = String::from_utf8(form(&token(SECRET), &format!("{return_url}1"))).expect("utf-8");
+    let no_text = no_text.replace("data[text]", "data[other]");
+    let (s, r) = post(&t, no_text.into_bytes()).await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("failed")), "{r}");
+    assert_eq!(wait_calls(&bot, 1).await[0].1["data"]["status"], "fail");
+    assert_eq!(held(t.app.engine().store().as_ref()).await, []);
+}
+
+#[tokio::test]
+async fn a_request_its_instance_did_not_finish_is_finished_by_the_next_one() {
+    let (bot, base) = mock_kommo(200).await;
+    let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    // The first instance holds the request, answers in time, and hangs in the lookup: as
+    // good as dead (a crash would leave the same in the store).
+    bot.hang_next_lookup.store(true, Ordering::SeqCst);
+    let first = app_for(&base, |e| e.store(store.clone())).await;
+    let started = tokio::time::Instant::now();
+    let (s, r) = post(&first, form_with_lead(&token(SECRET), &return_url)).await;
+    assert_eq!((s, &r), (StatusCode::OK, &json!({"status": "accepted"})));
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}", started.elapsed());
+    assert_eq!(store.list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list"), []);
+
+    // The next instance, once the lease ran out (its clock is six minutes on), takes it over
+    // as its workers start.
+    let six_minutes_on = TokioClock::starting_at(chrono::Utc::now() + chrono::Duration::minutes(6));
+    let next = app_for(&base, |e| e.store(store.clone()).clock(six_minutes_on)).await;
+    let workers = next.app.spawn_workers();
+    let sent = next.wait_sends(1).await;
+    assert_eq!(sent[0].content().text, "Hi Ann");
+    assert_eq!(sent[0].request.address.value, "+15551234567");
+    workers.stop().await;
+
+    let cascades = store.list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list");
+    assert_eq!(cascades.len(), 1, "one cascade");
+    assert_eq!(cascades[0].meta.idempotency_key, Some(cascade_kommo::Kommo::idempotency_key(&return_url)));
+    assert_eq!(cascades[0].meta.callback_url.as_deref(), Some(return_url.as_str()));
+    assert!(first.whatsapp.sends().is_empty() && first.sms.sends().is_empty());
+    assert_eq!(next.whatsapp.sends().len() + next.sms.sends().len(), 1, "sent once");
+    assert_eq!(held(store.as_ref()).await, [], "the request is let go once its cascade started");
+    assert!(bot.calls.lock().expect("lock").is_empty(), "the bot was not told `fail`");
+    assert_eq!(*bot.lookups.lock().expect("lock"), 2, "looked up by the first and the next instance only");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_hold_the_request_is_a_503_and_starts_nothing() {
+    let (bot, base) = mock_kommo(200).await;
+    let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
+    let t = app_for(&base, |e| e.store(Arc::new(HoldsNothing(MemoryStore::new())))).await;
+    let (s, p) = post(&t, form(&token(SECRET), &return_url)).await;
+    assert_problem(s, &p, 503, "unavailable", None);
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("keeps no held requests")), "{p}");
+    assert_eq!(
+        t.app.engine().store().list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list"),
+        []
+    );
+    assert!(t.whatsapp.sends().is_empty() && bot.calls.lock().expect("lock").is_empty());
+}
+
+/// A store that keeps cascades (in memory) but no held requests, as a custom store that leaves
+/// those methods out.
+#[derive(Debug)]
+struct HoldsNothing(MemoryStore);
+
+#[async_trait]
+impl Store for HoldsNothing {
+    async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
+        self.0.create(record, events).await
+    }
+    async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
+        self.0.load(id).await
+    }
+    async fn save(&self, update: &CascadeUpdate) -> Result<u64, StoreError> {
+        self.0.save(update).await
+    }
+    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
+        self.0.events(id).await
+    }
+    async fn find_attempt(&self, adapter: &str, id: &str) -> Result<Option<AttemptRef>, StoreError> {
+        self.0.find_attempt(adapter, id).await
+    }
+    async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
+        self.0.claim_due(now, limit, lease).await
+    }
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.0.next_wake().await
+    }
+    async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
+        self.0.running_for_address(channel, address).await
+    }
+    async fn touch_conversation(&self, conversation: Conversation) -> Result<(), StoreError> {
+        self.0.touch_conversation(conversation).await
+    }
+    async fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
+        self.0.conversations(addresses).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
+        self.0.list(filter).await
+    }
+    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError> {
+        self.0.claim_outbox(now, limit, lease).await
+    }
+    async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
+        self.0.outbox_result(id, result).await
+    }
+    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.0.dead_letters(before, limit).await
+    }
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.0.outbox_counts().await
+    }
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.0.purge_finished(before, limit).await
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use cascade_channel_kit::{ConfigError, http};
 use cascade_engine::Contact;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -15,7 +15,8 @@ use crate::token::{self, Claims, origin};
 use crate::{AuthError, KommoAccount, KommoConfig, KommoError, WidgetRequest};
 
 /// The Kommo record a request is about, whose contact details can be fetched.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Entity {
     /// A lead (deal): `GET /api/v4/leads/{id}?with=contacts`, then its main contact.
     Lead(u64),
@@ -24,7 +25,10 @@ pub enum Entity {
 }
 
 /// A request whose token checked out.
-#[derive(Clone, PartialEq, Debug)]
+///
+/// It serializes, so that a request answered before its cascade started can be kept (with
+/// its [`WidgetRequest`]) and worked on after a restart, when its token may have expired.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Verified {
     /// The account's key in [`KommoConfig::accounts`]: its subdomain.
     pub account: String,

@@ -9,9 +9,13 @@ const MAX_DEPTH: usize = 16;
 
 /// What a SalesBot `widget_request` step POSTs: a signed `token`, the step's `data` (with
 /// Kommo's placeholders filled in) and the `return_url` that continues the bot.
-#[derive(Clone, PartialEq)]
+///
+/// It serializes without its token, so a request kept to be worked on later does not keep
+/// the means to start cascades: keep its [`Verified`](crate::Verified) beside it instead.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WidgetRequest {
-    /// The JWT, signed with the integration's client secret.
+    /// The JWT, signed with the integration's client secret (empty when deserialized).
+    #[serde(skip_serializing, default)]
     pub token: String,
     /// Where to POST the result so the bot goes on
     /// (`https://SUBDOMAIN.kommo.com/api/v4/salesbot/BOT/continue/ID`).

@@ -22,7 +22,7 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The claims of a verified token.
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Claims {
     /// `iss`: the account's address (`https://acme.kommo.com`).
     pub iss: String,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cascade_kommo::{AuthError, Entity, KommoError, WidgetRequest, parse_widget_request};
+use cascade_kommo::{AuthError, Entity, KommoError, Verified, WidgetRequest, parse_widget_request};
 use common::*;
 use serde_json::json;
 
@@ -208,4 +208,19 @@ fn the_entity_comes_from_data() {
     assert_eq!(with(json!({"lead_id": "5521"})), Some(Entity::Lead(5521)));
     assert_eq!(with(json!({"lead_id": "{{lead.id}}", "contact_id": 77})), Some(Entity::Contact(77)));
     assert_eq!(with(json!({"lead_id": ""})), None);
+}
+
+#[tokio::test]
+async fn a_verified_request_kept_as_json_maps_the_same_without_its_token() {
+    let k = kommo(None);
+    let data = json!({"text": "Hi", "phone": "+1 555 123 4567", "email": "ann@example.com", "lead_id": "5521"});
+    let req = WidgetRequest { data: data.as_object().expect("object").clone(), ..request(token()) };
+    let verified = k.verify(&req, AUDIENCE, NOW).expect("verified");
+    let kept = serde_json::to_string(&(&verified, &req)).expect("serialize");
+    assert!(!kept.contains(&req.token) && !kept.contains("\"token\""), "the token is not kept: {kept}");
+    let (verified_again, req_again): (Verified, WidgetRequest) = serde_json::from_str(&kept).expect("deserialize");
+    assert_eq!(verified_again, verified);
+    assert_eq!(req_again, WidgetRequest { token: String::new(), ..req.clone() });
+    let mapped = k.to_cascade(&verified_again, &req_again).await.expect("mapped");
+    assert_eq!(mapped, k.to_cascade(&verified, &req).await.expect("mapped"));
 }

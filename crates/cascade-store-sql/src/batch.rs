@@ -14,13 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use cascade_engine::StoreError;
 use cascade_engine::store::{
-    CampaignRecord, CampaignState, CascadeRecord, Created, NewRecipient, OutboxItem, RecipientState, StartResult,
-    StoredPolicy,
+    CampaignRecord, CampaignState, CascadeRecord, Created, HeldRequest, NewHeldRequest, NewRecipient, OutboxItem,
+    RecipientState, StartResult, StoredPolicy,
 };
 use cascade_engine::{CampaignId, Policy, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::codec::{CampaignRow, ConversationRow, NewCascade, PolicyRow, RecipientRow, SaveRow, ts, unavailable};
+use crate::codec::{
+    CampaignRow, ConversationRow, HeldRow, NewCascade, PolicyRow, RecipientRow, SaveRow, ts, unavailable,
+};
 
 /// One write.
 #[derive(Debug)]
@@ -86,6 +88,19 @@ pub(crate) enum WriteOp {
         name: String,
         expected: Option<i64>,
     },
+    /// Holds a request unless its key is held; answers whether it was new.
+    Hold(Box<HeldRow>),
+    /// Claims held requests of `kind` whose lease ended by `now`, leasing them until `until`.
+    ClaimHeld {
+        kind: String,
+        now: i64,
+        limit: i64,
+        until: i64,
+    },
+    /// Lets a held request go.
+    Release {
+        key: String,
+    },
 }
 
 /// What a write returns.
@@ -97,6 +112,7 @@ pub(crate) enum WriteOut {
     Outbox(Vec<OutboxItem>),
     Purged(usize),
     Campaigns(Vec<CampaignRecord>),
+    Held(Vec<HeldRequest>),
     Moved(bool),
     Count(u64),
     Done,
@@ -417,6 +433,44 @@ impl Writer {
     ) -> Result<u64, StoreError> {
         match self.write(WriteOp::ClosePending { campaign: *campaign.as_uuid(), to: to.as_str(), at: ts(at) }).await? {
             WriteOut::Count(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn hold_request(
+        &self,
+        request: &NewHeldRequest,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        match self.write(WriteOp::Hold(Box::new(HeldRow::encode(request, now, lease)?))).await? {
+            WriteOut::Moved(new) => Ok(new),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn claim_held_requests(
+        &self,
+        kind: &str,
+        now: Timestamp,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<HeldRequest>, StoreError> {
+        let op = WriteOp::ClaimHeld {
+            kind: kind.to_owned(),
+            now: ts(now),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            until: crate::codec::after(now, lease),
+        };
+        match self.write(op).await? {
+            WriteOut::Held(held) => Ok(held),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub(crate) async fn release_request(&self, key: &str) -> Result<(), StoreError> {
+        match self.write(WriteOp::Release { key: key.to_owned() }).await? {
+            WriteOut::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }

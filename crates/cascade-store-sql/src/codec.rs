@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use cascade_engine::machine::CascadeState;
 use cascade_engine::store::{
-    CampaignRecord, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, NewRecipient, OutboxItem, ProviderRef,
-    RecipientOutcome, RecipientRecord, RecipientResult, StoredPolicy, Tally,
+    CampaignRecord, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, HeldRequest, NewHeldRequest, NewRecipient,
+    OutboxItem, ProviderRef, RecipientOutcome, RecipientRecord, RecipientResult, StoredPolicy, Tally,
 };
 use cascade_engine::{CampaignId, CascadeId, Cost, Event, Policy, StoreError, Timestamp};
 use uuid::Uuid;
@@ -283,6 +283,33 @@ pub(crate) fn stored_policy(
         version: version as u64,
         updated_at: from_ts(updated_at),
     })
+}
+
+/// A request to hold, ready to write: its body as JSON, held and leased from `now`.
+#[derive(Debug)]
+pub(crate) struct HeldRow {
+    pub key: String,
+    pub kind: String,
+    pub body: String,
+    pub held_at: i64,
+    pub lease_until: i64,
+}
+
+impl HeldRow {
+    pub(crate) fn encode(r: &NewHeldRequest, now: Timestamp, lease: std::time::Duration) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: r.key.clone(),
+            kind: r.kind.clone(),
+            body: json(&r.body)?,
+            held_at: ts(now),
+            lease_until: after(now, lease),
+        })
+    }
+}
+
+/// A held request from its columns.
+pub(crate) fn held_request(key: String, kind: String, body: &str, held_at: i64) -> Result<HeldRequest, StoreError> {
+    Ok(HeldRequest { body: parse(&format!("held request {key:?}"), body)?, key, kind, held_at: from_ts(held_at) })
 }
 
 /// Stored recipient columns.

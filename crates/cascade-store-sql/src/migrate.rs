@@ -22,6 +22,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (4, "campaigns", include_str!("../migrations/sqlite/0004_campaigns.sql")),
     (5, "policies", include_str!("../migrations/sqlite/0005_policies.sql")),
     (6, "campaign_results_at", include_str!("../migrations/sqlite/0006_campaign_results_at.sql")),
+    (7, "held_requests", include_str!("../migrations/sqlite/0007_held_requests.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -33,6 +34,7 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
     (4, "campaigns", include_str!("../migrations/postgres/0004_campaigns.sql")),
     (5, "policies", include_str!("../migrations/postgres/0005_policies.sql")),
     (6, "campaign_results_at", include_str!("../migrations/postgres/0006_campaign_results_at.sql")),
+    (7, "held_requests", include_str!("../migrations/postgres/0007_held_requests.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

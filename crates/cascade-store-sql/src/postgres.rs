@@ -140,4 +140,8 @@ crate::shared::define_sql_store! {
              ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) free \
             WHERE c.id = free.id \
             RETURNING c.id, c.name, c.owner, c.state, c.spec, c.recipients, c.created_at, c.updated_at",
+    claim_held: "UPDATE held_requests h SET lease_until = $1 FROM \
+            (SELECT key FROM held_requests WHERE kind = $2 AND lease_until <= $3 \
+             ORDER BY held_at, key LIMIT $4 FOR UPDATE SKIP LOCKED) due \
+            WHERE h.key = due.key RETURNING h.key, h.kind, h.body, h.held_at",
 }

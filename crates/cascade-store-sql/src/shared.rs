@@ -31,6 +31,9 @@ macro_rules! define_sql_store {
         // Takes or renews campaign leases: (holder, lease end, now, limit), returning campaign
         // columns.
         lease_campaigns: $lease_campaigns:literal,
+        // Claims held requests whose lease ended: (lease end, kind, now, limit), returning
+        // held request columns.
+        claim_held: $claim_held:literal,
     ) => {
         crate::hot::define_hot_writes!($db);
 
@@ -307,6 +310,41 @@ macro_rules! define_sql_store {
                         _ => Ok(WriteOut::Moved(deleted)),
                     }
                 }
+                WriteOp::Hold(h) => {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO held_requests (key, kind, body, held_at, lease_until) VALUES (",
+                    );
+                    q.separated(", ")
+                        .push_bind(h.key.as_str())
+                        .push_bind(h.kind.as_str())
+                        .push_bind(h.body.as_str())
+                        .push_bind(h.held_at)
+                        .push_bind(h.lease_until);
+                    // A key held already keeps its first request and lease.
+                    q.push(") ON CONFLICT (key) DO NOTHING");
+                    let new = q.build().execute(&mut **tx).await?.rows_affected() > 0;
+                    Ok(WriteOut::Moved(new))
+                }
+                WriteOp::ClaimHeld { kind, now, limit, until } => {
+                    let rows = sqlx::query($claim_held)
+                        .bind(until)
+                        .bind(kind.as_str())
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(&mut **tx)
+                        .await?;
+                    let held: Result<Vec<_>, StoreError> = rows.iter().map(held_row).collect();
+                    held.map(|mut held| {
+                        held.sort_by(|a, b| (a.held_at, &a.key).cmp(&(b.held_at, &b.key)));
+                        WriteOut::Held(held)
+                    })
+                }
+                WriteOp::Release { key } => {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM held_requests WHERE key = ");
+                    q.push_bind(key.as_str());
+                    q.build().execute(&mut **tx).await?;
+                    Ok(WriteOut::Done)
+                }
             })
         }
 
@@ -333,6 +371,17 @@ macro_rules! define_sql_store {
                 row.try_get("policy").map_err(unavailable)?,
                 row.try_get("version").map_err(unavailable)?,
                 row.try_get("updated_at").map_err(unavailable)?,
+            )
+        }
+
+        fn held_row(row: &$row) -> Result<cascade_engine::store::HeldRequest, cascade_engine::StoreError> {
+            use crate::codec::unavailable;
+            use sqlx::Row;
+            crate::codec::held_request(
+                row.try_get("key").map_err(unavailable)?,
+                row.try_get("kind").map_err(unavailable)?,
+                row.try_get("body").map_err(unavailable)?,
+                row.try_get("held_at").map_err(unavailable)?,
             )
         }
 
@@ -749,6 +798,29 @@ macro_rules! define_sql_store {
                 expected: Option<u64>,
             ) -> Result<bool, cascade_engine::StoreError> {
                 self.writer.delete_policy(name, expected).await
+            }
+
+            async fn hold_request(
+                &self,
+                request: &cascade_engine::store::NewHeldRequest,
+                now: cascade_engine::Timestamp,
+                lease: std::time::Duration,
+            ) -> Result<bool, cascade_engine::StoreError> {
+                self.writer.hold_request(request, now, lease).await
+            }
+
+            async fn claim_held_requests(
+                &self,
+                kind: &str,
+                now: cascade_engine::Timestamp,
+                limit: usize,
+                lease: std::time::Duration,
+            ) -> Result<Vec<cascade_engine::store::HeldRequest>, cascade_engine::StoreError> {
+                self.writer.claim_held_requests(kind, now, limit, lease).await
+            }
+
+            async fn release_request(&self, key: &str) -> Result<(), cascade_engine::StoreError> {
+                self.writer.release_request(key).await
             }
 
             async fn campaign_tally(

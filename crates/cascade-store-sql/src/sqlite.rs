@@ -139,4 +139,7 @@ crate::shared::define_sql_store! {
             (SELECT id FROM campaigns WHERE state = 'running' \
              AND (lease_holder IS NULL OR lease_holder = ?1 OR lease_until < ?3) ORDER BY id LIMIT ?4) \
             RETURNING id, name, owner, state, spec, recipients, created_at, updated_at",
+    claim_held: "UPDATE held_requests SET lease_until = ?1 WHERE key IN \
+            (SELECT key FROM held_requests WHERE kind = ?2 AND lease_until <= ?3 ORDER BY held_at, key LIMIT ?4) \
+            RETURNING key, kind, body, held_at",
 }

@@ -8,8 +8,8 @@ use cascade_engine::machine::{CascadeState, Phase};
 use cascade_engine::plan::{Plan, PlannedStep};
 use cascade_engine::store::{
     CampaignMember, CampaignRecord, CampaignState, CascadeMeta, CascadeRecord, CascadeUpdate, Conversation, Created,
-    ListFilter, NewOutboxItem, NewRecipient, OutboxCounts, ProviderRef, RecipientFilter, RecipientOutcome,
-    RecipientRecord, RecipientResult, RecipientState, StartResult, Tally,
+    HeldRequest, ListFilter, NewHeldRequest, NewOutboxItem, NewRecipient, OutboxCounts, ProviderRef, RecipientFilter,
+    RecipientOutcome, RecipientRecord, RecipientResult, RecipientState, StartResult, Tally,
 };
 use cascade_engine::{
     Address, AddressKind, CampaignId, CascadeId, ChannelName, ConnectionId, Contact, Content, ContentOverride, Cost,
@@ -121,6 +121,7 @@ where
     campaign_results_over_time_and_by_reason(make().await).await;
     policies_saved_loaded_and_listed(make().await).await;
     policy_compare_and_set(make().await).await;
+    held_requests(make().await).await;
 }
 
 async fn create_load_and_idempotency(store: Arc<dyn Store>) {
@@ -1250,4 +1251,59 @@ async fn policy_compare_and_set(store: Arc<dyn Store>) {
     check!(store.delete_policy("other", None).await.expect("delete"), "a delete without a version deletes");
     let left = store.list_policies().await.expect("list policies");
     check!(names(&left) == ["cas"], "deleting one policy leaves the others: {:?}", names(&left));
+}
+
+fn to_hold(key: &str, kind: &str, n: i64) -> NewHeldRequest {
+    let body = serde_json::json!({"n": n, "text": "Grüße", "deep": {"list": [1, "two", null, 2.5]}});
+    NewHeldRequest { key: key.into(), kind: kind.into(), body }
+}
+
+fn keys(claimed: &[HeldRequest]) -> Vec<&str> {
+    claimed.iter().map(|r| r.key.as_str()).collect()
+}
+
+async fn held_requests(store: Arc<dyn Store>) {
+    let lease = Duration::from_secs(300);
+    let claim = |kind: &'static str, at: i64, limit: usize| {
+        let store = store.clone();
+        async move { store.claim_held_requests(kind, t0() + secs(at), limit, lease).await.expect("claim held requests") }
+    };
+    check!(claim("kommo", 10_000, 10).await.is_empty(), "a new store holds no request");
+    let first = store.hold_request(&to_hold("k:a", "kommo", 1), t0(), lease).await.expect("hold");
+    check!(first, "a request held for the first time is new");
+    check!(claim("kommo", 299, 10).await.is_empty(), "a held request is not handed out while its lease runs");
+    let again = store.hold_request(&to_hold("k:a", "kommo", 2), t0() + secs(400), lease).await.expect("hold again");
+    check!(!again, "holding a key already held is not new");
+    store.hold_request(&to_hold("k:b", "kommo", 3), t0() + secs(1), lease).await.expect("hold");
+    store.hold_request(&to_hold("k:c", "other", 4), t0(), lease).await.expect("hold");
+
+    let claimed = claim("kommo", 300, 10).await;
+    let expected =
+        HeldRequest { key: "k:a".into(), kind: "kommo".into(), body: to_hold("", "", 1).body, held_at: t0() };
+    check!(
+        claimed == [expected.clone()],
+        "a request whose lease ended is handed out as first held (its first body and time), got {claimed:?}"
+    );
+    let next = claim("kommo", 301, 10).await;
+    check!(keys(&next) == ["k:b"], "a claim renews the lease of what it hands out: got {:?}", keys(&next));
+    let both = claim("kommo", 1000, 10).await;
+    check!(keys(&both) == ["k:a", "k:b"], "claims hand out the first held first: got {:?}", keys(&both));
+    check!(both[0] == expected, "a claimed request stays as held: {:?}", both[0]);
+    let one = claim("kommo", 2000, 1).await;
+    check!(keys(&one) == ["k:a"], "claims respect the limit: got {:?}", keys(&one));
+    let other = claim("other", 2000, 10).await;
+    check!(keys(&other) == ["k:c"], "claims hand out their own kind only: got {:?}", keys(&other));
+
+    store.release_request("k:a").await.expect("release");
+    store.release_request("k:a").await.expect("release again");
+    store.release_request("k:none").await.expect("release a key not held");
+    let left = claim("kommo", 10_000, 10).await;
+    check!(keys(&left) == ["k:b"], "a released request is gone, the others stay: got {:?}", keys(&left));
+    let anew = store.hold_request(&to_hold("k:a", "kommo", 5), t0() + secs(20_000), lease).await.expect("hold anew");
+    check!(anew, "a released key is held anew as new");
+    let anew = claim("kommo", 20_300, 10).await;
+    check!(
+        anew.iter().any(|r| r.key == "k:a" && r.body["n"] == 5 && r.held_at == t0() + secs(20_000)),
+        "a key held anew has its new body and time: {anew:?}"
+    );
 }

@@ -29,6 +29,8 @@ struct Inner {
     dead: u64,
     campaigns: BTreeMap<CampaignId, MemCampaign>,
     policies: BTreeMap<String, StoredPolicy>,
+    /// Held requests by key, each with its lease's end.
+    held: BTreeMap<String, (HeldRequest, Timestamp)>,
 }
 
 #[derive(Debug)]
@@ -608,5 +610,42 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         g.check_policy_version(name, expected)?;
         Ok(g.policies.remove(name).is_some())
+    }
+
+    async fn hold_request(&self, r: &NewHeldRequest, now: Timestamp, lease: Duration) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if g.held.contains_key(&r.key) {
+            return Ok(false);
+        }
+        let held = HeldRequest { key: r.key.clone(), kind: r.kind.clone(), body: r.body.clone(), held_at: now };
+        g.held.insert(r.key.clone(), (held, lease_end(now, lease)));
+        Ok(true)
+    }
+
+    async fn claim_held_requests(
+        &self,
+        kind: &str,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<HeldRequest>, StoreError> {
+        let mut g = self.lock();
+        let mut due: Vec<&mut (HeldRequest, Timestamp)> =
+            g.held.values_mut().filter(|(r, until)| r.kind == kind && *until <= now).collect();
+        due.sort_by(|a, b| (a.0.held_at, &a.0.key).cmp(&(b.0.held_at, &b.0.key)));
+        let until = lease_end(now, lease);
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|(r, lease_until)| {
+                *lease_until = until;
+                r.clone()
+            })
+            .collect())
+    }
+
+    async fn release_request(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().held.remove(key);
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! and pass the same conformance suite (`cascade-testkit`).
 
 pub mod campaign;
+pub mod held;
 mod memory;
 pub mod policy;
 
@@ -25,6 +26,7 @@ pub use campaign::{
     CampaignMember, CampaignRecord, CampaignState, NewRecipient, RecipientFilter, RecipientOutcome, RecipientRecord,
     RecipientResult, RecipientState, SeriesPoint, StartResult, Tally,
 };
+pub use held::{HeldRequest, NewHeldRequest};
 pub use memory::MemoryStore;
 pub use policy::StoredPolicy;
 
@@ -461,6 +463,41 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = (name, expected);
         Err(no_policies())
     }
+
+    // Held requests (see [`held`]). A store that keeps none answers every call with
+    // `Unavailable`; a server cannot then take requests it answers before finishing them
+    // (Kommo's `widget_request`).
+
+    /// Holds a request at `now`, leased until `now + lease`; returns whether it is new. A key
+    /// already held keeps its first request and lease (`false`).
+    async fn hold_request(
+        &self,
+        request: &NewHeldRequest,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = (request, now, lease);
+        Err(no_held_requests())
+    }
+
+    /// Claims up to `limit` held requests of `kind` whose lease ended by `now`: renews their
+    /// lease until `now + lease` and returns them, first held first.
+    async fn claim_held_requests(
+        &self,
+        kind: &str,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<HeldRequest>, StoreError> {
+        let _ = (kind, now, limit, lease);
+        Err(no_held_requests())
+    }
+
+    /// Lets a held request go: its work is done. Releasing a key not held does nothing.
+    async fn release_request(&self, key: &str) -> Result<(), StoreError> {
+        let _ = key;
+        Err(no_held_requests())
+    }
 }
 
 fn no_campaigns() -> StoreError {
@@ -469,4 +506,8 @@ fn no_campaigns() -> StoreError {
 
 fn no_policies() -> StoreError {
     StoreError::Unavailable("this store keeps no policies".into())
+}
+
+fn no_held_requests() -> StoreError {
+    StoreError::Unavailable("this store keeps no held requests".into())
 }

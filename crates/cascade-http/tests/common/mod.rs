@@ -62,10 +62,18 @@ impl TestApp {
         config: EngineConfig,
         customize: impl FnOnce(cascade_http::AppBuilder) -> cascade_http::AppBuilder,
     ) -> Self {
+        Self::with_engine_builder(|e| e.config(config), customize).await
+    }
+
+    /// An app whose engine is built by `engine` from a builder without connections (to share
+    /// a store with another app, as instances of one server do, or to set its clock).
+    pub async fn with_engine_builder(
+        engine: impl FnOnce(cascade_engine::EngineBuilder) -> cascade_engine::EngineBuilder,
+        customize: impl FnOnce(cascade_http::AppBuilder) -> cascade_http::AppBuilder,
+    ) -> Self {
         let whatsapp = StubChannel::with_adapter("whatsapp", "whatsapp-cloud", caps::whatsapp());
         let sms = StubChannel::new("sms", caps::sms());
-        let engine = Engine::builder()
-            .config(config)
+        let engine = engine(Engine::builder())
             .connection(Connection::new("wa-main", whatsapp.clone()))
             .connection(Connection::new("sms-main", sms.clone()))
             .link_tracking(cascade_engine::LinkTracking::new("http://127.0.0.1:8080/l/", [7u8; 32].to_vec()))
