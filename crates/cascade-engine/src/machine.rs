@@ -15,6 +15,8 @@
 //! - cancel and the overall TTL end it; there is exactly one outcome, and nothing is sent after
 //!   it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Accepted, StatusUpdate};
@@ -61,8 +63,8 @@ pub struct CascadeState {
     pub id: CascadeId,
     /// When it was created.
     pub created_at: Timestamp,
-    /// The validated plan.
-    pub plan: Plan,
+    /// The validated plan. It never changes after creation, so copies of the state share it.
+    pub plan: Arc<Plan>,
     /// Where it is.
     pub phase: Phase,
     /// Position in the plan's running order.
@@ -176,7 +178,7 @@ impl CascadeState {
         Self {
             id,
             created_at: now,
-            plan,
+            plan: Arc::new(plan),
             phase: Phase::Pending,
             cursor: 0,
             step_started_at: None,

@@ -16,6 +16,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io;
 use std::sync::OnceLock;
 
@@ -43,15 +44,55 @@ pub const MAX_STEPS: u64 = 100_000;
 /// The longest text a rendering may produce (1 MiB, the API's body limit): more is an error.
 pub const MAX_OUTPUT: usize = 1 << 20;
 
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.set_fuel(Some(MAX_STEPS));
+    env
+}
+
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        env.set_fuel(Some(MAX_STEPS));
-        env
+    ENV.get_or_init(new_env)
+}
+
+/// How many compiled templates each thread keeps; past it, the thread's cache starts over.
+const CACHED_TEMPLATES: usize = 256;
+
+/// Templates compiled on this thread, named by their source: a message sent to many contacts
+/// (a campaign, a CRM's bot) is compiled once per thread, not once per cascade.
+struct Compiled {
+    env: Environment<'static>,
+    count: usize,
+}
+
+thread_local! {
+    static COMPILED: RefCell<Compiled> = RefCell::new(Compiled { env: new_env(), count: 0 });
+}
+
+/// Renders `source` (masks expanded) with a compiled template cached on this thread. `None`
+/// when it does not compile or does not render: the caller renders it again uncached, which
+/// explains the failure.
+fn render_cached(source: &str, ctx: &Value) -> Option<String> {
+    COMPILED.with_borrow_mut(|c| {
+        if c.env.get_template(source).is_err() {
+            if c.count >= CACHED_TEMPLATES {
+                c.env.clear_templates();
+                c.count = 0;
+            }
+            c.env.add_template_owned(source.to_owned(), source.to_owned()).ok()?;
+            c.count += 1;
+        }
+        let mut out = Bounded(Vec::new());
+        c.env.get_template(source).ok()?.render_captured_to(ctx, &mut out).ok()?;
+        Some(into_text(out))
     })
+}
+
+/// MiniJinja writes text only.
+fn into_text(out: Bounded) -> String {
+    String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The rendered text, refusing to grow past [`MAX_OUTPUT`].
@@ -115,6 +156,9 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
         return Ok(source.to_owned());
     }
     let source = expand_masks(source);
+    if let Some(text) = render_cached(&source, ctx) {
+        return Ok(text);
+    }
     let tmpl = env().template_from_str(&source).map_err(|e| TemplateError {
         missing: Vec::new(),
         message: format!("template syntax error: {}", e.detail().unwrap_or(&e.to_string())),
@@ -143,8 +187,7 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
             }
         });
     }
-    // MiniJinja writes text only.
-    Ok(String::from_utf8(out.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(into_text(out))
 }
 
 /// Follows a dotted path (`contact.fields.city`, as [`TemplateError::missing`] names variables)
