@@ -1,7 +1,10 @@
-//! A counting global allocator: live heap bytes, for memory-per-cascade figures.
+//! A counting global allocator: live heap bytes, for memory-per-cascade figures. It counts
+//! on top of mimalloc, the allocator `cascade-server` runs with, so the figures are the server's.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -20,7 +23,7 @@ pub fn stop_counting() {
 
 struct Counting;
 
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is only
+// SAFETY: every call is forwarded unchanged to mimalloc; the counter is only
 // bookkeeping.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -28,7 +31,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -36,7 +39,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -44,7 +47,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 

@@ -374,7 +374,8 @@ type HeldStatus = (StatusUpdate, Timestamp);
 /// the store and the sends and events that go with it. `None` if the task could not finish
 /// (the runtime is shutting down). A panic in `work` is resumed in the caller.
 async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
-    match tokio::spawn(work.in_current_span()).await {
+    // Boxed: these futures are kilobytes, and spawning moves an unboxed one several times.
+    match tokio::spawn(Box::pin(work.in_current_span())).await {
         Ok(v) => Some(v),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => None,
@@ -1005,11 +1006,11 @@ impl Engine {
         }
         for (adapter, update) in found {
             let engine = self.clone();
-            tokio::spawn(async move {
+            tokio::spawn(Box::pin(async move {
                 if let Err(e) = engine.status_now(adapter.as_str(), update).await {
                     tracing::warn!(error = %e, "could not apply a held-back status");
                 }
-            });
+            }));
         }
     }
 
@@ -1131,7 +1132,7 @@ impl Engine {
                 inner.sends_done.notify_waiters();
             }
         };
-        tokio::spawn(send.instrument(span));
+        tokio::spawn(Box::pin(send.instrument(span)));
     }
 
     /// Deletes finished cascades past the retention age, a batch at a time, until stopped.
