@@ -80,9 +80,15 @@ impl SqliteStore {
                 Durability::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(false);
+            .foreign_keys(false)
+            // Sorts and temporary indexes in memory, not in files created and deleted under
+            // /var/tmp dozens of times a second.
+            .pragma("temp_store", "memory");
         let open_error = |e: sqlx::Error| StoreError::Unavailable(format!("{}: {e}", config.path.display()));
+        // A connection to a local file does not go stale: no liveness round trip (a hand-off
+        // to the connection's thread and back) before each use.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -92,6 +98,7 @@ impl SqliteStore {
             .map_err(open_error)?;
         crate::migrate::migrator(crate::migrate::SQLITE).await?.run(&write).await.map_err(crate::migrate::failed)?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(config.readers.max(1))
             .idle_timeout(None)
             .max_lifetime(None)
