@@ -256,8 +256,11 @@ async fn bodies_over_the_limit_and_deep_json_are_refused_on_every_route() {
 
     let (_, peak_after) = memory(&system);
     eprintln!("refused bodies: the peak grew by {} kB", (peak_after - peak_before) / 1024);
+    // Each refused body is read up to the 1 MiB limit, on whichever worker thread serves it;
+    // mimalloc keeps the memory it freed committed for reuse (35–52 MB here), and bodies read
+    // whole would be 1.5 GB.
     assert!(
-        peak_after - peak_before < 32 * MIB,
+        peak_after - peak_before < 64 * MIB,
         "the peak grew by {} bytes over 15 refused bodies of up to 100 MB each",
         peak_after - peak_before
     );

@@ -305,6 +305,24 @@ mod tests {
         assert_eq!(render(&format!("{{{{ 'x' }}}}{}", "y".repeat(100_000)), &list).unwrap().len(), 100_001);
     }
 
+    /// A template compiled once serves every later rendering on its thread: with another
+    /// context, one that lacks a variable (still named), and after the cache started over.
+    #[test]
+    fn a_cached_template_renders_each_context_as_its_own() {
+        let source = "Hi {{contact.name}} from {{contact.fields.city}}";
+        let austin = context(&Contact::default().name("Ann").field("city", "Austin"), &json!({}));
+        let boston = context(&Contact::default().name("Bo").field("city", "Boston"), &json!({}));
+        let lacking = context(&Contact::default().name("Cy"), &json!({}));
+        assert_eq!(render(source, &austin).unwrap(), "Hi Ann from Austin");
+        assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
+        assert_eq!(render(source, &lacking).unwrap_err().missing, vec!["contact.fields.city"]);
+        for i in 0..=CACHED_TEMPLATES {
+            assert_eq!(render(&format!("{i}: {{{{contact.name}}}}"), &austin).unwrap(), format!("{i}: Ann"));
+        }
+        assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
+        assert!(render("Hi {{ contact.name", &austin).unwrap_err().message.contains("syntax error"));
+    }
+
     #[test]
     fn unknown_variable_is_named() {
         let err = render("Hi {{contact.nickname}} and {{order.id}}", &ctx()).unwrap_err();
