@@ -17,10 +17,11 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::sync::OnceLock;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
 use crate::model::Contact;
@@ -49,6 +50,8 @@ fn new_env() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     env.set_fuel(Some(MAX_STEPS));
+    // Messages are text: never HTML-escaped, whatever a template's name.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
     env
 }
 
@@ -60,34 +63,57 @@ fn env() -> &'static Environment<'static> {
 /// How many compiled templates each thread keeps; past it, the thread's cache starts over.
 const CACHED_TEMPLATES: usize = 256;
 
-/// Templates compiled on this thread, named by their source: a message sent to many contacts
-/// (a campaign, a CRM's bot) is compiled once per thread, not once per cascade.
+/// Templates longer than this are compiled for each rendering, so that the cache's memory
+/// stays small (at most about 2 MiB of source per thread).
+const CACHED_SOURCE: usize = 4096;
+
+/// Templates compiled on this thread: a message sent to many contacts (a campaign, a CRM's
+/// bot) is compiled once per thread, not once per cascade. Each is named with this thread's
+/// random prefix and a number, so a template cannot `include` or `extend` another by its name
+/// (uncached, there is none to find either).
 struct Compiled {
     env: Environment<'static>,
-    count: usize,
+    /// Template names by source.
+    names: HashMap<String, String>,
+    prefix: String,
 }
 
 thread_local! {
-    static COMPILED: RefCell<Compiled> = RefCell::new(Compiled { env: new_env(), count: 0 });
+    static COMPILED: RefCell<Compiled> = RefCell::new(Compiled {
+        env: new_env(),
+        names: HashMap::new(),
+        prefix: format!("{}:", uuid::Uuid::now_v7().simple()),
+    });
 }
 
 /// Renders `source` (masks expanded) with a compiled template cached on this thread. `None`
-/// when it does not compile or does not render: the caller renders it again uncached, which
-/// explains the failure.
+/// when it is too long to cache, does not compile or does not render: the caller renders it
+/// again uncached, which explains the failure.
 fn render_cached(source: &str, ctx: &Value) -> Option<String> {
+    if source.len() > CACHED_SOURCE {
+        return None;
+    }
     COMPILED.with_borrow_mut(|c| {
-        if c.env.get_template(source).is_err() {
-            if c.count >= CACHED_TEMPLATES {
+        if !c.names.contains_key(source) {
+            if c.names.len() >= CACHED_TEMPLATES {
                 c.env.clear_templates();
-                c.count = 0;
+                c.names.clear();
             }
-            c.env.add_template_owned(source.to_owned(), source.to_owned()).ok()?;
-            c.count += 1;
+            let name = format!("{}{}", c.prefix, c.names.len());
+            c.env.add_template_owned(name.clone(), source.to_owned()).ok()?;
+            c.names.insert(source.to_owned(), name);
         }
+        let name = c.names.get(source)?;
         let mut out = Bounded(Vec::new());
-        c.env.get_template(source).ok()?.render_captured_to(ctx, &mut out).ok()?;
+        c.env.get_template(name).ok()?.render_captured_to(ctx, &mut out).ok()?;
         Some(into_text(out))
     })
+}
+
+/// How many templates this thread has compiled and kept.
+#[cfg(test)]
+fn cached_here() -> usize {
+    COMPILED.with_borrow(|c| c.names.len())
 }
 
 /// MiniJinja writes text only.
@@ -313,14 +339,35 @@ mod tests {
         let austin = context(&Contact::default().name("Ann").field("city", "Austin"), &json!({}));
         let boston = context(&Contact::default().name("Bo").field("city", "Boston"), &json!({}));
         let lacking = context(&Contact::default().name("Cy"), &json!({}));
+        let before = cached_here();
         assert_eq!(render(source, &austin).unwrap(), "Hi Ann from Austin");
         assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
+        assert_eq!(cached_here(), before + 1, "compiled once, rendered twice");
         assert_eq!(render(source, &lacking).unwrap_err().missing, vec!["contact.fields.city"]);
         for i in 0..=CACHED_TEMPLATES {
             assert_eq!(render(&format!("{i}: {{{{contact.name}}}}"), &austin).unwrap(), format!("{i}: Ann"));
         }
         assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
         assert!(render("Hi {{ contact.name", &austin).unwrap_err().message.contains("syntax error"));
+    }
+
+    /// A message is text: a template whose text ends like an HTML file name is not escaped,
+    /// and a template cannot reach another one by a name, cached or not.
+    #[test]
+    fn cached_templates_are_text_and_stand_alone() {
+        let tom = context(&Contact::default().name("Tom & <Jerry>"), &json!({}));
+        for _ in 0..2 {
+            assert_eq!(
+                render("Hi {{contact.name}}, see x.io/a.html", &tom).unwrap(),
+                "Hi Tom & <Jerry>, see x.io/a.html"
+            );
+        }
+        let first = "Hi {{contact.name}}";
+        render(first, &tom).unwrap();
+        for attempt in [format!("{{% include {first:?} %}}"), "{% include \"0\" %}".to_owned()] {
+            assert!(render(&attempt, &tom).is_err(), "{attempt} found another template");
+            assert!(render(&attempt, &tom).is_err(), "{attempt} found another template, cached");
+        }
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //! nothing starts. If looking up the contact's phone or email in Kommo takes longer than the
 //! answer may wait, the rest continues in the background. If the process dies meanwhile, the
 //! held request's lease (5 minutes) runs out and a worker started by
-//! [`App::spawn_workers`](crate::App::spawn_workers) (at start-up, then every 30 s) takes it
-//! over, on this instance after a restart or on another one: it does the work again, and
-//! finds the cascade by its key if it was started before the crash.
+//! [`App::spawn_workers`](crate::App::spawn_workers) (looking at start-up, then every 30 s),
+//! on this instance after a restart or on another one, takes it over: it does the work
+//! again, and finds the cascade by its key if it was started before the crash. A failure that
+//! may pass (the Kommo API or the store unavailable, the server stopping) leaves the request
+//! held for the same worker; after an hour of them the bot is told `fail`.
 //!
 //! When the cascade ends, the callback worker posts
 //! `{"data": {"status": "success" | "fail", ...}}` to `return_url` with the account's token
@@ -53,8 +55,10 @@ const LEASE: Duration = Duration::from_secs(300);
 /// How often [`resume`] looks for held requests whose lease ran out.
 const POLL: Duration = Duration::from_secs(30);
 
-/// How many held requests [`resume`] takes at a time.
-const CLAIM: usize = 16;
+/// How many held requests [`resume`] takes, and works on together, at a time: few enough that
+/// all of them finish well inside their lease (each may make a few Kommo calls of at most
+/// `kommo.timeout`).
+const CLAIM: usize = 4;
 
 /// What a held request keeps: everything [`start`] needs, the token left out.
 #[derive(Serialize, Deserialize)]
@@ -110,42 +114,88 @@ pub async fn widget_request(
         Problem::new(ProblemKind::Internal, "the request could not be processed")
     })?;
     let hold = NewHeldRequest { key: key.clone(), kind: HELD_KIND.into(), body };
-    app.inner().engine.store().hold_request(&hold, app.inner().engine.now(), LEASE).await?;
+    let now = app.inner().engine.now();
+    if !app.inner().engine.store().hold_request(&hold, now, LEASE).await? {
+        // Kommo sent it again while the first is still held: that one's work (or, if its
+        // instance died, the worker that takes it over) continues the bot.
+        tracing::info!(account = %held.verified.account, "kommo: widget_request already held");
+        return Ok(accepted(None));
+    }
     let work = {
         let app = app.clone();
-        async move { work(&app, &kommo, &key, &held).await }
+        async move { work(&app, &kommo, &key, &held, now).await }
     };
     let mut task = tokio::spawn(work);
     match tokio::time::timeout(BUDGET, &mut task).await {
-        Ok(Ok(Some(id))) => {
-            Ok((StatusCode::OK, axum::Json(json!({"status": "accepted", "cascade_id": id}))).into_response())
-        }
-        Ok(Ok(None)) => Ok((StatusCode::OK, axum::Json(json!({"status": "failed"}))).into_response()),
+        Ok(Ok(Worked::Started(id))) => Ok(accepted(Some(id))),
+        Ok(Ok(Worked::Refused)) => Ok((StatusCode::OK, axum::Json(json!({"status": "failed"}))).into_response()),
+        // Held: done again once its lease runs out.
+        Ok(Ok(Worked::Later)) => Ok(accepted(None)),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "kommo widget_request task failed");
             Err(Problem::new(ProblemKind::Internal, "the request could not be processed"))
         }
-        Err(_) => {
-            // Still looking the contact up: the task goes on, Kommo gets its answer now.
-            Ok((StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response())
-        }
+        // Still looking the contact up: the task goes on, Kommo gets its answer now.
+        Err(_) => Ok(accepted(None)),
     }
 }
 
-/// Starts the cascade of a held request (or tells the bot `fail`), then releases it. Returns
-/// the cascade id.
-async fn work(app: &App, kommo: &Kommo, key: &str, held: &Held) -> Option<String> {
-    let id = start(app, kommo, &held.verified, &held.request).await;
+/// The `200` of a request taken: with its cascade's id when it has one already.
+fn accepted(cascade: Option<String>) -> Response {
+    let body = match cascade {
+        Some(id) => json!({"status": "accepted", "cascade_id": id}),
+        None => json!({"status": "accepted"}),
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// What became of a held request's work.
+#[derive(Debug)]
+enum Worked {
+    /// Its cascade runs (started now or before); the request is released.
+    Started(String),
+    /// No cascade can start (bad data, no policy…) and the bot was told `fail`; released.
+    Refused,
+    /// It could not be done now (the Kommo API or the store unavailable, the server stopping):
+    /// the request stays held and is done again once its lease runs out.
+    Later,
+}
+
+/// How long a held request is retried after failures that may pass: then the bot is told
+/// `fail` and the request let go.
+const GIVE_UP: Duration = Duration::from_secs(3600);
+
+/// Does a held request's work (held since `held_at`) and releases it unless it must be
+/// done again later.
+async fn work(app: &App, kommo: &Kommo, key: &str, held: &Held, held_at: cascade_engine::Timestamp) -> Worked {
+    let worked = match start(app, kommo, &held.verified, &held.request).await {
+        Ok(Some(id)) => Worked::Started(id),
+        Ok(None) => Worked::Refused,
+        Err(reason)
+            if app.inner().engine.now() - held_at >= chrono::Duration::from_std(GIVE_UP).unwrap_or_default() =>
+        {
+            tracing::warn!(account = %held.verified.account, reason = %reason, "kommo: a widget_request failed for an hour; giving up");
+            if let Err(e) = fail(kommo, &held.verified, &held.request, reason).await {
+                tracing::warn!(account = %held.verified.account, error = %e, "kommo: the bot could not be told `fail`");
+            }
+            Worked::Refused
+        }
+        Err(reason) => {
+            tracing::warn!(account = %held.verified.account, reason = %reason, "kommo: a widget_request could not be done now; it is done again once its lease runs out");
+            return Worked::Later;
+        }
+    };
     if let Err(e) = app.inner().engine.store().release_request(key).await {
         // Done again once its lease runs out: the same cascade is found, none is added.
         tracing::warn!(error = %e, "kommo: the held widget_request could not be released");
     }
-    id
+    worked
 }
 
-/// Takes over held requests whose lease ran out (their instance died or was stopped before
-/// finishing them) and does their work again: at once, then every [`POLL`] (more often while
-/// there are many), until `stop` is notified. Without Kommo configured there is nothing to do.
+/// Takes over held requests whose lease ran out (their instance died, stopped, or failed to
+/// do them) and does their work again, a few at a time and concurrently: at once, then every
+/// [`POLL`] (more often while there are many), until `stop` is notified. Without Kommo
+/// configured there is nothing to do.
 pub(crate) async fn resume(app: App, mut stop: watch::Receiver<bool>) {
     let Some(kommo) = app.inner().kommo.clone() else { return };
     let store = app.inner().engine.store().clone();
@@ -161,18 +211,23 @@ pub(crate) async fn resume(app: App, mut stop: watch::Receiver<bool>) {
             }
         };
         let full = claimed.len() == CLAIM;
+        let mut running = tokio::task::JoinSet::new();
         for item in claimed {
             match serde_json::from_value::<Held>(item.body) {
                 Ok(held) => {
                     tracing::info!(account = %held.verified.account, held_at = %item.held_at, "kommo: resuming a widget_request");
-                    work(&app, &kommo, &item.key, &held).await;
+                    let (app, kommo) = (app.clone(), kommo.clone());
+                    running.spawn(async move { work(&app, &kommo, &item.key, &held, item.held_at).await });
                 }
                 Err(e) => {
                     tracing::error!(key = %item.key, error = %e, "kommo: a held widget_request cannot be read; dropped");
-                    let _ = store.release_request(&item.key).await;
+                    if let Err(e) = store.release_request(&item.key).await {
+                        tracing::warn!(key = %item.key, error = %e, "kommo: an unreadable held widget_request could not be released");
+                    }
                 }
             }
         }
+        while running.join_next().await.is_some() {}
         if full {
             continue;
         }
@@ -183,35 +238,38 @@ pub(crate) async fn resume(app: App, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Maps and starts the cascade; on failure tells the bot `fail`. Returns the cascade id.
-async fn start(app: &App, kommo: &Kommo, verified: &Verified, req: &WidgetRequest) -> Option<String> {
-    let account = verified.account.clone();
-    let fail = |reason: String| async move {
-        tracing::warn!(account = %account, reason = %reason, "kommo: no cascade started; telling the bot `fail`");
-        let report = ContinueReport::new("", false);
-        let result = kommo.continue_bot(&verified.account, &req.return_url, &report).await;
-        tracing::info!(result = ?result, "kommo: fail reported");
-    };
+/// Tells the bot `fail`. `Err` (with why) if Kommo could not be told now and should be told
+/// later.
+async fn fail(kommo: &Kommo, verified: &Verified, req: &WidgetRequest, reason: String) -> Result<(), String> {
+    tracing::warn!(account = %verified.account, reason = %reason, "kommo: no cascade started; telling the bot `fail`");
+    let report = ContinueReport::new("", false);
+    let result = kommo.continue_bot(&verified.account, &req.return_url, &report).await;
+    tracing::info!(result = ?result, "kommo: fail reported");
+    match result {
+        cascade_kommo::ContinueResult::Transient { detail, .. } => Err(format!("telling the bot `fail`: {detail}")),
+        _ => Ok(()),
+    }
+}
+
+/// Maps and starts the cascade; if none can start, tells the bot `fail` (`Ok(None)`).
+/// `Ok(Some(id))`: its cascade runs. `Err(why)`: a failure that may pass (the Kommo API or
+/// the store unavailable, the engine stopping, Kommo not reachable to be told `fail`).
+async fn start(app: &App, kommo: &Kommo, verified: &Verified, req: &WidgetRequest) -> Result<Option<String>, String> {
+    let refuse = |reason: String| async move { fail(kommo, verified, req, reason).await.map(|()| None) };
     let mapped = match kommo.to_cascade(verified, req).await {
         Ok(m) => m,
-        Err(e) => {
-            fail(e.to_string()).await;
-            return None;
-        }
+        Err(e @ KommoError::Upstream(_)) => return Err(e.to_string()),
+        Err(e) => return refuse(e.to_string()).await,
     };
     let policy_value = match mapped.policy {
         Some(name) => serde_json::Value::String(name),
         None => {
-            fail("no policy: set data[policy], the account's policy or kommo.default_policy".into()).await;
-            return None;
+            return refuse("no policy: set data[policy], the account's policy or kommo.default_policy".into()).await;
         }
     };
     let policy = match app.resolve_policy(&policy_value) {
         Ok(p) => p,
-        Err(errors) => {
-            fail(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await;
-            return None;
-        }
+        Err(errors) => return refuse(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).await,
     };
     let mut request = CascadeRequest::new(mapped.contact, Message::text(mapped.text), policy);
     request.variables = mapped.variables;
@@ -222,18 +280,16 @@ async fn start(app: &App, kommo: &Kommo, verified: &Verified, req: &WidgetReques
     match app.inner().engine.submit(request).await {
         Ok(handle) => {
             tracing::info!(cascade = %handle.id(), account = %verified.account, existing = handle.is_existing(), "kommo: cascade started");
-            Some(handle.id().to_string())
+            Ok(Some(handle.id().to_string()))
         }
         // This bot step has its cascade already (the contact read from Kommo changed since it
         // was started): that one continues the bot.
         Err(SubmitError::IdempotencyConflict { existing, .. }) => {
             tracing::info!(cascade = %existing, account = %verified.account, "kommo: cascade already started");
-            Some(existing.to_string())
+            Ok(Some(existing.to_string()))
         }
-        Err(e) => {
-            fail(e.to_string()).await;
-            None
-        }
+        Err(e @ (SubmitError::ShuttingDown | SubmitError::Store(_))) => Err(e.to_string()),
+        Err(e) => refuse(e.to_string()).await,
     }
 }
 

@@ -53,6 +53,8 @@ struct Bot {
     answer: Arc<Mutex<u16>>,
     /// The next lead lookup never answers (the instance that makes it is as good as dead).
     hang_next_lookup: Arc<AtomicBool>,
+    /// Lead lookups answer 503 (Kommo's API is down).
+    lookups_fail: Arc<AtomicBool>,
     lookups: Arc<Mutex<u32>>,
 }
 
@@ -63,12 +65,16 @@ async fn bot(State(b): State<Bot>, headers: HeaderMap, body: axum::Json<Value>) 
 }
 
 /// `GET /api/v4/leads/{id}?with=contacts`: its main contact is 902.
-async fn lead(State(b): State<Bot>) -> axum::Json<Value> {
+async fn lead(State(b): State<Bot>) -> axum::response::Response {
+    use axum::response::IntoResponse;
     *b.lookups.lock().expect("lock") += 1;
     if b.hang_next_lookup.swap(false, Ordering::SeqCst) {
         std::future::pending::<()>().await;
     }
-    axum::Json(json!({"_embedded": {"contacts": [{"id": 902, "is_main": true}]}}))
+    if b.lookups_fail.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    axum::Json(json!({"_embedded": {"contacts": [{"id": 902, "is_main": true}]}})).into_response()
 }
 
 /// `GET /api/v4/contacts/902`.
@@ -282,6 +288,33 @@ async fn a_request_its_instance_did_not_finish_is_finished_by_the_next_one() {
     assert_eq!(held(store.as_ref()).await, [], "the request is let go once its cascade started");
     assert!(bot.calls.lock().expect("lock").is_empty(), "the bot was not told `fail`");
     assert_eq!(*bot.lookups.lock().expect("lock"), 2, "looked up by the first and the next instance only");
+}
+
+#[tokio::test]
+async fn a_request_kommo_cannot_answer_for_now_is_kept_for_later_and_done_once() {
+    let (bot, base) = mock_kommo(200).await;
+    let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    bot.lookups_fail.store(true, Ordering::SeqCst);
+    let first = app_for(&base, |e| e.store(store.clone())).await;
+    let (s, r) = post(&first, form_with_lead(&token(SECRET), &return_url)).await;
+    assert_eq!((s, &r), (StatusCode::OK, &json!({"status": "accepted"})), "not a failure: it may pass");
+    // Kommo sends it again while it is held: that one is left to the first.
+    let (s, r) = post(&first, form_with_lead(&token(SECRET), &return_url)).await;
+    assert_eq!((s, &r), (StatusCode::OK, &json!({"status": "accepted"})));
+    assert_eq!(*bot.lookups.lock().expect("lock"), 1, "the resent request did no work of its own");
+    assert!(bot.calls.lock().expect("lock").is_empty(), "the bot was not told `fail`");
+
+    // Kommo's API is back; once the lease ran out, the request is done.
+    bot.lookups_fail.store(false, Ordering::SeqCst);
+    let six_minutes_on = TokioClock::starting_at(chrono::Utc::now() + chrono::Duration::minutes(6));
+    let next = app_for(&base, |e| e.store(store.clone()).clock(six_minutes_on)).await;
+    let workers = next.app.spawn_workers();
+    assert_eq!(next.wait_sends(1).await[0].request.address.value, "+15551234567");
+    workers.stop().await;
+    assert_eq!(store.list(&ListFilter { limit: 10, ..ListFilter::default() }).await.expect("list").len(), 1);
+    assert_eq!(held(store.as_ref()).await, [], "let go once its cascade started");
+    assert!(bot.calls.lock().expect("lock").is_empty(), "the bot was never told `fail`");
 }
 
 #[tokio::test]
