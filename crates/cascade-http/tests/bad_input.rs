@@ -8,20 +8,18 @@
 //!
 //! Cases per property: 64 or 128, or `PROPTEST_CASES`.
 
+mod common;
 mod intakes;
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cascade_engine::{Connection, Engine, Policy, Step};
 use cascade_http::App;
 use cascade_http::auth::{ApiKey, Scope};
 use cascade_testkit::mutate::{Payload, bytes, config, mutated, syntax_soup};
 use cascade_testkit::{StubChannel, caps};
-use hmac::{Hmac, Mac};
 use intakes::{Provider, providers};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -390,14 +388,7 @@ fn kommo_token() -> String {
         "iat": now - 1, "nbf": now - 1, "exp": now + 3600,
         "account_id": 30112233, "client_uuid": KOMMO_INTEGRATION,
     });
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(json!({"alg": "HS512", "typ": "JWT"}).to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let mut mac = Hmac::<sha2::Sha512>::new_from_slice(KOMMO_SECRET.as_bytes()).expect("key");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    common::kommo_jwt(&claims, KOMMO_SECRET)
 }
 
 /// Widget requests of three bot runs, numbered from `first` (each `return_url` starts one

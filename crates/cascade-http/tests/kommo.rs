@@ -9,20 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cascade_engine::clock::TokioClock;
-use cascade_engine::store::{
-    AttemptRef, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, OutboxCounts, OutboxItem,
-};
-use cascade_engine::{CascadeId, ChannelName, EngineBuilder, Event, MemoryStore, Store, StoreError, Timestamp};
+use cascade_engine::store::ListFilter;
+use cascade_engine::{EngineBuilder, MemoryStore, Store};
 use cascade_http::callbacks::CallbackSettings;
 use cascade_http::kommo::HELD_KIND;
+use cascade_testkit::CoreOnlyStore;
 use common::*;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
 const INTEGRATION: &str = "5f2c9a43-8d1e-4c1b-9a57-0c6f1e2d3b4a";
@@ -36,14 +31,7 @@ fn token(secret: &str) -> String {
         "iat": now - 1.0, "nbf": now - 1.0, "exp": now + 300.0,
         "account_id": 30112233, "client_uuid": INTEGRATION,
     });
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(json!({"alg": "HS512", "typ": "JWT"}).to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let mut mac = Hmac::<sha2::Sha512>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    kommo_jwt(&claims, secret)
 }
 
 /// Kommo as the tests see it: the bot waiting for its continue call, and the account's API.
@@ -321,7 +309,7 @@ async fn a_request_kommo_cannot_answer_for_now_is_kept_for_later_and_done_once()
 async fn a_store_that_cannot_hold_the_request_is_a_503_and_starts_nothing() {
     let (bot, base) = mock_kommo(200).await;
     let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
-    let t = app_for(&base, |e| e.store(Arc::new(HoldsNothing(MemoryStore::new())))).await;
+    let t = app_for(&base, |e| e.store(Arc::new(CoreOnlyStore::new()))).await;
     let (s, p) = post(&t, form(&token(SECRET), &return_url)).await;
     assert_problem(s, &p, 503, "unavailable", None);
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("keeps no held requests")), "{p}");
@@ -330,61 +318,4 @@ async fn a_store_that_cannot_hold_the_request_is_a_503_and_starts_nothing() {
         []
     );
     assert!(t.whatsapp.sends().is_empty() && bot.calls.lock().expect("lock").is_empty());
-}
-
-/// A store that keeps cascades (in memory) but no held requests, as a custom store that leaves
-/// those methods out.
-#[derive(Debug)]
-struct HoldsNothing(MemoryStore);
-
-#[async_trait]
-impl Store for HoldsNothing {
-    async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
-        self.0.create(record, events).await
-    }
-    async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
-        self.0.load(id).await
-    }
-    async fn save(&self, update: &CascadeUpdate) -> Result<u64, StoreError> {
-        self.0.save(update).await
-    }
-    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
-        self.0.events(id).await
-    }
-    async fn find_attempt(&self, adapter: &str, id: &str) -> Result<Option<AttemptRef>, StoreError> {
-        self.0.find_attempt(adapter, id).await
-    }
-    async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
-        self.0.claim_due(now, limit, lease).await
-    }
-    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.0.next_wake().await
-    }
-    async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
-        self.0.running_for_address(channel, address).await
-    }
-    async fn touch_conversation(&self, conversation: Conversation) -> Result<(), StoreError> {
-        self.0.touch_conversation(conversation).await
-    }
-    async fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
-        self.0.conversations(addresses).await
-    }
-    async fn list(&self, filter: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
-        self.0.list(filter).await
-    }
-    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.claim_outbox(now, limit, lease).await
-    }
-    async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
-        self.0.outbox_result(id, result).await
-    }
-    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.dead_letters(before, limit).await
-    }
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        self.0.outbox_counts().await
-    }
-    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
-        self.0.purge_finished(before, limit).await
-    }
 }

@@ -9,19 +9,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use cascade_engine::store::{
-    AttemptRef, CascadeRecord, CascadeUpdate, Conversation, Created, ListFilter, OutboxCounts, OutboxItem,
-};
-use cascade_engine::{
-    CascadeId, ChannelName, Connection, Engine, Event, MemoryStore, Policy, Status, Step, Store, StoreError, Timestamp,
-};
+use cascade_engine::{Connection, Engine, MemoryStore, Policy, Status, Step, Store, StoreError};
 use cascade_http::App;
 use cascade_http::auth::{ApiKey, Scope};
 use cascade_http::policies::PolicySource;
-use cascade_testkit::{StubChannel, caps};
+use cascade_testkit::{CoreOnlyStore, StubChannel, caps};
 use common::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -347,7 +341,7 @@ async fn instances_on_one_store_converge_on_refresh() {
 
 #[tokio::test]
 async fn a_store_that_keeps_no_policies_leaves_the_configuration_in_force() {
-    let app = app_on(Arc::new(NoPolicies(MemoryStore::new())));
+    let app = app_on(Arc::new(CoreOnlyStore::new()));
     let refreshed = app.policies().refresh().await;
     assert!(matches!(refreshed, Err(StoreError::Unavailable(_))), "{refreshed:?}");
     assert_eq!(app.policies().names(), ["default"]);
@@ -363,61 +357,4 @@ async fn a_store_that_keeps_no_policies_leaves_the_configuration_in_force() {
     let (status, _, p) = delete(&t, "nope", None).await;
     assert_problem(status, &p, 404, "not-found", None);
     assert_eq!(t.app.policies().resolve("default").map(|p| p.steps.len()), Some(2));
-}
-
-/// A store that keeps cascades (in memory) but no policies, as a custom store that leaves the
-/// policy methods out.
-#[derive(Debug)]
-struct NoPolicies(MemoryStore);
-
-#[async_trait]
-impl Store for NoPolicies {
-    async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
-        self.0.create(record, events).await
-    }
-    async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
-        self.0.load(id).await
-    }
-    async fn save(&self, update: &CascadeUpdate) -> Result<u64, StoreError> {
-        self.0.save(update).await
-    }
-    async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
-        self.0.events(id).await
-    }
-    async fn find_attempt(&self, adapter: &str, id: &str) -> Result<Option<AttemptRef>, StoreError> {
-        self.0.find_attempt(adapter, id).await
-    }
-    async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
-        self.0.claim_due(now, limit, lease).await
-    }
-    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.0.next_wake().await
-    }
-    async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
-        self.0.running_for_address(channel, address).await
-    }
-    async fn touch_conversation(&self, conversation: Conversation) -> Result<(), StoreError> {
-        self.0.touch_conversation(conversation).await
-    }
-    async fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
-        self.0.conversations(addresses).await
-    }
-    async fn list(&self, filter: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
-        self.0.list(filter).await
-    }
-    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.claim_outbox(now, limit, lease).await
-    }
-    async fn outbox_result(&self, id: u64, result: Result<(), (String, Option<Timestamp>)>) -> Result<(), StoreError> {
-        self.0.outbox_result(id, result).await
-    }
-    async fn dead_letters(&self, before: Option<u64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.0.dead_letters(before, limit).await
-    }
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        self.0.outbox_counts().await
-    }
-    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
-        self.0.purge_finished(before, limit).await
-    }
 }

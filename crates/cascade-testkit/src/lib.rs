@@ -9,6 +9,7 @@
 //! - [`strategies`]: proptest strategies for policies and event streams;
 //! - [`mutate`]: arbitrary bytes and broken real payloads for robustness tests, and a deadline
 //!   that turns a hang into a failure;
+//! - [`CoreOnlyStore`]: a store with none of the trait's optional parts;
 //! - [`store_conformance`]: one suite every [`Store`](cascade_engine::Store) implementation
 //!   must pass.
 //!
@@ -22,12 +23,14 @@
 
 mod clock;
 mod conformance;
+mod core_only;
 pub mod mutate;
 pub mod strategies;
 mod stub;
 
 pub use clock::ManualClock;
 pub use conformance::{sample_record, store_conformance};
+pub use core_only::CoreOnlyStore;
 pub use stub::{SentMessage, StubChannel};
 
 /// Capability presets shaped like the real channels.
