@@ -8,8 +8,8 @@
 //! at `/files/{id}`, link redirects at `/l/{token}`, the Kommo SalesBot endpoint, `/healthz`,
 //! `/readyz`, `/metrics`, and the OpenAPI document at `/v1/openapi.json`. Errors are
 //! `application/problem+json`. Background work (callback delivery, metrics, the campaign
-//! runner, reading stored policies, resuming held Kommo requests) runs in [`App::spawn_workers`]; [`App::serve`] runs it all
-//! and stops in order.
+//! runner, reading stored policies, resuming held Kommo requests) runs in
+//! [`App::spawn_workers`]; [`App::serve`] runs it all and stops in order.
 //!
 //! ```no_run
 //! # async fn demo(engine: cascade_engine::Engine) -> std::io::Result<()> {
