@@ -343,6 +343,9 @@ mod tests {
         assert_eq!(render(source, &austin).unwrap(), "Hi Ann from Austin");
         assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
         assert_eq!(cached_here(), before + 1, "compiled once, rendered twice");
+        let long = format!("{{{{contact.name}}}}{}", "x".repeat(CACHED_SOURCE));
+        assert!(render(&long, &austin).unwrap().starts_with("Annxxx"));
+        assert_eq!(cached_here(), before + 1, "a template over the size limit is not kept");
         assert_eq!(render(source, &lacking).unwrap_err().missing, vec!["contact.fields.city"]);
         for i in 0..=CACHED_TEMPLATES {
             assert_eq!(render(&format!("{i}: {{{{contact.name}}}}"), &austin).unwrap(), format!("{i}: Ann"));

@@ -306,6 +306,27 @@ async fn a_request_kommo_cannot_answer_for_now_is_kept_for_later_and_done_once()
 }
 
 #[tokio::test]
+async fn a_request_kommo_cannot_answer_for_an_hour_fails_the_bot_and_is_let_go() {
+    let (bot, base) = mock_kommo(200).await;
+    let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    bot.lookups_fail.store(true, Ordering::SeqCst);
+    let first = app_for(&base, |e| e.store(store.clone())).await;
+    let (s, r) = post(&first, form_with_lead(&token(SECRET), &return_url)).await;
+    assert_eq!((s, &r), (StatusCode::OK, &json!({"status": "accepted"})));
+
+    // An hour on, Kommo's API still fails: the bot is told `fail` and the request let go.
+    let an_hour_on = TokioClock::starting_at(chrono::Utc::now() + chrono::Duration::minutes(61));
+    let next = app_for(&base, |e| e.store(store.clone()).clock(an_hour_on)).await;
+    let workers = next.app.spawn_workers();
+    assert_eq!(wait_calls(&bot, 1).await[0].1["data"]["status"], "fail");
+    workers.stop().await;
+    assert_eq!(*bot.lookups.lock().expect("lock"), 2, "tried once more before giving up");
+    assert_eq!(held(store.as_ref()).await, [], "let go");
+    assert!(next.whatsapp.sends().is_empty() && next.sms.sends().is_empty());
+}
+
+#[tokio::test]
 async fn a_store_that_cannot_hold_the_request_is_a_503_and_starts_nothing() {
     let (bot, base) = mock_kommo(200).await;
     let return_url = format!("{base}/api/v4/salesbot/4127/continue/88213");
