@@ -173,9 +173,11 @@ async fn record(AxumState(state): AxumState<Arc<State>>, request: Request, next:
             status: if reset { 0 } else { response.status().as_u16() },
             message_id: response.extensions().get::<MessageTag>().map(|t| t.0.clone()),
             reset,
-            abandoned: answer.is_closed(),
+            // A reset drops the request on the sandbox's side too: that is not its client
+            // giving up.
+            abandoned: !reset && answer.is_closed(),
         });
-        if answer.send(response).is_err() {
+        if answer.send(response).is_err() && !reset {
             state.mark_abandoned(seq);
         }
     });
