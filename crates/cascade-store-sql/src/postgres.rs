@@ -93,20 +93,15 @@ impl PgStore {
             conn.close().await.map_err(unreachable)?;
             options = options.options([("search_path", schema.as_str())]);
         }
-        let pool = |n: u32, test: bool| {
+        let pool = |n: u32| {
             PgPoolOptions::new()
                 .max_connections(n)
                 .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(test)
                 .connect_with(options.clone())
         };
-        // The writer's connection is checked before each batch (one round trip per batch). A
-        // reader's is not: that would be a round trip per read. One broken by a server restart
-        // fails its query and is closed when released (sqlx pings each connection it takes
-        // back), so the caller's retry gets a new one.
-        let write = pool(config.writers.max(1) as u32, true).await.map_err(unreachable)?;
+        let write = pool(config.writers.max(1) as u32).await.map_err(unreachable)?;
         crate::migrate::migrator(crate::migrate::POSTGRES).await?.run(&write).await.map_err(crate::migrate::failed)?;
-        let read = pool(config.max_connections.max(1), false).await.map_err(unreachable)?;
+        let read = pool(config.max_connections.max(1)).await.map_err(unreachable)?;
         let writer = Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch);
         Ok(Self { read, writer })
     }
