@@ -454,6 +454,18 @@ pub(crate) fn tally(
 }
 
 /// A database error as a store error.
+/// Whether `e` says the connection it came from is gone (the database restarted, the
+/// network dropped it), so the same statement may well work on another connection.
+pub(crate) fn broken(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // Class 57P: the server is shutting down or restarting (admin_shutdown,
+        // crash_shutdown, cannot_connect_now).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {

@@ -93,15 +93,18 @@ impl PgStore {
             conn.close().await.map_err(unreachable)?;
             options = options.options([("search_path", schema.as_str())]);
         }
-        let pool = |n: u32| {
+        let pool = |n: u32, checked: bool| {
             PgPoolOptions::new()
                 .max_connections(n)
                 .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(checked)
                 .connect_with(options.clone())
         };
-        let write = pool(config.writers.max(1) as u32).await.map_err(unreachable)?;
+        let write = pool(config.writers.max(1) as u32, true).await.map_err(unreachable)?;
         crate::migrate::migrator(crate::migrate::POSTGRES).await?.run(&write).await.map_err(crate::migrate::failed)?;
-        let read = pool(config.max_connections.max(1)).await.map_err(unreachable)?;
+        // Readers skip the check before each use (a round trip per read): a read that meets a
+        // broken connection runs again on another (`shared::reading!`).
+        let read = pool(config.max_connections.max(1), false).await.map_err(unreachable)?;
         let writer = Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch);
         Ok(Self { read, writer })
     }

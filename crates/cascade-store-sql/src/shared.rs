@@ -462,10 +462,12 @@ macro_rules! define_sql_store {
                 &self,
                 id: cascade_engine::CascadeId,
             ) -> Result<Option<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
-                let mut q =
-                    sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ");
-                q.push_bind(*id.as_uuid());
-                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                let row = crate::shared::reading!(self.read, conn => {
+                    let mut q =
+                        sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ");
+                    q.push_bind(*id.as_uuid());
+                    q.build().fetch_optional(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 row.as_ref().map(record_row).transpose()
             }
 
@@ -480,10 +482,11 @@ macro_rules! define_sql_store {
                 &self,
                 id: cascade_engine::CascadeId,
             ) -> Result<Vec<cascade_engine::Event>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body FROM events WHERE cascade_id = ");
-                q.push_bind(*id.as_uuid()).push(" ORDER BY seq");
-                let rows: Vec<String> =
-                    q.build_query_scalar().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let rows: Vec<String> = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body FROM events WHERE cascade_id = ");
+                    q.push_bind(*id.as_uuid()).push(" ORDER BY seq");
+                    q.build_query_scalar().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 if rows.is_empty() && self.load(id).await?.is_none() {
                     return Err(cascade_engine::StoreError::NotFound(id));
                 }
@@ -497,10 +500,12 @@ macro_rules! define_sql_store {
             ) -> Result<Option<cascade_engine::store::AttemptRef>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
-                let mut q =
-                    sqlx::QueryBuilder::<$db>::new("SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ");
-                q.push_bind(adapter).push(" AND provider_message_id = ").push_bind(provider_message_id);
-                let Some(row) = q.build().fetch_optional(&self.read).await.map_err(unavailable)? else {
+                let Some(row) = crate::shared::reading!(self.read, conn => {
+                    let mut q =
+                        sqlx::QueryBuilder::<$db>::new("SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ");
+                    q.push_bind(adapter).push(" AND provider_message_id = ").push_bind(provider_message_id);
+                    q.build().fetch_optional(&mut *conn).await
+                }).map_err(unavailable)? else {
                     return Ok(None);
                 };
                 let cascade: uuid::Uuid = row.try_get(0).map_err(unavailable)?;
@@ -522,10 +527,12 @@ macro_rules! define_sql_store {
 
             async fn next_wake(&self) -> Result<Option<cascade_engine::Timestamp>, cascade_engine::StoreError> {
                 let next: Option<i64> =
-                    sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
-                        .fetch_one(&self.read)
-                        .await
-                        .map_err(crate::codec::unavailable)?;
+                    crate::shared::reading!(self.read, conn => {
+                        sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
+                            .fetch_one(&mut *conn)
+                            .await
+                    })
+                    .map_err(crate::codec::unavailable)?;
                 Ok(next.map(crate::codec::from_ts))
             }
 
@@ -534,10 +541,11 @@ macro_rules! define_sql_store {
                 channel: &cascade_engine::ChannelName,
                 address: &str,
             ) -> Result<Vec<cascade_engine::CascadeId>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT cascade_id FROM addresses WHERE channel = ");
-                q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address);
-                let ids: Vec<uuid::Uuid> =
-                    q.build_query_scalar().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let ids: Vec<uuid::Uuid> = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT cascade_id FROM addresses WHERE channel = ");
+                    q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address);
+                    q.build_query_scalar().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 Ok(ids.into_iter().map(cascade_engine::CascadeId::from_uuid).collect())
             }
 
@@ -564,15 +572,17 @@ macro_rules! define_sql_store {
                     .collect();
                 let mut found = Vec::new();
                 for chunk in addresses.chunks(crate::hot::CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT channel, address, connection, last_inbound_at, last_delivery_at FROM conversations \
-                         WHERE (channel, address) IN (",
-                    );
-                    q.push_values(chunk, |mut b, (channel, address)| {
-                        b.push_bind(channel.as_str()).push_bind(address.as_str());
-                    });
-                    q.push(")");
-                    for row in q.build().fetch_all(&self.read).await.map_err(unavailable)? {
+                    for row in crate::shared::reading!(self.read, conn => {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT channel, address, connection, last_inbound_at, last_delivery_at FROM conversations \
+                             WHERE (channel, address) IN (",
+                        );
+                        q.push_values(chunk, |mut b, (channel, address)| {
+                            b.push_bind(channel.as_str()).push_bind(address.as_str());
+                        });
+                        q.push(")");
+                        q.build().fetch_all(&mut *conn).await
+                    }).map_err(unavailable)? {
                         let channel: &str = row.try_get(0).map_err(unavailable)?;
                         let address: String = row.try_get(1).map_err(unavailable)?;
                         let connection: &str = row.try_get(2).map_err(unavailable)?;
@@ -598,10 +608,12 @@ macro_rules! define_sql_store {
                 &self,
                 filter: &cascade_engine::store::ListFilter,
             ) -> Result<Vec<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
-                let mut q =
-                    sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1");
-                crate::list_filter!(q, filter, $contains, $close);
-                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q =
+                        sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1");
+                    crate::list_filter!(q, filter, $contains, $close);
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 rows.iter().map(record_row).collect()
             }
 
@@ -627,21 +639,24 @@ macro_rules! define_sql_store {
                 before: Option<u64>,
                 limit: usize,
             ) -> Result<Vec<cascade_engine::store::OutboxItem>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, cascade_id, url, body, tries, next_at, last_error, dead FROM outbox WHERE dead = ",
-                );
-                q.push_bind(true);
-                if let Some(before) = before {
-                    q.push(" AND id < ").push_bind(i64::try_from(before).unwrap_or(i64::MAX));
-                }
-                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, cascade_id, url, body, tries, next_at, last_error, dead FROM outbox WHERE dead = ",
+                    );
+                    q.push_bind(true);
+                    if let Some(before) = before {
+                        q.push(" AND id < ").push_bind(i64::try_from(before).unwrap_or(i64::MAX));
+                    }
+                    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 rows.iter().map(outbox_row).collect()
             }
 
             async fn outbox_counts(&self) -> Result<cascade_engine::store::OutboxCounts, cascade_engine::StoreError> {
                 let (pending, dead): (i64, i64) =
-                    sqlx::query_as($outbox_counts).fetch_one(&self.read).await.map_err(crate::codec::unavailable)?;
+                    crate::shared::reading!(self.read, conn => { sqlx::query_as($outbox_counts).fetch_one(&mut *conn).await })
+                        .map_err(crate::codec::unavailable)?;
                 Ok(cascade_engine::store::OutboxCounts { pending: pending as u64, dead: dead as u64 })
             }
 
@@ -664,13 +679,15 @@ macro_rules! define_sql_store {
                 &self,
                 id: cascade_engine::CampaignId,
             ) -> Result<Option<cascade_engine::store::CampaignRecord>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
-                    "SELECT ",
-                    crate::campaign_columns!(),
-                    " FROM campaigns WHERE id = "
-                ));
-                q.push_bind(*id.as_uuid());
-                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                let row = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT ",
+                        crate::campaign_columns!(),
+                        " FROM campaigns WHERE id = "
+                    ));
+                    q.push_bind(*id.as_uuid());
+                    q.build().fetch_optional(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 row.as_ref().map(campaign_row).transpose()
             }
 
@@ -680,19 +697,21 @@ macro_rules! define_sql_store {
                 owner: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<cascade_engine::store::CampaignRecord>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
-                    "SELECT ",
-                    crate::campaign_columns!(),
-                    " FROM campaigns WHERE 1 = 1"
-                ));
-                if let Some(b) = before {
-                    q.push(" AND id < ").push_bind(*b.as_uuid());
-                }
-                if let Some(o) = owner {
-                    q.push(" AND owner = ").push_bind(o);
-                }
-                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT ",
+                        crate::campaign_columns!(),
+                        " FROM campaigns WHERE 1 = 1"
+                    ));
+                    if let Some(b) = before {
+                        q.push(" AND id < ").push_bind(*b.as_uuid());
+                    }
+                    if let Some(o) = owner {
+                        q.push(" AND owner = ").push_bind(o);
+                    }
+                    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 rows.iter().map(campaign_row).collect()
             }
 
@@ -729,13 +748,15 @@ macro_rules! define_sql_store {
                 campaign: cascade_engine::CampaignId,
                 filter: &cascade_engine::store::RecipientFilter,
             ) -> Result<Vec<cascade_engine::store::RecipientRecord>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason, \
-                     result_at FROM campaign_recipients WHERE campaign_id = ",
-                );
-                q.push_bind(*campaign.as_uuid());
-                crate::recipient_filter!(q, filter);
-                let rows = q.build().fetch_all(&self.read).await.map_err(crate::codec::unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason, \
+                         result_at FROM campaign_recipients WHERE campaign_id = ",
+                    );
+                    q.push_bind(*campaign.as_uuid());
+                    crate::recipient_filter!(q, filter);
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 rows.iter().map(recipient_row).collect()
             }
 
@@ -771,21 +792,23 @@ macro_rules! define_sql_store {
                 &self,
                 name: &str,
             ) -> Result<Option<cascade_engine::store::StoredPolicy>, cascade_engine::StoreError> {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT name, policy, version, updated_at FROM policies WHERE name = ",
-                );
-                q.push_bind(name);
-                let row = q.build().fetch_optional(&self.read).await.map_err(crate::codec::unavailable)?;
+                let row = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT name, policy, version, updated_at FROM policies WHERE name = ",
+                    );
+                    q.push_bind(name);
+                    q.build().fetch_optional(&mut *conn).await
+                }).map_err(crate::codec::unavailable)?;
                 row.as_ref().map(policy_row).transpose()
             }
 
             async fn list_policies(
                 &self,
             ) -> Result<Vec<cascade_engine::store::StoredPolicy>, cascade_engine::StoreError> {
-                let rows = sqlx::query("SELECT name, policy, version, updated_at FROM policies")
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(crate::codec::unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    sqlx::query("SELECT name, policy, version, updated_at FROM policies").fetch_all(&mut *conn).await
+                })
+                .map_err(crate::codec::unavailable)?;
                 let mut out = rows.iter().map(policy_row).collect::<Result<Vec<_>, _>>()?;
                 // By name as bytes compare, whatever the database's collation.
                 out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -829,12 +852,14 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::Tally>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT state, outcome, channel, count(*), CAST(coalesce(sum(cost), 0) AS BIGINT) \
-                     FROM campaign_recipients WHERE campaign_id = ",
-                );
-                q.push_bind(*campaign.as_uuid()).push(" GROUP BY state, outcome, channel");
-                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT state, outcome, channel, count(*), CAST(coalesce(sum(cost), 0) AS BIGINT) \
+                         FROM campaign_recipients WHERE campaign_id = ",
+                    );
+                    q.push_bind(*campaign.as_uuid()).push(" GROUP BY state, outcome, channel");
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(unavailable)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     out.push(crate::codec::tally(
@@ -856,12 +881,14 @@ macro_rules! define_sql_store {
                 use crate::codec::unavailable;
                 use sqlx::Row;
                 let size = i64::try_from(bucket.as_nanos()).unwrap_or(i64::MAX).max(1);
-                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT (result_at / ");
-                q.push_bind(size).push(") * ").push_bind(size);
-                q.push(" AS bucket, outcome, channel, count(*) FROM campaign_recipients WHERE campaign_id = ");
-                q.push_bind(*campaign.as_uuid());
-                q.push(" AND result_at IS NOT NULL GROUP BY bucket, outcome, channel");
-                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT (result_at / ");
+                    q.push_bind(size).push(") * ").push_bind(size);
+                    q.push(" AS bucket, outcome, channel, count(*) FROM campaign_recipients WHERE campaign_id = ");
+                    q.push_bind(*campaign.as_uuid());
+                    q.push(" AND result_at IS NOT NULL GROUP BY bucket, outcome, channel");
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(unavailable)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     let channel: Option<&str> = row.try_get(2).map_err(unavailable)?;
@@ -883,13 +910,15 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<(String, u64)>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT coalesce(reason, '') AS why, count(*) AS n FROM campaign_recipients WHERE campaign_id = ",
-                );
-                q.push_bind(*campaign.as_uuid());
-                q.push(" AND outcome IN ('failed', 'refused') GROUP BY why ORDER BY n DESC, why LIMIT ");
-                q.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-                let rows = q.build().fetch_all(&self.read).await.map_err(unavailable)?;
+                let rows = crate::shared::reading!(self.read, conn => {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT coalesce(reason, '') AS why, count(*) AS n FROM campaign_recipients WHERE campaign_id = ",
+                    );
+                    q.push_bind(*campaign.as_uuid());
+                    q.push(" AND outcome IN ('failed', 'refused') GROUP BY why ORDER BY n DESC, why LIMIT ");
+                    q.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                    q.build().fetch_all(&mut *conn).await
+                }).map_err(unavailable)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     let n: i64 = row.try_get(1).map_err(unavailable)?;
@@ -901,3 +930,32 @@ macro_rules! define_sql_store {
     };
 }
 pub(crate) use define_sql_store;
+
+/// Runs a read on a connection from `$pool` named `$conn` (`$read` is an expression ending
+/// in a query's `.await`), and runs it again on another connection while the one it got turns
+/// out to be broken: up to once per connection the pool may hold, and once more. Readers are not checked
+/// before use (a check is a round trip per read); after a database restart every pooled
+/// connection is broken, and each one that fails is closed, so this is how a read gets to a
+/// fresh connection instead of answering "unavailable". Reads change nothing, so running one
+/// again is safe.
+macro_rules! reading {
+    ($pool:expr, $conn:ident => $read:expr) => {{
+        // Every pooled connection may be broken, and each one that fails is closed.
+        let mut left = $pool.options().get_max_connections() + 1;
+        loop {
+            left -= 1;
+            let mut $conn = match $pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => break Err(e),
+            };
+            match $read {
+                Err(e) if crate::codec::broken(&e) && left > 0 => {
+                    tracing::debug!(error = %e, "a pooled reader had broken; reading again on another");
+                    $conn.close_on_drop();
+                }
+                done => break done,
+            }
+        }
+    }};
+}
+pub(crate) use reading;
