@@ -1,7 +1,7 @@
 //! Connection pools: round-robin over healthy connections, sticky senders, per-connection rate
 //! limits, and taking a failing connection out for a cool-down.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

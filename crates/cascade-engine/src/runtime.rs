@@ -6,7 +6,7 @@
 //! callback outbox. Timers are data: one scheduler task claims due cascades from the store and
 //! sleeps until the earliest deadline or until woken; no task waits per cascade.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

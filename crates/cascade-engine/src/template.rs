@@ -15,9 +15,9 @@
 //! assert_eq!(err.missing, vec!["contact.fields.city".to_string()]);
 //! ```
 
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::sync::OnceLock;
 

@@ -1,4 +1,7 @@
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+
+use foldhash::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,6 +25,8 @@ struct Inner {
     due: BTreeSet<(Timestamp, CascadeId)>,
     /// Running cascades by a hash of (channel, address); callers check the real address.
     by_address: HashMap<u64, Vec<CascadeId>>,
+    /// Seeds the hashes of `by_address`.
+    address_seed: foldhash::fast::RandomState,
     conversations: HashMap<(ChannelName, String), Vec<Conversation>>,
     outbox: BTreeMap<u64, OutboxItem>,
     next_outbox: u64,
@@ -44,14 +49,6 @@ struct MemCampaign {
 struct Entry {
     record: CascadeRecord,
     events: Vec<Event>,
-}
-
-fn address_key(channel: &ChannelName, address: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    channel.as_str().hash(&mut h);
-    address.hash(&mut h);
-    h.finish()
 }
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
@@ -82,6 +79,10 @@ impl MemoryStore {
 }
 
 impl Inner {
+    fn address_key(&self, channel: &ChannelName, address: &str) -> u64 {
+        self.address_seed.hash_one((channel.as_str(), address))
+    }
+
     /// Refuses a policy write whose expected version is not the stored one (0: none).
     fn check_policy_version(&self, name: &str, expected: Option<u64>) -> Result<(), StoreError> {
         let current = self.policies.get(name).map_or(0, |p| p.version);
@@ -93,7 +94,7 @@ impl Inner {
 
     fn index_addresses(&mut self, state: &CascadeState, add: bool) {
         for (channel, address) in state.plan.reply_addresses() {
-            let key = address_key(channel, address);
+            let key = self.address_key(channel, address);
             if add {
                 let ids = self.by_address.entry(key).or_default();
                 if !ids.contains(&state.id) {
@@ -227,7 +228,7 @@ impl Store for MemoryStore {
 
     async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
         let g = self.lock();
-        let ids = g.by_address.get(&address_key(channel, address)).cloned().unwrap_or_default();
+        let ids = g.by_address.get(&g.address_key(channel, address)).cloned().unwrap_or_default();
         // Keep only true matches: the index is keyed by a hash.
         Ok(ids
             .into_iter()
