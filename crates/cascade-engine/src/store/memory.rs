@@ -22,7 +22,9 @@ struct Inner {
     cascades: HashMap<CascadeId, Box<Entry>>,
     by_key: HashMap<String, CascadeId>,
     by_provider: HashMap<(ChannelName, String), AttemptRef>,
-    due: BTreeSet<(Timestamp, CascadeId)>,
+    /// Wake-ups as (nanoseconds since the epoch, cascade): integers compare faster than
+    /// timestamps and UUIDs, and every save moves a cascade here.
+    due: BTreeSet<(i64, u128)>,
     /// Running cascades by a hash of (channel, address); callers check the real address.
     by_address: HashMap<u64, Vec<CascadeId>>,
     /// Seeds the hashes of `by_address`.
@@ -49,6 +51,13 @@ struct MemCampaign {
 struct Entry {
     record: CascadeRecord,
     events: Vec<Event>,
+}
+
+/// The `due` key of a wake-up; times past what nanoseconds since the epoch can hold (the year
+/// 2262) count as that limit.
+fn due_key(at: Timestamp, id: CascadeId) -> (i64, u128) {
+    let nanos = at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX });
+    (nanos, id.as_uuid().as_u128())
 }
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
@@ -127,7 +136,7 @@ impl Store for MemoryStore {
             g.by_key.insert(key.clone(), id);
         }
         if let Some(w) = record.wake_at {
-            g.due.insert((w, id));
+            g.due.insert(due_key(w, id));
         }
         if !record.state.is_finished() {
             g.index_addresses(&record.state, true);
@@ -152,10 +161,10 @@ impl Store for MemoryStore {
             return Err(StoreError::Conflict(id));
         }
         if let Some(w) = entry.record.wake_at {
-            g.due.remove(&(w, id));
+            g.due.remove(&due_key(w, id));
         }
         if let Some(w) = u.wake_at {
-            g.due.insert((w, id));
+            g.due.insert(due_key(w, id));
         }
         let finished_now = u.state.is_finished() && !entry.record.state.is_finished();
         let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
@@ -207,23 +216,24 @@ impl Store for MemoryStore {
     async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
         let mut g = self.lock();
         let g = &mut *g;
-        let due: Vec<(Timestamp, CascadeId)> =
-            g.due.iter().take_while(|(w, _)| *w <= now).take(limit).copied().collect();
+        let now_key = due_key(now, CascadeId::from_uuid(uuid::Uuid::max())).0;
+        let due: Vec<(i64, u128)> = g.due.iter().take_while(|(w, _)| *w <= now_key).take(limit).copied().collect();
         let until = lease_end(now, lease);
         let mut out = Vec::with_capacity(due.len());
         for key in due {
             g.due.remove(&key);
-            let Some(e) = g.cascades.get_mut(&key.1) else { continue };
+            let id = CascadeId::from_uuid(uuid::Uuid::from_u128(key.1));
+            let Some(e) = g.cascades.get_mut(&id) else { continue };
             e.record.wake_at = Some(until);
             e.record.version += 1;
-            g.due.insert((until, key.1));
+            g.due.insert(due_key(until, id));
             out.push(e.record.clone());
         }
         Ok(out)
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.lock().due.first().map(|(w, _)| *w))
+        Ok(self.lock().due.first().map(|(w, _)| chrono::DateTime::from_timestamp_nanos(*w)))
     }
 
     async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
