@@ -200,7 +200,7 @@ pub fn build(input: &PlanInput<'_>, channels: &dyn ChannelDirectory) -> Result<P
         }
     }
 
-    let ctx = template::context(contact, input.variables);
+    let ctx = template::Vars::new(contact, input.variables);
     let base =
         render_content(&ContentOverride::default(), message, &ctx, &mut errors, |part| format!("message.{part}"));
     let base = Arc::new(base);
@@ -527,11 +527,11 @@ fn step_sets(over: Option<&ContentOverride>, part: &str) -> bool {
 fn render_content(
     over: &ContentOverride,
     message: &Message,
-    ctx: &serde_json::Value,
+    ctx: &template::Vars<'_>,
     errors: &mut Vec<ValidationError>,
     field: impl Fn(&str) -> String,
 ) -> Content {
-    let mut render = |src: &str, part: &str| match template::render(src, ctx) {
+    let mut render = |src: &str, part: &str| match template::render_vars(src, ctx) {
         Ok(s) => s,
         Err(e) => {
             let f = field(part);

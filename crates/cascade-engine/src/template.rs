@@ -15,11 +15,12 @@
 //! assert_eq!(err.missing, vec!["contact.fields.city".to_string()]);
 //! ```
 
-use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::io;
 use std::sync::OnceLock;
+
+use foldhash::{HashMap, HashMapExt};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
@@ -89,7 +90,7 @@ thread_local! {
 /// Renders `source` (masks expanded) with a compiled template cached on this thread. `None`
 /// when it is too long to cache, does not compile or does not render: the caller renders it
 /// again uncached, which explains the failure.
-fn render_cached(source: &str, ctx: &Value) -> Option<String> {
+fn render_cached(source: &str, ctx: &impl serde::Serialize) -> Option<String> {
     if source.len() > CACHED_SOURCE {
         return None;
     }
@@ -169,6 +170,76 @@ pub fn context(contact: &Contact, variables: &Value) -> Value {
     );
     root.insert("contact".into(), Value::Object(c));
     Value::Object(root)
+}
+
+/// The variables of one contact and its caller-given variables, for rendering several parts of
+/// one message ([`render_vars`]). The same variables as [`context`] makes; each form of them is
+/// built once, when first needed: MiniJinja's own for renderings that succeed, the JSON one
+/// only to explain a failure.
+#[derive(Debug)]
+pub struct Vars<'a> {
+    contact: &'a Contact,
+    variables: &'a Value,
+    jinja: OnceCell<minijinja::Value>,
+    json: OnceCell<Value>,
+}
+
+impl<'a> Vars<'a> {
+    /// The variables of `contact` and `variables` (e.g. `{"deal": {...}}`), as [`context`].
+    pub fn new(contact: &'a Contact, variables: &'a Value) -> Self {
+        Self { contact, variables, jinja: OnceCell::new(), json: OnceCell::new() }
+    }
+
+    /// As [`context`] makes them.
+    pub fn json(&self) -> &Value {
+        self.json.get_or_init(|| context(self.contact, self.variables))
+    }
+
+    /// MiniJinja's value of [`Vars::json`], built without going through JSON. Keys go in
+    /// sorted order, as JSON maps keep them.
+    fn jinja(&self) -> &minijinja::Value {
+        use minijinja::Value as V;
+        self.jinja.get_or_init(|| {
+            let c = self.contact;
+            let text = |s: &Option<String>| s.as_deref().map(V::from);
+            let contact: Vec<(&str, V)> = [
+                (
+                    "addresses",
+                    Some(V::from_iter(c.addresses.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str())))),
+                ),
+                ("email", text(&c.email)),
+                ("fields", Some(V::from_serialize(&c.fields))),
+                ("name", text(&c.name)),
+                ("phone", text(&c.phone)),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+            let mut root: Vec<(&str, V)> = match self.variables {
+                Value::Object(vars) => vars
+                    .iter()
+                    .filter(|(k, _)| *k != "contact")
+                    .map(|(k, v)| (k.as_str(), V::from_serialize(v)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let at = root.partition_point(|(k, _)| *k < "contact");
+            root.insert(at, ("contact", V::from_iter(contact)));
+            V::from_iter(root)
+        })
+    }
+}
+
+/// Renders `source` with `vars`: the same as [`render`] with [`Vars::json`], without building
+/// the JSON context unless the rendering fails.
+pub fn render_vars(source: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
+    if is_plain(source) {
+        return Ok(source.to_owned());
+    }
+    if let Some(text) = render_cached(&expand_masks(source), vars.jinja()) {
+        return Ok(text);
+    }
+    render(source, vars.json())
 }
 
 /// Whether `source` needs rendering at all (plain text is returned as is, cheaply).
@@ -352,6 +423,52 @@ mod tests {
         }
         assert_eq!(render(source, &boston).unwrap(), "Hi Bo from Boston");
         assert!(render("Hi {{ contact.name", &austin).unwrap_err().message.contains("syntax error"));
+    }
+
+    /// `render_vars` (MiniJinja's context built directly) renders exactly as `render` with the
+    /// JSON context: values, key order when iterating, `contact` in the variables ignored,
+    /// and the same error when a variable is missing.
+    #[test]
+    fn vars_render_as_the_json_context_does() {
+        let contacts = [
+            Contact::default(),
+            Contact::with_phone("+15551234567").name("Ann").email("ann@example.com"),
+            Contact::default()
+                .name("Bo")
+                .field("city", "Boston")
+                .field("zip", json!({"code": 2101, "plus": [1, 2]}))
+                .field("vip", true)
+                .address("telegram", "@bo")
+                .address("viber", "v-1"),
+        ];
+        let variables = [
+            json!(null),
+            json!({}),
+            json!({"deal": {"name": "Roof", "price": 1200.5, "tags": ["a", "b"]}, "zeta": 1, "alpha": "first"}),
+            json!({"contact": {"name": "Mallory"}, "deal": {"name": "Gutter"}}),
+            json!(["not", "an", "object"]),
+        ];
+        let templates = [
+            "Hi {{contact.name}}",
+            "Hi [Contact.Name], {{ contact.fields.city | default('nowhere') }} {{ deal.name }}",
+            "{% for k, v in contact|items %}{{k}}={{v}};{% endfor %}",
+            "{% for k, v in contact.fields|items %}{{k}}={{v}};{% endfor %}|{{ contact.addresses }}",
+            "{{ deal }} {{ zeta }} {{ alpha }} {{ deal.tags[1] }} {{ deal.price * 2 }}",
+            "{{ contact.phone | default('no phone') }} {{ contact.email | default('no email') }}",
+            "{{ contact.fields.zip.plus | length }} {{ contact.fields.vip }} {{ contact.fields.zip.code + 1 }}",
+            "{{ contact.fields.missing }}",
+            "{{ nothing.here }} and {{ contact.name }",
+        ];
+        for contact in &contacts {
+            for vars in &variables {
+                let json = context(contact, vars);
+                let direct = Vars::new(contact, vars);
+                for t in templates {
+                    assert_eq!(render_vars(t, &direct), render(t, &json), "{t:?} with {contact:?} and {vars}");
+                }
+                assert_eq!(direct.json(), &json);
+            }
+        }
     }
 
     /// A message is text: a template whose text ends like an HTML file name is not escaped,
