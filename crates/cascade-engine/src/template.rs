@@ -203,10 +203,7 @@ impl<'a> Vars<'a> {
             let c = self.contact;
             let text = |s: &Option<String>| s.as_deref().map(V::from);
             let contact: Vec<(&str, V)> = [
-                (
-                    "addresses",
-                    Some(V::from_iter(c.addresses.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str())))),
-                ),
+                ("addresses", Some(V::from_iter(c.addresses.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_str()))))),
                 ("email", text(&c.email)),
                 ("fields", Some(V::from_serialize(&c.fields))),
                 ("name", text(&c.name)),
