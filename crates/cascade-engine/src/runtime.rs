@@ -374,8 +374,9 @@ type HeldStatus = (StatusUpdate, Timestamp);
 /// the store and the sends and events that go with it. `None` if the task could not finish
 /// (the runtime is shutting down). A panic in `work` is resumed in the caller.
 async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> Option<T> {
-    // Boxed: these futures are kilobytes, and spawning moves an unboxed one several times.
-    match tokio::spawn(Box::pin(work.in_current_span())).await {
+    // Boxed first, then wrapped in the span: these futures are kilobytes, and each move of one
+    // (into a wrapper, into the task) copies all of it.
+    match tokio::spawn(Box::pin(work).in_current_span()).await {
         Ok(v) => Some(v),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => None,
@@ -1132,7 +1133,7 @@ impl Engine {
                 inner.sends_done.notify_waiters();
             }
         };
-        tokio::spawn(Box::pin(send.instrument(span)));
+        tokio::spawn(Box::pin(send).instrument(span));
     }
 
     /// Deletes finished cascades past the retention age, a batch at a time, until stopped.
