@@ -23,6 +23,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (5, "policies", include_str!("../migrations/sqlite/0005_policies.sql")),
     (6, "campaign_results_at", include_str!("../migrations/sqlite/0006_campaign_results_at.sql")),
     (7, "held_requests", include_str!("../migrations/sqlite/0007_held_requests.sql")),
+    (8, "events_by_arrival", include_str!("../migrations/sqlite/0008_events_by_arrival.sql")),
 ]);
 
 /// The PostgreSQL schema.

@@ -1,6 +1,7 @@
 //! Databases made before a migration: opening them applies it. Version 2 fills the new `owner`
 //! column from the cascades' stored metadata, so the owner filter finds the cascades that were
-//! there before; version 6 gives campaign results stored without a time the time still known.
+//! there before; version 6 gives campaign results stored without a time the time still known;
+//! version 8 (SQLite) moves timelines to a table in arrival order, keeping every entry.
 
 mod common;
 
@@ -187,4 +188,72 @@ async fn postgres_gives_earlier_results_their_times() {
     assert_eq!(result_times(&store, campaign).await, [Some(30), Some(2)]);
     drop(store);
     common::drop_schema(&schema).await;
+}
+
+fn event(at: i64, kind: cascade_engine::EventKind) -> cascade_engine::Event {
+    cascade_engine::Event { at: chrono::DateTime::from_timestamp(1_767_225_600 + at, 0).expect("time"), kind }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
+    use cascade_engine::EventKind;
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let now = chrono::Utc::now();
+    let a = cascade_testkit::sample_record(None, "", "+15550000001", now);
+    let b = cascade_testkit::sample_record(None, "", "+15550000002", now);
+    let cancel = |at, attempt: u32| event(at, EventKind::SendUnknown { attempt });
+    let timeline_a = vec![event(0, EventKind::Created), cancel(1, 1), cancel(2, 2)];
+    let timeline_b = vec![event(0, EventKind::Created), cancel(3, 1)];
+    store.create(a.clone(), timeline_a.clone()).await.expect("create");
+    store.create(b.clone(), timeline_b.clone()).await.expect("create");
+    drop(store);
+
+    // Back to version 7's table: ordered by (cascade_id, seq), without a rowid.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    for sql in [
+        "CREATE TABLE events_v7 (cascade_id BLOB NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, \
+         PRIMARY KEY (cascade_id, seq)) WITHOUT ROWID",
+        "INSERT INTO events_v7 SELECT cascade_id, seq, body FROM events",
+        "DROP TABLE events",
+        "ALTER TABLE events_v7 RENAME TO events",
+        "DELETE FROM _sqlx_migrations WHERE version = 8",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("close");
+
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
+    assert_eq!(store.events(a.id()).await.expect("events"), timeline_a);
+    assert_eq!(store.events(b.id()).await.expect("events"), timeline_b);
+    // A new entry follows the old ones.
+    let update = cascade_engine::store::CascadeUpdate {
+        state: a.state.clone(),
+        expected_version: a.version,
+        wake_at: a.wake_at,
+        events: vec![cancel(4, 3)],
+        provider_refs: Vec::new(),
+        outbox: None,
+        recipient: None,
+    };
+    store.save(&update).await.expect("save");
+    let mut longer = timeline_a.clone();
+    longer.push(cancel(4, 3));
+    assert_eq!(store.events(a.id()).await.expect("events"), longer);
+    drop(store);
+
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'events'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("events table");
+    assert!(!table.contains("WITHOUT ROWID"), "{table}");
+    let index: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'events_cascade'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("index");
+    assert_eq!(index, 1);
+    conn.close().await.expect("close");
 }
