@@ -423,8 +423,9 @@ mod tests {
     }
 
     /// `render_vars` (MiniJinja's context built directly) renders exactly as `render` with the
-    /// JSON context: values, key order when iterating, `contact` in the variables ignored,
-    /// and the same error when a variable is missing.
+    /// JSON context: values, key order when iterating, `contact` in the variables ignored.
+    /// (A failing rendering is explained by `render` itself, so its error is the same by
+    /// construction; those templates are here to show they fail on both paths.)
     #[test]
     fn vars_render_as_the_json_context_does() {
         let contacts = [

@@ -453,7 +453,6 @@ pub(crate) fn tally(
     })
 }
 
-/// A database error as a store error.
 /// Whether `e` says the connection it came from is gone (the database restarted, the
 /// network dropped it), so the same statement may well work on another connection.
 pub(crate) fn broken(e: &sqlx::Error) -> bool {
@@ -466,6 +465,7 @@ pub(crate) fn broken(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A database error as a store error.
 pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {

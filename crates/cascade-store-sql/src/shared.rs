@@ -941,7 +941,7 @@ pub(crate) use define_sql_store;
 macro_rules! reading {
     ($pool:expr, $conn:ident => $read:expr) => {{
         // Every pooled connection may be broken, and each one that fails is closed.
-        let mut left = $pool.options().get_max_connections() + 1;
+        let mut left = $pool.options().get_max_connections().saturating_add(1);
         loop {
             left -= 1;
             let mut $conn = match $pool.acquire().await {
