@@ -55,6 +55,9 @@ const LEASE: Duration = Duration::from_secs(300);
 /// How often [`resume`] looks for held requests whose lease ran out.
 const POLL: Duration = Duration::from_secs(30);
 
+/// Failed claims in a row between two warnings about them: an hour's worth at [`POLL`].
+const FAILURES_PER_HOUR: u32 = 3_600 / POLL.as_secs() as u32;
+
 /// How many held requests [`resume`] takes, and works on together, at a time: few enough that
 /// all of them finish well inside their lease (each may make a few Kommo calls of at most
 /// `kommo.timeout`).
@@ -199,14 +202,26 @@ async fn work(app: &App, kommo: &Kommo, key: &str, held: &Held, held_at: cascade
 pub(crate) async fn resume(app: App, mut stop: watch::Receiver<bool>) {
     let Some(kommo) = app.inner().kommo.clone() else { return };
     let store = app.inner().engine.store().clone();
+    // Claims failing in a row: said on the first, then once an hour (a store that keeps no
+    // held requests fails every time).
+    let mut failures = 0u32;
     loop {
         if *stop.borrow() {
             return;
         }
         let claimed = match store.claim_held_requests(HELD_KIND, app.inner().engine.now(), CLAIM, LEASE).await {
-            Ok(claimed) => claimed,
+            Ok(claimed) => {
+                if failures > 0 {
+                    tracing::info!(failures, "claiming held kommo widget_requests works again");
+                }
+                failures = 0;
+                claimed
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "claiming held kommo widget_requests failed");
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(FAILURES_PER_HOUR) {
+                    tracing::warn!(error = %e, failures, "claiming held kommo widget_requests failed");
+                }
                 Vec::new()
             }
         };

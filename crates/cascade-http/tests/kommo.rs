@@ -340,3 +340,42 @@ async fn a_store_that_cannot_hold_the_request_is_a_503_and_starts_nothing() {
     );
     assert!(t.whatsapp.sends().is_empty() && bot.calls.lock().expect("lock").is_empty());
 }
+
+/// Log lines written by a test's subscriber.
+#[derive(Clone)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With a store that keeps no held requests every claim fails: the worker that takes them
+/// over says so at start-up and then once an hour, not on every try (every 30 s).
+#[tokio::test(start_paused = true)]
+async fn a_store_without_held_requests_is_warned_about_once_an_hour() {
+    let logs = Captured(Arc::new(Mutex::new(Vec::new())));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut acme = cascade_kommo::KommoAccount::new(ACCESS_TOKEN);
+    acme.api_base_url = Some("http://127.0.0.1:9".to_owned());
+    let config = cascade_kommo::KommoConfig::new(INTEGRATION, SECRET).account("acme", acme);
+    let kommo = cascade_kommo::Kommo::new(config).expect("kommo");
+    let t = TestApp::with_engine_builder(|e| e.store(Arc::new(CoreOnlyStore::new())), |a| a.kommo(kommo)).await;
+    let workers = t.app.spawn_workers();
+    // Two hours and a minute: tries at 0 s, 30 s, … 7,260 s (243 of them).
+    tokio::time::sleep(Duration::from_secs(2 * 3_600 + 60)).await;
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    let warnings: Vec<&str> =
+        text.lines().filter(|l| l.contains("claiming held kommo widget_requests failed")).collect();
+    assert_eq!(warnings.len(), 3, "at 0 s, after 120 failures and after 240: {warnings:#?}");
+    assert!(warnings[1].contains("failures=120") && warnings[2].contains("failures=240"), "{warnings:#?}");
+    workers.stop().await;
+}
