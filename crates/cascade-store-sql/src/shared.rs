@@ -464,10 +464,12 @@ macro_rules! define_sql_store {
             ) -> Result<Option<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
                 let row = crate::shared::reading!(self.read, conn => {
                     let mut q =
-                        sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ");
+                        sqlx::QueryBuilder::<$db>::new(
+                            "SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ",
+                        );
                     q.push_bind(*id.as_uuid());
                     q.build().fetch_optional(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 row.as_ref().map(record_row).transpose()
             }
 
@@ -486,7 +488,7 @@ macro_rules! define_sql_store {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT body FROM events WHERE cascade_id = ");
                     q.push_bind(*id.as_uuid()).push(" ORDER BY seq");
                     q.build_query_scalar().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 if rows.is_empty() && self.load(id).await?.is_none() {
                     return Err(cascade_engine::StoreError::NotFound(id));
                 }
@@ -502,10 +504,12 @@ macro_rules! define_sql_store {
                 use sqlx::Row;
                 let Some(row) = crate::shared::reading!(self.read, conn => {
                     let mut q =
-                        sqlx::QueryBuilder::<$db>::new("SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ");
+                        sqlx::QueryBuilder::<$db>::new(
+                            "SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ",
+                        );
                     q.push_bind(adapter).push(" AND provider_message_id = ").push_bind(provider_message_id);
                     q.build().fetch_optional(&mut *conn).await
-                }).map_err(unavailable)? else {
+                })? else {
                     return Ok(None);
                 };
                 let cascade: uuid::Uuid = row.try_get(0).map_err(unavailable)?;
@@ -526,13 +530,11 @@ macro_rules! define_sql_store {
             }
 
             async fn next_wake(&self) -> Result<Option<cascade_engine::Timestamp>, cascade_engine::StoreError> {
-                let next: Option<i64> =
-                    crate::shared::reading!(self.read, conn => {
-                        sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
-                            .fetch_one(&mut *conn)
-                            .await
-                    })
-                    .map_err(crate::codec::unavailable)?;
+                let next: Option<i64> = crate::shared::reading!(self.read, conn => {
+                    sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
+                        .fetch_one(&mut *conn)
+                        .await
+                })?;
                 Ok(next.map(crate::codec::from_ts))
             }
 
@@ -545,7 +547,7 @@ macro_rules! define_sql_store {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT cascade_id FROM addresses WHERE channel = ");
                     q.push_bind(channel.as_str()).push(" AND address = ").push_bind(address);
                     q.build_query_scalar().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 Ok(ids.into_iter().map(cascade_engine::CascadeId::from_uuid).collect())
             }
 
@@ -582,7 +584,7 @@ macro_rules! define_sql_store {
                         });
                         q.push(")");
                         q.build().fetch_all(&mut *conn).await
-                    }).map_err(unavailable)? {
+                    })? {
                         let channel: &str = row.try_get(0).map_err(unavailable)?;
                         let address: String = row.try_get(1).map_err(unavailable)?;
                         let connection: &str = row.try_get(2).map_err(unavailable)?;
@@ -610,10 +612,12 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::CascadeRecord>, cascade_engine::StoreError> {
                 let rows = crate::shared::reading!(self.read, conn => {
                     let mut q =
-                        sqlx::QueryBuilder::<$db>::new("SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1");
+                        sqlx::QueryBuilder::<$db>::new(
+                            "SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1",
+                        );
                     crate::list_filter!(q, filter, $contains, $close);
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 rows.iter().map(record_row).collect()
             }
 
@@ -649,14 +653,15 @@ macro_rules! define_sql_store {
                     }
                     q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 rows.iter().map(outbox_row).collect()
             }
 
             async fn outbox_counts(&self) -> Result<cascade_engine::store::OutboxCounts, cascade_engine::StoreError> {
                 let (pending, dead): (i64, i64) =
-                    crate::shared::reading!(self.read, conn => { sqlx::query_as($outbox_counts).fetch_one(&mut *conn).await })
-                        .map_err(crate::codec::unavailable)?;
+                    crate::shared::reading!(self.read, conn => {
+                        sqlx::query_as($outbox_counts).fetch_one(&mut *conn).await
+                    })?;
                 Ok(cascade_engine::store::OutboxCounts { pending: pending as u64, dead: dead as u64 })
             }
 
@@ -687,7 +692,7 @@ macro_rules! define_sql_store {
                     ));
                     q.push_bind(*id.as_uuid());
                     q.build().fetch_optional(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 row.as_ref().map(campaign_row).transpose()
             }
 
@@ -711,7 +716,7 @@ macro_rules! define_sql_store {
                     }
                     q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 rows.iter().map(campaign_row).collect()
             }
 
@@ -750,13 +755,13 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::RecipientRecord>, cascade_engine::StoreError> {
                 let rows = crate::shared::reading!(self.read, conn => {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, reason, \
-                         result_at FROM campaign_recipients WHERE campaign_id = ",
+                        "SELECT seq, line, contact, zone, state, cascade_id, changed_at, outcome, channel, cost, \
+                         reason, result_at FROM campaign_recipients WHERE campaign_id = ",
                     );
                     q.push_bind(*campaign.as_uuid());
                     crate::recipient_filter!(q, filter);
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 rows.iter().map(recipient_row).collect()
             }
 
@@ -798,7 +803,7 @@ macro_rules! define_sql_store {
                     );
                     q.push_bind(name);
                     q.build().fetch_optional(&mut *conn).await
-                }).map_err(crate::codec::unavailable)?;
+                })?;
                 row.as_ref().map(policy_row).transpose()
             }
 
@@ -807,8 +812,7 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::StoredPolicy>, cascade_engine::StoreError> {
                 let rows = crate::shared::reading!(self.read, conn => {
                     sqlx::query("SELECT name, policy, version, updated_at FROM policies").fetch_all(&mut *conn).await
-                })
-                .map_err(crate::codec::unavailable)?;
+                })?;
                 let mut out = rows.iter().map(policy_row).collect::<Result<Vec<_>, _>>()?;
                 // By name as bytes compare, whatever the database's collation.
                 out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -859,7 +863,7 @@ macro_rules! define_sql_store {
                     );
                     q.push_bind(*campaign.as_uuid()).push(" GROUP BY state, outcome, channel");
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(unavailable)?;
+                })?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     out.push(crate::codec::tally(
@@ -888,7 +892,7 @@ macro_rules! define_sql_store {
                     q.push_bind(*campaign.as_uuid());
                     q.push(" AND result_at IS NOT NULL GROUP BY bucket, outcome, channel");
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(unavailable)?;
+                })?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     let channel: Option<&str> = row.try_get(2).map_err(unavailable)?;
@@ -912,13 +916,14 @@ macro_rules! define_sql_store {
                 use sqlx::Row;
                 let rows = crate::shared::reading!(self.read, conn => {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT coalesce(reason, '') AS why, count(*) AS n FROM campaign_recipients WHERE campaign_id = ",
+                        "SELECT coalesce(reason, '') AS why, count(*) AS n FROM campaign_recipients \
+                         WHERE campaign_id = ",
                     );
                     q.push_bind(*campaign.as_uuid());
                     q.push(" AND outcome IN ('failed', 'refused') GROUP BY why ORDER BY n DESC, why LIMIT ");
                     q.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
                     q.build().fetch_all(&mut *conn).await
-                }).map_err(unavailable)?;
+                })?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows {
                     let n: i64 = row.try_get(1).map_err(unavailable)?;
@@ -932,7 +937,8 @@ macro_rules! define_sql_store {
 pub(crate) use define_sql_store;
 
 /// Runs a read on a connection from `$pool` named `$conn` (`$read` is an expression ending
-/// in a query's `.await`), and runs it again on another connection while the one it got turns
+/// in a query's `.await`; its error becomes a [`StoreError`](cascade_engine::StoreError)), and
+/// runs it again on another connection while the one it got turns
 /// out to be broken: up to once per connection the pool may hold, and once more. Readers are not checked
 /// before use (a check is a round trip per read); after a database restart every pooled
 /// connection is broken, and each one that fails is closed, so this is how a read gets to a
@@ -956,6 +962,7 @@ macro_rules! reading {
                 done => break done,
             }
         }
+        .map_err(crate::codec::unavailable)
     }};
 }
 pub(crate) use reading;
