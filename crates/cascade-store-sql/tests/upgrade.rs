@@ -10,6 +10,27 @@ use std::sync::Arc;
 use cascade_engine::Store;
 use cascade_engine::store::ListFilter;
 
+/// Runs `statements` on a closed SQLite file (to take it back to an older schema).
+async fn run_on_sqlite(path: &std::path::Path, statements: &[&str]) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(path).connect().await.expect("connect");
+    for sql in statements {
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("close");
+}
+
+/// Runs `statements` in a PostgreSQL test schema (to take it back to an older schema).
+async fn run_on_postgres(schema: &str, statements: &[&str]) {
+    use sqlx::{ConnectOptions, Connection};
+    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
+    let mut conn = options.options([("search_path", schema)]).connect().await.expect("connect");
+    for sql in statements {
+        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.expect("close");
+}
+
 /// Stores one cascade owned by `key:crm` and one by `kommo:acme`; returns the first's id.
 async fn two_owners(store: &dyn Store) -> cascade_engine::CascadeId {
     let now = chrono::Utc::now();
@@ -29,7 +50,6 @@ async fn owned_by(store: &dyn Store, owner: &str) -> Vec<cascade_engine::Cascade
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_fills_the_owner_column_of_existing_cascades() {
-    use sqlx::{ConnectOptions, Connection};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
@@ -37,15 +57,15 @@ async fn sqlite_fills_the_owner_column_of_existing_cascades() {
     drop(store);
 
     // Back to the schema of version 1, as an older server left it.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
-    for sql in [
-        "DROP INDEX cascades_owner",
-        "ALTER TABLE cascades DROP COLUMN owner",
-        "DELETE FROM _sqlx_migrations WHERE version = 2",
-    ] {
-        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    conn.close().await.expect("close");
+    run_on_sqlite(
+        &path,
+        &[
+            "DROP INDEX cascades_owner",
+            "ALTER TABLE cascades DROP COLUMN owner",
+            "DELETE FROM _sqlx_migrations WHERE version = 2",
+        ],
+    )
+    .await;
 
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     assert_eq!(owned_by(&store, "key:crm").await, [id]);
@@ -55,18 +75,16 @@ async fn sqlite_fills_the_owner_column_of_existing_cascades() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_fills_the_owner_column_of_existing_cascades() {
-    use sqlx::{ConnectOptions, Connection};
     let schema = common::fresh_schema();
     let Some(store) = common::pg_store(&schema).await else { return };
     let id = two_owners(&store).await;
     drop(store);
 
-    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
-    let mut conn = options.options([("search_path", schema.as_str())]).connect().await.expect("connect");
-    for sql in ["ALTER TABLE cascades DROP COLUMN owner", "DELETE FROM _sqlx_migrations WHERE version = 2"] {
-        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    conn.close().await.expect("close");
+    run_on_postgres(
+        &schema,
+        &["ALTER TABLE cascades DROP COLUMN owner", "DELETE FROM _sqlx_migrations WHERE version = 2"],
+    )
+    .await;
 
     let store = common::pg_store(&schema).await.expect("reconnect and migrate");
     assert_eq!(owned_by(&store, "key:crm").await, [id]);
@@ -148,20 +166,17 @@ async fn result_times(store: &dyn Store, campaign: cascade_engine::CampaignId) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_gives_earlier_results_their_times() {
-    use sqlx::{ConnectOptions, Connection};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
     let campaign = results_without_times(&store).await;
     drop(store);
 
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
-    for sql in
-        ["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"]
-    {
-        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    conn.close().await.expect("close");
+    run_on_sqlite(
+        &path,
+        &["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"],
+    )
+    .await;
 
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     assert_eq!(result_times(&store, campaign).await, [Some(30), Some(2)]);
@@ -169,20 +184,16 @@ async fn sqlite_gives_earlier_results_their_times() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gives_earlier_results_their_times() {
-    use sqlx::{ConnectOptions, Connection};
     let schema = common::fresh_schema();
     let Some(store) = common::pg_store(&schema).await else { return };
     let campaign = results_without_times(&store).await;
     drop(store);
 
-    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
-    let mut conn = options.options([("search_path", schema.as_str())]).connect().await.expect("connect");
-    for sql in
-        ["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"]
-    {
-        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    conn.close().await.expect("close");
+    run_on_postgres(
+        &schema,
+        &["ALTER TABLE campaign_recipients DROP COLUMN result_at", "DELETE FROM _sqlx_migrations WHERE version = 6"],
+    )
+    .await;
 
     let store = common::pg_store(&schema).await.expect("reconnect and migrate");
     assert_eq!(result_times(&store, campaign).await, [Some(30), Some(2)]);
@@ -212,18 +223,18 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
     drop(store);
 
     // Back to version 7's table: ordered by (cascade_id, seq), without a rowid.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
-    for sql in [
-        "CREATE TABLE events_v7 (cascade_id BLOB NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, \
+    run_on_sqlite(
+        &path,
+        &[
+            "CREATE TABLE events_v7 (cascade_id BLOB NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, \
          PRIMARY KEY (cascade_id, seq)) WITHOUT ROWID",
-        "INSERT INTO events_v7 SELECT cascade_id, seq, body FROM events",
-        "DROP TABLE events",
-        "ALTER TABLE events_v7 RENAME TO events",
-        "DELETE FROM _sqlx_migrations WHERE version = 8",
-    ] {
-        sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    conn.close().await.expect("close");
+            "INSERT INTO events_v7 SELECT cascade_id, seq, body FROM events",
+            "DROP TABLE events",
+            "ALTER TABLE events_v7 RENAME TO events",
+            "DELETE FROM _sqlx_migrations WHERE version = 8",
+        ],
+    )
+    .await;
 
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     assert_eq!(store.events(a.id()).await.expect("events"), timeline_a);
