@@ -1,12 +1,12 @@
 //! Connection pools: round-robin over healthy connections, sticky senders, per-connection rate
 //! limits, and taking a failing connection out for a cool-down.
 
-use foldhash::{HashMap, HashMapExt};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 

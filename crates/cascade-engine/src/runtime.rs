@@ -6,11 +6,11 @@
 //! callback outbox. Timers are data: one scheduler task claims due cascades from the store and
 //! sleeps until the earliest deadline or until woken; no task waits per cascade.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast};

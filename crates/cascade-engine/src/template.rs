@@ -21,7 +21,6 @@ use std::io;
 use std::sync::OnceLock;
 
 use foldhash::{HashMap, HashMapExt};
-
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// A timestamp as stored: nanoseconds since the Unix epoch (years 1678 to 2261).
 pub(crate) fn ts(t: Timestamp) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+    cascade_engine::timestamp_nanos(t)
 }
 
 /// A stored timestamp.

@@ -24,3 +24,16 @@ pub use status::Status;
 
 /// A point in time, always UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// `t` as nanoseconds since the Unix epoch, the way stores keep and order times: times outside
+/// what that can hold (before 1678, after 2261) count as its limits.
+///
+/// ```
+/// use cascade_engine::{Timestamp, timestamp_nanos};
+/// assert_eq!(timestamp_nanos(Timestamp::UNIX_EPOCH), 0);
+/// assert_eq!(timestamp_nanos(Timestamp::MAX_UTC), i64::MAX);
+/// assert_eq!(timestamp_nanos(Timestamp::MIN_UTC), i64::MIN);
+/// ```
+pub fn timestamp_nanos(t: Timestamp) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+}

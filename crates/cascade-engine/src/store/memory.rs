@@ -1,13 +1,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
-
-use foldhash::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use foldhash::{HashMap, HashSet};
 
 use super::*;
+use crate::model::timestamp_nanos;
 
 /// A [`Store`] in memory: fast, and gone when the process ends.
 ///
@@ -53,11 +53,9 @@ struct Entry {
     events: Vec<Event>,
 }
 
-/// The `due` key of a wake-up; times past what nanoseconds since the epoch can hold (the year
-/// 2262) count as that limit.
+/// The `due` key of a wake-up.
 fn due_key(at: Timestamp, id: CascadeId) -> (i64, u128) {
-    let nanos = at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX });
-    (nanos, id.as_uuid().as_u128())
+    (timestamp_nanos(at), id.as_uuid().as_u128())
 }
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
@@ -216,8 +214,8 @@ impl Store for MemoryStore {
     async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
         let mut g = self.lock();
         let g = &mut *g;
-        let now_key = due_key(now, CascadeId::from_uuid(uuid::Uuid::max())).0;
-        let due: Vec<(i64, u128)> = g.due.iter().take_while(|(w, _)| *w <= now_key).take(limit).copied().collect();
+        let now_nanos = timestamp_nanos(now);
+        let due: Vec<(i64, u128)> = g.due.iter().take_while(|(w, _)| *w <= now_nanos).take(limit).copied().collect();
         let until = lease_end(now, lease);
         let mut out = Vec::with_capacity(due.len());
         for key in due {
