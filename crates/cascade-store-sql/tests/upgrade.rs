@@ -1,7 +1,9 @@
 //! Databases made before a migration: opening them applies it. Version 2 fills the new `owner`
 //! column from the cascades' stored metadata, so the owner filter finds the cascades that were
 //! there before; version 6 gives campaign results stored without a time the time still known;
-//! version 8 (SQLite) moves timelines to a table in arrival order, keeping every entry.
+//! version 8 (SQLite) moves timelines to a table in arrival order, keeping every entry; version 9
+//! (SQLite) or 8 (PostgreSQL) copies each cascade's plan into `meta`, so bodies saved without it
+//! still read whole.
 
 mod common;
 
@@ -267,4 +269,70 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
         .expect("index");
     assert_eq!(index, 1);
     conn.close().await.expect("close");
+}
+
+/// Stores a cascade, lets `back` take the database to the schema before the plan moved to
+/// `meta` (its plan back in `body`, none in `meta`), lets `reopen` open it again (migrating),
+/// then saves the cascade (a body without its plan) and reads it back whole.
+async fn plan_survives_the_move<S: Store>(store: S, back: impl AsyncFnOnce(), reopen: impl AsyncFnOnce() -> S) {
+    let record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
+    store.create(record.clone(), vec![]).await.expect("create");
+    drop(store);
+    back().await;
+
+    let store = reopen().await;
+    assert_eq!(store.load(record.id()).await.expect("load"), Some(record.clone()));
+    let update = cascade_engine::store::CascadeUpdate {
+        state: record.state.clone(),
+        expected_version: record.version,
+        wake_at: record.wake_at,
+        events: vec![],
+        provider_refs: Vec::new(),
+        outbox: None,
+        recipient: None,
+    };
+    store.save(&update).await.expect("save");
+    let saved = store.load(record.id()).await.expect("load").expect("stored");
+    assert_eq!(saved.state, record.state, "the plan is read from meta once the body has none");
+    assert_eq!(saved.meta, record.meta);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_plans_when_moving_them_to_meta() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let back = async || {
+        run_on_sqlite(
+            &path,
+            &[
+                "UPDATE cascades SET body = json_set(body, '$.plan', json(json_extract(meta, '$.plan'))), \
+                 meta = json_remove(meta, '$.plan')",
+                "DELETE FROM _sqlx_migrations WHERE version = 9",
+            ],
+        )
+        .await
+    };
+    let reopen = async || cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
+    plan_survives_the_move(store, back, reopen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_plans_when_moving_them_to_meta() {
+    let schema = common::fresh_schema();
+    let Some(store) = common::pg_store(&schema).await else { return };
+    let back = async || {
+        run_on_postgres(
+            &schema,
+            &[
+                "UPDATE cascades SET body = jsonb_set(body::jsonb, '{plan}', meta::jsonb -> 'plan')::text, \
+                 meta = (meta::jsonb - 'plan')::text",
+                "DELETE FROM _sqlx_migrations WHERE version = 8",
+            ],
+        )
+        .await
+    };
+    let reopen = async || common::pg_store(&schema).await.expect("reconnect and migrate");
+    plan_survives_the_move(store, back, reopen).await;
+    common::drop_schema(&schema).await;
 }
