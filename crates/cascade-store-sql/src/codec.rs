@@ -42,8 +42,9 @@ fn parse<'a, T: serde::Deserialize<'a>>(what: &str, text: &'a str) -> Result<T, 
 
 /// The `body` column: a cascade's state without its plan.
 ///
-/// The plan never changes after creation, so it is written once, into the `meta` column
-/// ([`MetaColumn`]), instead of with every save (it was about a third of each rewritten body).
+/// The plan never changes after creation, so it is written once, into the cascade's
+/// `cascade_meta` row ([`MetaColumn`]), instead of with every save (it was about a third of
+/// each rewritten body).
 /// Rows written before schema version 9 (SQLite) or 8 (PostgreSQL) keep it here, and
 /// [`record`] reads them too.
 #[derive(Serialize)]
@@ -119,7 +120,8 @@ struct StoredBody {
     finished_at: Option<Timestamp>,
 }
 
-/// The `meta` column: the request's metadata and the cascade's plan, both written once.
+/// The `meta` column of `cascade_meta`: the request's metadata and the cascade's plan, both
+/// written once, when the cascade is created.
 #[derive(Serialize)]
 struct MetaColumn<'a> {
     plan: &'a Plan,
@@ -127,7 +129,8 @@ struct MetaColumn<'a> {
     meta: &'a CascadeMeta,
 }
 
-/// The plan of a stored `meta` (absent from rows written before it moved there).
+/// The plan of a stored `meta` (absent from rows written before schema version 9 on SQLite, 8
+/// on PostgreSQL, whose `body` has it).
 #[derive(Deserialize)]
 struct StoredPlan {
     #[serde(default)]

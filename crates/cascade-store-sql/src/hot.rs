@@ -48,6 +48,7 @@ macro_rules! define_hot_writes {
                 .enumerate()
                 .filter_map(|(i, op)| if let WriteOp::Save(s) = op { Some((i, &**s)) } else { None })
                 .collect();
+            let mut metas: Vec<(Uuid, &str)> = Vec::new();
             let mut events: Vec<(Uuid, i64, &str)> = Vec::new();
             let mut add_addresses: Vec<(&str, &str, Uuid)> = Vec::new();
             let mut drop_addresses: Vec<(&str, &str, Uuid)> = Vec::new();
@@ -58,7 +59,7 @@ macro_rules! define_hot_writes {
             for chunk in creates.chunks(CHUNK) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
-                     fingerprint, channels, owner, event_count, body, meta) ",
+                     fingerprint, channels, owner, event_count, body) ",
                 );
                 q.push_values(chunk, |mut b, (_, c)| {
                     b.push_bind(c.id)
@@ -72,14 +73,14 @@ macro_rules! define_hot_writes {
                         .push_bind(c.channels.as_str())
                         .push_bind(c.owner.as_deref())
                         .push_bind(c.events.len() as i64)
-                        .push_bind(c.body.as_str())
-                        .push_bind(c.meta.as_str());
+                        .push_bind(c.body.as_str());
                 });
                 q.push(" ON CONFLICT DO NOTHING RETURNING id");
                 let inserted: HashSet<Uuid> = q.build_query_scalar().fetch_all(&mut **tx).await?.into_iter().collect();
                 for (i, c) in chunk {
                     if inserted.contains(&c.id) {
                         out[*i] = Some(Ok(WriteOut::Created(Created::New)));
+                        metas.push((c.id, c.meta.as_str()));
                         events.extend(c.events.iter().enumerate().map(|(seq, b)| (c.id, seq as i64, b.as_str())));
                         add_addresses.extend(c.addresses.iter().map(|(ch, a)| (ch.as_str(), a.as_str(), c.id)));
                         continue;
@@ -100,6 +101,14 @@ macro_rules! define_hot_writes {
                         same_request: fingerprint == c.fingerprint,
                     })));
                 }
+            }
+
+            for chunk in metas.chunks(CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO cascade_meta (id, meta) ");
+                q.push_values(chunk, |mut b, (id, meta)| {
+                    b.push_bind(*id).push_bind(*meta);
+                });
+                q.build().execute(&mut **tx).await?;
             }
 
             for chunk in saves.chunks(CHUNK) {

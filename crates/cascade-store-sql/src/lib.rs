@@ -140,6 +140,17 @@ pub(crate) use recipient_filter;
 /// Appends a [`ListFilter`](cascade_engine::store::ListFilter)'s conditions, order and limit to
 /// a query builder. `$contains` and `$close` wrap the `channels` column test, whose function
 /// differs between databases.
+/// The select-list expression that reads a cascade's `meta` from `cascade_meta`, for the
+/// `cascades` row named by `$table` (the table or its alias), as a column named `meta`. A
+/// subquery rather than a join, so the rest of a statement names `cascades`' columns unqualified,
+/// and SQLite allows it in `RETURNING`, where a joined table's columns are not.
+macro_rules! meta_of {
+    ($table:literal) => {
+        concat!("(SELECT meta FROM cascade_meta WHERE cascade_meta.id = ", $table, ".id) AS meta")
+    };
+}
+pub(crate) use meta_of;
+
 macro_rules! list_filter {
     ($q:expr, $f:expr, $contains:literal, $close:literal) => {{
         if let Some(s) = &$f.state {

@@ -24,7 +24,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (6, "campaign_results_at", include_str!("../migrations/sqlite/0006_campaign_results_at.sql")),
     (7, "held_requests", include_str!("../migrations/sqlite/0007_held_requests.sql")),
     (8, "events_by_arrival", include_str!("../migrations/sqlite/0008_events_by_arrival.sql")),
-    (9, "plan_in_meta", include_str!("../migrations/sqlite/0009_plan_in_meta.sql")),
+    (9, "cascade_meta", include_str!("../migrations/sqlite/0009_cascade_meta.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -37,7 +37,7 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
     (5, "policies", include_str!("../migrations/postgres/0005_policies.sql")),
     (6, "campaign_results_at", include_str!("../migrations/postgres/0006_campaign_results_at.sql")),
     (7, "held_requests", include_str!("../migrations/postgres/0007_held_requests.sql")),
-    (8, "plan_in_meta", include_str!("../migrations/postgres/0008_plan_in_meta.sql")),
+    (8, "cascade_meta", include_str!("../migrations/postgres/0008_cascade_meta.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

@@ -124,9 +124,12 @@ crate::shared::define_sql_store! {
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, address, connection) DO UPDATE SET \
             last_inbound_at = GREATEST(conversations.last_inbound_at, excluded.last_inbound_at), \
             last_delivery_at = GREATEST(conversations.last_delivery_at, excluded.last_delivery_at)",
-    claim: "UPDATE cascades c SET wake_at = $1, version = c.version + 1 FROM \
-            (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-            WHERE c.id = due.id RETURNING c.id, c.version, c.wake_at, c.body, c.meta",
+    claim: concat!(
+        "UPDATE cascades c SET wake_at = $1, version = c.version + 1 FROM \
+         (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
+         WHERE c.id = due.id RETURNING c.id, c.version, c.wake_at, c.body, ",
+        crate::meta_of!("c")
+    ),
     claim_outbox: "UPDATE outbox o SET next_at = $1 FROM \
             (SELECT id FROM outbox WHERE NOT dead AND next_at <= $2 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
             WHERE o.id = due.id RETURNING o.id, o.cascade_id, o.url, o.body, o.tries, o.next_at, o.last_error, o.dead",

@@ -17,7 +17,7 @@ macro_rules! define_sql_store {
         // each time keeping the later value.
         touch: $touch:literal,
         // Claims due cascades: (lease end, now, limit), returning record columns.
-        claim: $claim:literal,
+        claim: $claim:expr,
         // Claims due callbacks: (lease end, now, limit), returning outbox columns.
         claim_outbox: $claim_outbox:literal,
         // Records a failed delivery try: (id, error, retry at or NULL for dead).
@@ -138,6 +138,7 @@ macro_rules! define_sql_store {
                             ("addresses", "cascade_id", false),
                             // `$purge` picks no cascade with a callback still to deliver.
                             ("outbox", "cascade_id", true),
+                            ("cascade_meta", "id", false),
                             ("cascades", "id", false),
                         ] {
                             let mut q = QueryBuilder::<$db>::new(format!("DELETE FROM {table} WHERE "));
@@ -465,7 +466,7 @@ macro_rules! define_sql_store {
                 let row = crate::shared::reading!(self.read, conn => {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new(
-                            "SELECT id, version, wake_at, body, meta FROM cascades WHERE id = ",
+                            concat!("SELECT id, version, wake_at, body, ", crate::meta_of!("cascades"), " FROM cascades WHERE id = "),
                         );
                     q.push_bind(*id.as_uuid());
                     q.build().fetch_optional(&mut *conn).await
@@ -613,7 +614,7 @@ macro_rules! define_sql_store {
                 let rows = crate::shared::reading!(self.read, conn => {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new(
-                            "SELECT id, version, wake_at, body, meta FROM cascades WHERE 1 = 1",
+                            concat!("SELECT id, version, wake_at, body, ", crate::meta_of!("cascades"), " FROM cascades WHERE 1 = 1"),
                         );
                     crate::list_filter!(q, filter, $contains, $close);
                     q.build().fetch_all(&mut *conn).await

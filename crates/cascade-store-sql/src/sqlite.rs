@@ -128,9 +128,12 @@ crate::shared::define_sql_store! {
             last_delivery_at = CASE WHEN last_delivery_at IS NULL THEN excluded.last_delivery_at \
               WHEN excluded.last_delivery_at IS NULL THEN last_delivery_at \
               ELSE max(last_delivery_at, excluded.last_delivery_at) END",
-    claim: "UPDATE cascades SET wake_at = ?1, version = version + 1 WHERE id IN \
-            (SELECT id FROM cascades WHERE wake_at <= ?2 ORDER BY wake_at LIMIT ?3) \
-            RETURNING id, version, wake_at, body, meta",
+    claim: concat!(
+        "UPDATE cascades SET wake_at = ?1, version = version + 1 WHERE id IN \
+         (SELECT id FROM cascades WHERE wake_at <= ?2 ORDER BY wake_at LIMIT ?3) \
+         RETURNING id, version, wake_at, body, ",
+        crate::meta_of!("cascades")
+    ),
     claim_outbox: "UPDATE outbox SET next_at = ?1 WHERE id IN \
             (SELECT id FROM outbox WHERE dead = 0 AND next_at <= ?2 ORDER BY next_at LIMIT ?3) \
             RETURNING id, cascade_id, url, body, tries, next_at, last_error, dead",

@@ -34,3 +34,40 @@ async fn postgres_store_passes_the_conformance_suite() {
         common::drop_schema(&s).await;
     }
 }
+
+/// A purged cascade takes its `cascade_meta` row with it; the others keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_removes_a_cascades_metadata_row() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("purge.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let now = chrono::Utc::now();
+    let done = cascade_testkit::sample_record(None, "fp", "+15550000001", now);
+    let running = cascade_testkit::sample_record(None, "fp", "+15550000002", now);
+    store.create(done.clone(), vec![]).await.expect("create");
+    store.create(running.clone(), vec![]).await.expect("create");
+    let mut state = done.state.clone();
+    state.phase = cascade_engine::machine::Phase::Finished;
+    state.outcome = Some(cascade_engine::Outcome::Cancelled);
+    state.finished_at = Some(now);
+    let update = cascade_engine::store::CascadeUpdate {
+        state,
+        expected_version: done.version,
+        wake_at: None,
+        events: vec![],
+        provider_refs: Vec::new(),
+        outbox: None,
+        recipient: None,
+    };
+    store.save(&update).await.expect("finish");
+    assert_eq!(store.purge_finished(now + chrono::Duration::seconds(1), 10).await.expect("purge"), 1);
+    assert_eq!(store.load(running.id()).await.expect("load"), Some(running.clone()));
+    drop(store);
+
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM cascade_meta").fetch_all(&mut conn).await.expect("metadata rows");
+    assert_eq!(ids, [*running.id().as_uuid()]);
+    conn.close().await.expect("close");
+}

@@ -2,8 +2,8 @@
 //! column from the cascades' stored metadata, so the owner filter finds the cascades that were
 //! there before; version 6 gives campaign results stored without a time the time still known;
 //! version 8 (SQLite) moves timelines to a table in arrival order, keeping every entry; version 9
-//! (SQLite) or 8 (PostgreSQL) copies each cascade's plan into `meta`, so bodies saved without it
-//! still read whole.
+//! (SQLite) or 8 (PostgreSQL) moves `meta` into a table of its own with a copy of each cascade's
+//! plan, so bodies saved without it still read whole.
 
 mod common;
 
@@ -33,6 +33,27 @@ async fn run_on_postgres(schema: &str, statements: &[&str]) {
     conn.close().await.expect("close");
 }
 
+/// Takes a SQLite database back to before version 9: `meta` a column of `cascades` again, the
+/// plan in `body` only.
+const SQLITE_BEFORE_CASCADE_META: [&str; 4] = [
+    "ALTER TABLE cascades ADD COLUMN meta TEXT NOT NULL DEFAULT ''",
+    "UPDATE cascades SET \
+     body = json_set(body, '$.plan', json((SELECT json_extract(m.meta, '$.plan') FROM cascade_meta m \
+       WHERE m.id = cascades.id))), \
+     meta = (SELECT json_remove(m.meta, '$.plan') FROM cascade_meta m WHERE m.id = cascades.id)",
+    "DROP TABLE cascade_meta",
+    "DELETE FROM _sqlx_migrations WHERE version = 9",
+];
+
+/// Takes a PostgreSQL schema back to before version 8, as `SQLITE_BEFORE_CASCADE_META` does.
+const POSTGRES_BEFORE_CASCADE_META: [&str; 4] = [
+    "ALTER TABLE cascades ADD COLUMN meta TEXT NOT NULL DEFAULT ''",
+    "UPDATE cascades SET body = jsonb_set(body::jsonb, '{plan}', m.meta::jsonb -> 'plan')::text, \
+     meta = (m.meta::jsonb - 'plan')::text FROM cascade_meta m WHERE m.id = cascades.id",
+    "DROP TABLE cascade_meta",
+    "DELETE FROM _sqlx_migrations WHERE version = 8",
+];
+
 /// Stores one cascade owned by `key:crm` and one by `kommo:acme`; returns the first's id.
 async fn two_owners(store: &dyn Store) -> cascade_engine::CascadeId {
     let now = chrono::Utc::now();
@@ -59,15 +80,12 @@ async fn sqlite_fills_the_owner_column_of_existing_cascades() {
     drop(store);
 
     // Back to the schema of version 1, as an older server left it.
-    run_on_sqlite(
-        &path,
-        &[
-            "DROP INDEX cascades_owner",
-            "ALTER TABLE cascades DROP COLUMN owner",
-            "DELETE FROM _sqlx_migrations WHERE version = 2",
-        ],
-    )
-    .await;
+    let to_v1 = [
+        "DROP INDEX cascades_owner",
+        "ALTER TABLE cascades DROP COLUMN owner",
+        "DELETE FROM _sqlx_migrations WHERE version = 2",
+    ];
+    run_on_sqlite(&path, &[&SQLITE_BEFORE_CASCADE_META[..], &to_v1].concat()).await;
 
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     assert_eq!(owned_by(&store, "key:crm").await, [id]);
@@ -82,11 +100,8 @@ async fn postgres_fills_the_owner_column_of_existing_cascades() {
     let id = two_owners(&store).await;
     drop(store);
 
-    run_on_postgres(
-        &schema,
-        &["ALTER TABLE cascades DROP COLUMN owner", "DELETE FROM _sqlx_migrations WHERE version = 2"],
-    )
-    .await;
+    let to_v1 = ["ALTER TABLE cascades DROP COLUMN owner", "DELETE FROM _sqlx_migrations WHERE version = 2"];
+    run_on_postgres(&schema, &[&POSTGRES_BEFORE_CASCADE_META[..], &to_v1].concat()).await;
 
     let store = common::pg_store(&schema).await.expect("reconnect and migrate");
     assert_eq!(owned_by(&store, "key:crm").await, [id]);
@@ -271,9 +286,9 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
     conn.close().await.expect("close");
 }
 
-/// Stores a cascade, lets `back` take the database to the schema before the plan moved to
-/// `meta` (its plan back in `body`, none in `meta`), lets `reopen` open it again (migrating),
-/// then saves the cascade (a body without its plan) and reads it back whole.
+/// Stores a cascade, lets `back` take the database to the schema before `cascade_meta` (its
+/// plan back in `body`, none in `meta`), lets `reopen` open it again (migrating), then saves the
+/// cascade (a body without its plan) and reads it back whole.
 async fn plan_survives_the_move<S: Store>(store: S, back: impl AsyncFnOnce(), reopen: impl AsyncFnOnce() -> S) {
     let record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
     store.create(record.clone(), vec![]).await.expect("create");
@@ -302,17 +317,7 @@ async fn sqlite_keeps_plans_when_moving_them_to_meta() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
-    let back = async || {
-        run_on_sqlite(
-            &path,
-            &[
-                "UPDATE cascades SET body = json_set(body, '$.plan', json(json_extract(meta, '$.plan'))), \
-                 meta = json_remove(meta, '$.plan')",
-                "DELETE FROM _sqlx_migrations WHERE version = 9",
-            ],
-        )
-        .await
-    };
+    let back = async || run_on_sqlite(&path, &SQLITE_BEFORE_CASCADE_META).await;
     let reopen = async || cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     plan_survives_the_move(store, back, reopen).await;
 }
@@ -321,17 +326,7 @@ async fn sqlite_keeps_plans_when_moving_them_to_meta() {
 async fn postgres_keeps_plans_when_moving_them_to_meta() {
     let schema = common::fresh_schema();
     let Some(store) = common::pg_store(&schema).await else { return };
-    let back = async || {
-        run_on_postgres(
-            &schema,
-            &[
-                "UPDATE cascades SET body = jsonb_set(body::jsonb, '{plan}', meta::jsonb -> 'plan')::text, \
-                 meta = (meta::jsonb - 'plan')::text",
-                "DELETE FROM _sqlx_migrations WHERE version = 8",
-            ],
-        )
-        .await
-    };
+    let back = async || run_on_postgres(&schema, &POSTGRES_BEFORE_CASCADE_META).await;
     let reopen = async || common::pg_store(&schema).await.expect("reconnect and migrate");
     plan_survives_the_move(store, back, reopen).await;
     common::drop_schema(&schema).await;

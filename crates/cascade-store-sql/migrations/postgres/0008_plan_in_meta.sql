@@ -1,7 +1,0 @@
--- cascade schema, version 8 (PostgreSQL). See docs/storage.md.
--- A cascade's plan is kept in `meta`, written once, instead of in `body`, which every save
--- rewrites (the plan never changes and was about a third of each body). Existing rows get a
--- copy of their plan in `meta`; their `body` keeps its own until the next save rewrites it.
-
-UPDATE cascades SET meta = jsonb_set(meta::jsonb, '{plan}', body::jsonb -> 'plan')::text
-WHERE jsonb_typeof(body::jsonb -> 'plan') = 'object';
