@@ -42,11 +42,13 @@ pub enum Phase {
         /// The attempt waited on.
         attempt: u32,
         /// When the wait ends.
+        #[serde(with = "crate::model::rfc3339")]
         deadline: Timestamp,
     },
     /// A transient error; the step sends again at `at`.
     RetryAt {
         /// When.
+        #[serde(with = "crate::model::rfc3339")]
         at: Timestamp,
         /// The connection that failed, to avoid on the retry if another is usable.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +64,7 @@ pub struct CascadeState {
     /// The cascade.
     pub id: CascadeId,
     /// When it was created.
+    #[serde(with = "crate::model::rfc3339")]
     pub created_at: Timestamp,
     /// The validated plan. It never changes after creation, so copies of the state share it.
     pub plan: Arc<Plan>,
@@ -70,7 +73,7 @@ pub struct CascadeState {
     /// Position in the plan's running order.
     pub cursor: u16,
     /// When the current step started (its retry window counts from here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::model::rfc3339::option")]
     pub step_started_at: Option<Timestamp>,
     /// Connections that failed with `connection` errors in the current step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,7 +88,7 @@ pub struct CascadeState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     /// When the outcome was reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::model::rfc3339::option")]
     pub finished_at: Option<Timestamp>,
 }
 

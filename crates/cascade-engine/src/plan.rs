@@ -100,6 +100,7 @@ pub struct OpenWindow {
     /// The connection the contact wrote to.
     pub connection: ConnectionId,
     /// When the window closes (the contact's last inbound message plus the channel's window).
+    #[serde(with = "crate::model::rfc3339")]
     pub until: Timestamp,
 }
 
@@ -116,6 +117,7 @@ pub struct Plan {
     /// Transient-error retries.
     pub retry: RetryPolicy,
     /// When the cascade expires.
+    #[serde(with = "crate::model::rfc3339")]
     pub expires_at: Timestamp,
     /// Bulk traffic (a campaign's): its sends give way to other cascades' on rate-limited
     /// connections.

@@ -50,10 +50,11 @@ fn parse<'a, T: serde::Deserialize<'a>>(what: &str, text: &'a str) -> Result<T, 
 #[derive(Serialize)]
 struct BodyColumn<'a> {
     id: CascadeId,
+    #[serde(with = "cascade_engine::model::rfc3339")]
     created_at: Timestamp,
     phase: &'a Phase,
     cursor: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "cascade_engine::model::rfc3339::option")]
     step_started_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     excluded: &'a [ConnectionId],
@@ -62,7 +63,7 @@ struct BodyColumn<'a> {
     failures: &'a [StepFailure],
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<&'a Outcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "cascade_engine::model::rfc3339::option")]
     finished_at: Option<Timestamp>,
 }
 

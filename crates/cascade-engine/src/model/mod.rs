@@ -11,6 +11,7 @@ mod ids;
 mod message;
 mod policy;
 mod record;
+pub mod rfc3339;
 mod status;
 
 pub use contact::{Address, AddressKind, Contact, is_e164};

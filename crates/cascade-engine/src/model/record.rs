@@ -25,9 +25,10 @@ pub struct StatusRecord {
     /// The status.
     pub status: Status,
     /// When the engine received it.
+    #[serde(with = "super::rfc3339")]
     pub at: Timestamp,
     /// When the provider says it happened, if it says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "super::rfc3339::option")]
     pub provider_at: Option<Timestamp>,
 }
 
@@ -64,6 +65,7 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cost: Cost,
     /// When the send started.
+    #[serde(with = "super::rfc3339")]
     pub started_at: Timestamp,
 }
 
@@ -170,6 +172,7 @@ impl Outcome {
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Event {
     /// When it happened (engine time).
+    #[serde(with = "super::rfc3339")]
     pub at: Timestamp,
     /// What happened.
     #[serde(flatten)]
@@ -229,7 +232,7 @@ pub enum EventKind {
         /// The classified error.
         error: Box<SendError>,
         /// When it will be retried, if it will.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "super::rfc3339::option")]
         retry_at: Option<Timestamp>,
     },
     /// The process stopped during the send; its result is not known.
@@ -244,7 +247,7 @@ pub enum EventKind {
         /// The status.
         status: Status,
         /// When the provider says it happened.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "super::rfc3339::option")]
         provider_at: Option<Timestamp>,
         /// For `failed`: the classified error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
