@@ -9,6 +9,30 @@
 /// Rows per multi-row statement (well inside both databases' limits on bound parameters).
 pub(crate) const CHUNK: usize = 256;
 
+/// `rows` in chunks whose sizes are powers of two, largest first, none over [`CHUNK`]: 110 rows
+/// go as 64, 32, 8, 4 and 2.
+///
+/// A multi-row statement's SQL text depends on its number of rows, and each connection keeps
+/// only the texts it has seen prepared. Exact counts made almost every batch's statements new
+/// texts to parse and plan (a sixth of all the work of a durable cascade on SQLite); in these
+/// sizes a statement has at most nine texts, each prepared once per connection.
+pub(crate) fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = CHUNK.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Prepared statements the writer connection keeps (sqlx's default is 100): the hot writes'
+/// nine statements in their nine sizes each ([`chunks`]), with room for every other write.
+pub(crate) const WRITER_STATEMENTS: usize = 256;
+
 /// Campaign recipients per multi-row insert: five bound parameters a row, well inside SQLite's
 /// limit of 32,766 and PostgreSQL's of 65,535, so a batch of a few thousand takes a handful of
 /// statements.
@@ -36,7 +60,7 @@ macro_rules! define_hot_writes {
 
             use crate::batch::{WriteOp, WriteOut};
             use crate::codec::{NewCascade, OutboxRow, RecipientResultRow, SaveRow};
-            use crate::hot::CHUNK;
+            use crate::hot::chunks;
 
             let creates: Vec<(usize, &NewCascade)> = ops
                 .iter()
@@ -56,7 +80,7 @@ macro_rules! define_hot_writes {
             let mut outbox: Vec<(Uuid, &OutboxRow)> = Vec::new();
             let mut results: Vec<&RecipientResultRow> = Vec::new();
 
-            for chunk in creates.chunks(CHUNK) {
+            for chunk in chunks(&creates) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
                      fingerprint, channels, owner, event_count, body) ",
@@ -103,7 +127,7 @@ macro_rules! define_hot_writes {
                 }
             }
 
-            for chunk in metas.chunks(CHUNK) {
+            for chunk in chunks(&metas) {
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO cascade_meta (id, meta) ");
                 q.push_values(chunk, |mut b, (id, meta)| {
                     b.push_bind(*id).push_bind(*meta);
@@ -111,7 +135,7 @@ macro_rules! define_hot_writes {
                 q.build().execute(&mut **tx).await?;
             }
 
-            for chunk in saves.chunks(CHUNK) {
+            for chunk in chunks(&saves) {
                 let mut q =
                     QueryBuilder::<$db>::new("WITH v (id, expected, wake_at, state, finished_at, body, n) AS (");
                 q.push_values(chunk, |mut b, (_, s)| {
@@ -159,7 +183,7 @@ macro_rules! define_hot_writes {
                 }
             }
 
-            for chunk in events.chunks(CHUNK) {
+            for chunk in chunks(&events) {
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO events (cascade_id, seq, body) ");
                 q.push_values(chunk, |mut b, (id, seq, body)| {
                     b.push_bind(*id).push_bind(*seq).push_bind(*body);
@@ -167,7 +191,7 @@ macro_rules! define_hot_writes {
                 q.build().execute(&mut **tx).await?;
             }
             let refs: Vec<_> = refs.into_iter().collect();
-            for chunk in refs.chunks(CHUNK) {
+            for chunk in chunks(&refs) {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) ",
                 );
@@ -180,7 +204,7 @@ macro_rules! define_hot_writes {
                 );
                 q.build().execute(&mut **tx).await?;
             }
-            for chunk in add_addresses.chunks(CHUNK) {
+            for chunk in chunks(&add_addresses) {
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO addresses (channel, address, cascade_id) ");
                 q.push_values(chunk, |mut b, (ch, a, id)| {
                     b.push_bind(*ch).push_bind(*a).push_bind(*id);
@@ -188,7 +212,7 @@ macro_rules! define_hot_writes {
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(&mut **tx).await?;
             }
-            for chunk in drop_addresses.chunks(CHUNK) {
+            for chunk in chunks(&drop_addresses) {
                 let mut q = QueryBuilder::<$db>::new("DELETE FROM addresses WHERE (channel, address, cascade_id) IN (");
                 q.push_values(chunk, |mut b, (ch, a, id)| {
                     b.push_bind(*ch).push_bind(*a).push_bind(*id);
@@ -196,7 +220,7 @@ macro_rules! define_hot_writes {
                 q.push(")");
                 q.build().execute(&mut **tx).await?;
             }
-            for chunk in outbox.chunks(CHUNK) {
+            for chunk in chunks(&outbox) {
                 let mut q = QueryBuilder::<$db>::new("INSERT INTO outbox (cascade_id, url, body, next_at) ");
                 q.push_values(chunk, |mut b, (id, o)| {
                     b.push_bind(*id).push_bind(o.url.as_str()).push_bind(o.body.as_str()).push_bind(o.next_at);
@@ -209,7 +233,7 @@ macro_rules! define_hot_writes {
             // alone, SQLite scans the whole table once a chunk has a couple of hundred rows.
             results.sort_by_key(|r| (r.campaign, r.seq));
             for campaign in results.chunk_by(|a, b| a.campaign == b.campaign) {
-                for chunk in campaign.chunks(CHUNK) {
+                for chunk in chunks(&campaign) {
                     let mut q =
                         QueryBuilder::<$db>::new("WITH r (seq, outcome, channel, cost, reason, result_at) AS (");
                     q.push_values(chunk, |mut b, r| {
@@ -233,3 +257,24 @@ macro_rules! define_hot_writes {
     };
 }
 pub(crate) use define_hot_writes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first() {
+        let sizes = |n: usize| chunks(&vec![0u8; n]).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(110), [64, 32, 8, 4, 2]);
+        assert_eq!(sizes(256), [256]);
+        assert_eq!(sizes(700), [256, 256, 128, 32, 16, 8, 4]);
+        for n in 0..1_000 {
+            let s = sizes(n);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            assert!(s.iter().all(|k| k.is_power_of_two() && *k <= CHUNK));
+            assert!(s.windows(2).all(|w| w[0] >= w[1]));
+        }
+    }
+}

@@ -93,18 +93,19 @@ impl PgStore {
             conn.close().await.map_err(unreachable)?;
             options = options.options([("search_path", schema.as_str())]);
         }
-        let pool = |n: u32, checked: bool| {
+        let pool = |n: u32, checked: bool, options: PgConnectOptions| {
             PgPoolOptions::new()
                 .max_connections(n)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire(checked)
-                .connect_with(options.clone())
+                .connect_with(options)
         };
-        let write = pool(config.writers.max(1) as u32, true).await.map_err(unreachable)?;
+        let writer_options = options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS);
+        let write = pool(config.writers.max(1) as u32, true, writer_options).await.map_err(unreachable)?;
         crate::migrate::migrator(crate::migrate::POSTGRES).await?.run(&write).await.map_err(crate::migrate::failed)?;
         // Readers skip the check before each use (a round trip per read): a read that meets a
         // broken connection runs again on another (`shared::reading!`).
-        let read = pool(config.max_connections.max(1), false).await.map_err(unreachable)?;
+        let read = pool(config.max_connections.max(1), false, options).await.map_err(unreachable)?;
         let writer = Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch);
         Ok(Self { read, writer })
     }

@@ -93,7 +93,7 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone())
+            .connect_with(options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS))
             .await
             .map_err(open_error)?;
         crate::migrate::migrator(crate::migrate::SQLITE).await?.run(&write).await.map_err(crate::migrate::failed)?;
