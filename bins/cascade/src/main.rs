@@ -11,10 +11,11 @@
 //! Human output by default (colours only on a terminal), `--json` for scripts. Exit codes are
 //! in [`exit`] and `docs/cli.md`.
 
-/// mimalloc instead of the system allocator: the engine allocates many small short-lived
-/// values per cascade, and glibc's malloc spent a third of the engine's time on them.
+/// mimalloc instead of the system allocator ([`cascade_alloc`]): the engine allocates many
+/// small short-lived values per cascade, and glibc's malloc spent a third of the engine's time
+/// on them.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: cascade_alloc::Allocator = cascade_alloc::Allocator;
 
 mod campaign;
 mod cascades;

@@ -1,10 +1,11 @@
 //! A counting global allocator: live heap bytes, for memory-per-cascade figures. It counts
-//! on top of mimalloc, the allocator `cascade-server` runs with, so the figures are the server's.
+//! on top of [`cascade_alloc::Allocator`], the allocator `cascade-server` runs with, so the
+//! figures are the server's.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use mimalloc::MiMalloc;
+use cascade_alloc::Allocator;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -23,7 +24,7 @@ pub fn stop_counting() {
 
 struct Counting;
 
-// SAFETY: every call is forwarded unchanged to mimalloc; the counter is only
+// SAFETY: every call is forwarded unchanged to the server's allocator; the counter is only
 // bookkeeping.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -31,7 +32,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { MiMalloc.alloc(layout) }
+        unsafe { Allocator.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -39,7 +40,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { MiMalloc.dealloc(ptr, layout) }
+        unsafe { Allocator.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -47,7 +48,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
-        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+        unsafe { Allocator.realloc(ptr, layout, new_size) }
     }
 }
 
