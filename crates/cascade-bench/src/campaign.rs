@@ -360,7 +360,7 @@ fn import(csv: &Path, db: &Path, import_batch: Option<usize>) -> Result<Imported
         for (tid, t) in cpu::used(&threads_before, &threads_after) {
             if Some(tid) == parser {
                 continue;
-            } else if t.name.starts_with("sqlx-sqlite") {
+            } else if crate::cpu::is_sqlite(&t.name) {
                 cpu.sqlite += t.seconds;
             } else if t.name.starts_with(IMPORT_THREADS) {
                 // Threads of the runtime that were there before are its workers; those born

@@ -25,6 +25,11 @@ pub fn threads() -> HashMap<u32, Thread> {
     out
 }
 
+/// Whether a thread is the SQLite store's: sqlx's connection threads or the store's writer.
+pub fn is_sqlite(name: &str) -> bool {
+    name.starts_with("sqlx-sqlite") || name == cascade_store_sql::WRITER_THREAD
+}
+
 /// The calling thread's id.
 pub fn current_tid() -> Option<u32> {
     // `/proc/thread-self` links to `<pid>/task/<tid>`.

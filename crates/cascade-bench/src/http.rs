@@ -43,10 +43,9 @@ pub(crate) const WHATSAPP: &str = "wa-main";
 pub(crate) const SMS: &str = "sms-main";
 /// The Twilio auth token the SMS connection's status callbacks are signed with.
 const TWILIO_TOKEN: &str = "bench-twilio-auth-token";
-/// Thread names: the server's runtime, the clients' runtime, and SQLite's connection threads.
+/// Thread names: the server's runtime and the clients' runtime.
 const SERVER_THREADS: &str = "cascade-server";
 pub(crate) const CLIENT_THREADS: &str = "bench-client";
-const SQLITE_THREADS: &str = "sqlx-sqlite";
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -195,14 +194,14 @@ pub(crate) fn micros(d: Duration) -> u32 {
 }
 
 /// CPU seconds used so far by this process's threads (`/proc/self/task/*/schedstat`): the
-/// server's runtime, SQLite's connection threads, the clients' runtime, and the rest.
+/// server's runtime, the SQLite store's threads, the clients' runtime, and the rest.
 pub(crate) fn cpu_seconds() -> [f64; 4] {
     let mut by = [0.0; 4];
     for thread in crate::cpu::threads().into_values() {
         let name = thread.name;
         let group = if name.starts_with(SERVER_THREADS) {
             0
-        } else if name.starts_with(SQLITE_THREADS) {
+        } else if crate::cpu::is_sqlite(&name) {
             1
         } else if name.starts_with(CLIENT_THREADS) {
             2

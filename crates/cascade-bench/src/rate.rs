@@ -250,7 +250,7 @@ fn run_campaign(rate: usize, seconds: usize) -> Result<Run, String> {
     for (_, t) in used {
         let group = if t.name.starts_with(ENGINE_THREADS) {
             0
-        } else if t.name.starts_with("sqlx-sqlite") {
+        } else if crate::cpu::is_sqlite(&t.name) {
             1
         } else if t.name.starts_with(SANDBOX_THREADS) {
             2

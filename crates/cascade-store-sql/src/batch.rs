@@ -154,17 +154,52 @@ pub(crate) struct Writer {
     stats: Arc<WriterStats>,
 }
 
+/// Where a writer's loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Tasks on the caller's runtime. PostgreSQL's: its connections' sockets belong to that
+    /// runtime's I/O driver, so a loop elsewhere would still wait on it.
+    Tasks,
+    /// A thread of its own ([`WRITER_THREAD`]) with a single-threaded runtime. SQLite's: each
+    /// statement of a batch is a hand-off to sqlx's connection thread and back, and on the
+    /// shared runtime each way back waited in line behind the engine's tasks, so a batch took
+    /// several times its own work and every write waited for it (34-40 % more cascades per
+    /// second on their own thread).
+    Thread,
+}
+
+/// The name of a writer's thread ([`Drive::Thread`]).
+pub const WRITER_THREAD: &str = "cascade-writer";
+
 impl Writer {
-    /// Starts `workers` writer tasks (one for SQLite, which has one writer anyway) taking up
-    /// to `max_batch` writes per transaction. They stop when the `Writer` is dropped.
-    pub(crate) fn start<B: Backend>(backend: Arc<B>, workers: usize, max_batch: usize) -> Self {
+    /// Starts `workers` writer loops (one for SQLite, which has one writer anyway) taking up
+    /// to `max_batch` writes per transaction, driven as `drive` says. They stop when the
+    /// `Writer` is dropped.
+    pub(crate) fn start<B: Backend>(
+        backend: Arc<B>,
+        workers: usize,
+        max_batch: usize,
+        drive: Drive,
+    ) -> Result<Self, StoreError> {
         let (queue, rx) = mpsc::channel::<Job>(max_batch.max(1) * 8);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(backend.clone(), rx.clone(), max_batch.max(1), stats.clone()));
+            let job = work(backend.clone(), rx.clone(), max_batch.max(1), stats.clone());
+            match drive {
+                Drive::Tasks => drop(tokio::spawn(job)),
+                Drive::Thread => {
+                    let failed =
+                        |e: std::io::Error| StoreError::Unavailable(format!("starting the writer thread: {e}"));
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+                    std::thread::Builder::new()
+                        .name(WRITER_THREAD.into())
+                        .spawn(move || runtime.block_on(job))
+                        .map_err(failed)?;
+                }
+            }
         }
-        Self { queue, stats }
+        Ok(Self { queue, stats })
     }
 
     /// Queues a write and waits until it is committed (or refused).

@@ -34,7 +34,7 @@ mod shared;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use batch::WriterStats;
+pub use batch::{WRITER_THREAD, WriterStats};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgConfig, PgStore};
 #[cfg(feature = "sqlite")]

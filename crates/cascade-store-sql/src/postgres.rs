@@ -106,7 +106,8 @@ impl PgStore {
         // Readers skip the check before each use (a round trip per read): a read that meets a
         // broken connection runs again on another (`shared::reading!`).
         let read = pool(config.max_connections.max(1), false, options).await.map_err(unreachable)?;
-        let writer = Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch);
+        let writer =
+            Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch, crate::batch::Drive::Tasks)?;
         Ok(Self { read, writer })
     }
 

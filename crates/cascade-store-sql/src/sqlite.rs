@@ -105,7 +105,8 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(open_error)?;
-        let writer = Writer::start(Arc::new(SqliteBackend { write }), 1, config.max_batch);
+        let writer =
+            Writer::start(Arc::new(SqliteBackend { write }), 1, config.max_batch, crate::batch::Drive::Thread)?;
         Ok(Self { read, writer })
     }
 
