@@ -163,7 +163,7 @@ pub(crate) enum Drive {
     /// A thread of its own ([`WRITER_THREAD`]) with a single-threaded runtime. SQLite's: each
     /// statement of a batch is a hand-off to sqlx's connection thread and back, and on the
     /// shared runtime each way back waited in line behind the engine's tasks, so a batch took
-    /// several times its own work and every write waited for it (34-40 % more cascades per
+    /// several times its own work and every write waited for it (35-40 % more cascades per
     /// second on their own thread).
     Thread,
 }

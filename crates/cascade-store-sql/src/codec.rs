@@ -609,3 +609,59 @@ pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
         e => StoreError::Unavailable(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cascade_engine::{AttemptState, ChannelName, ErrorClass, SendError, Status, StatusRecord};
+
+    use super::*;
+
+    /// A state with every optional part set: attempts with statuses and an error, a failed
+    /// step, an excluded connection, an outcome.
+    fn full_state() -> CascadeRecord {
+        let at: Timestamp = "2026-11-22T00:02:34.483683410Z".parse().expect("time");
+        let mut record = cascade_testkit::sample_record(Some("k"), "fp", "+15550000001", at);
+        let s = &mut record.state;
+        s.step_started_at = Some(at);
+        s.excluded = vec![ConnectionId::new("sms-2")];
+        s.attempts = vec![Attempt {
+            number: 1,
+            step: 0,
+            channel: ChannelName::new("sms"),
+            connection: Some(ConnectionId::new("sms-1")),
+            state: AttemptState::Failed,
+            provider_message_id: Some("SM1".into()),
+            highest: Some(Status::Sent),
+            statuses: vec![StatusRecord { status: Status::Sent, at, provider_at: Some(at) }],
+            error: Some(Box::new(SendError::unreachable("not_here", "no such number"))),
+            cost: Cost::from_micros(5_000),
+            started_at: at,
+        }];
+        s.failures = vec![StepFailure {
+            step: 0,
+            channel: ChannelName::new("sms"),
+            class: Some(ErrorClass::Unreachable),
+            reason: "no such number".into(),
+        }];
+        s.phase = Phase::Finished;
+        s.outcome = Some(Outcome::Failed { steps: s.failures.clone() });
+        s.finished_at = Some(at);
+        record
+    }
+
+    /// `body` is exactly the state's own JSON without its plan (the same fields, names and
+    /// omissions), and a stored row reads back as the record it was made from.
+    #[test]
+    fn body_is_the_state_without_its_plan() {
+        let new = cascade_testkit::sample_record(None, "", "+15550000002", chrono::Utc::now());
+        for record in [new, full_state()] {
+            let mut expected = serde_json::to_value(&record.state).expect("state");
+            expected.as_object_mut().expect("object").remove("plan");
+            assert_eq!(serde_json::to_value(BodyColumn::from(&record.state)).expect("body"), expected);
+
+            let row = NewCascade::encode(&record, &[]).expect("encode");
+            let back = super::record(row.id, row.version, row.wake_at, &row.body, &row.meta).expect("decode");
+            assert_eq!(back, record);
+        }
+    }
+}

@@ -137,20 +137,32 @@ macro_rules! recipient_filter {
 }
 pub(crate) use recipient_filter;
 
+/// The columns a stored cascade is read with (`record_row` in `shared`), for the `cascades`
+/// row named by `$table` (the table or its alias): its own columns, and its `meta` from
+/// `cascade_meta` through a subquery rather than a join, so the rest of a statement names
+/// `cascades`' columns unqualified, and SQLite allows it in `RETURNING`, where a joined
+/// table's columns are not.
+macro_rules! record_columns {
+    ($table:literal) => {
+        concat!(
+            $table,
+            ".id AS id, ",
+            $table,
+            ".version AS version, ",
+            $table,
+            ".wake_at AS wake_at, ",
+            $table,
+            ".body AS body, (SELECT meta FROM cascade_meta WHERE cascade_meta.id = ",
+            $table,
+            ".id) AS meta"
+        )
+    };
+}
+pub(crate) use record_columns;
+
 /// Appends a [`ListFilter`](cascade_engine::store::ListFilter)'s conditions, order and limit to
 /// a query builder. `$contains` and `$close` wrap the `channels` column test, whose function
 /// differs between databases.
-/// The select-list expression that reads a cascade's `meta` from `cascade_meta`, for the
-/// `cascades` row named by `$table` (the table or its alias), as a column named `meta`. A
-/// subquery rather than a join, so the rest of a statement names `cascades`' columns unqualified,
-/// and SQLite allows it in `RETURNING`, where a joined table's columns are not.
-macro_rules! meta_of {
-    ($table:literal) => {
-        concat!("(SELECT meta FROM cascade_meta WHERE cascade_meta.id = ", $table, ".id) AS meta")
-    };
-}
-pub(crate) use meta_of;
-
 macro_rules! list_filter {
     ($q:expr, $f:expr, $contains:literal, $close:literal) => {{
         if let Some(s) = &$f.state {

@@ -129,8 +129,8 @@ crate::shared::define_sql_store! {
     claim: concat!(
         "UPDATE cascades c SET wake_at = $1, version = c.version + 1 FROM \
          (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-         WHERE c.id = due.id RETURNING c.id, c.version, c.wake_at, c.body, ",
-        crate::meta_of!("c")
+         WHERE c.id = due.id RETURNING ",
+        crate::record_columns!("c")
     ),
     claim_outbox: "UPDATE outbox o SET next_at = $1 FROM \
             (SELECT id FROM outbox WHERE NOT dead AND next_at <= $2 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \

@@ -151,7 +151,8 @@ macro_rules! define_sql_store {
                                 list.push_bind(*id);
                             }
                             list.push_unseparated(")");
-                            q.build().execute(&mut **tx).await?;
+                            // Of any size: not kept in the writer's statement cache.
+                            q.build().persistent(false).execute(&mut **tx).await?;
                         }
                     }
                     Ok(WriteOut::Purged(ids.len()))
@@ -218,12 +219,13 @@ macro_rules! define_sql_store {
                         });
                         // A number already stored keeps its row (and its progress).
                         q.push(" ON CONFLICT (campaign_id, seq) DO NOTHING");
-                        q.build().execute(&mut **tx).await?;
+                        // Rare and of any size: not kept in the writer's statement cache.
+                        q.build().persistent(false).execute(&mut **tx).await?;
                     }
                     Ok(WriteOut::Done)
                 }
                 WriteOp::MarkStarted { campaign, started, refused, at } => {
-                    for chunk in started.chunks(crate::hot::CHUNK) {
+                    for chunk in crate::hot::chunks(started) {
                         let mut q = QueryBuilder::<$db>::new("WITH v (seq, cascade_id) AS (");
                         q.push_values(chunk, |mut b, (seq, id)| {
                             b.push_bind(*seq).push_bind(*id);
@@ -235,7 +237,7 @@ macro_rules! define_sql_store {
                         q.build().execute(&mut **tx).await?;
                     }
                     // Refused ones get their result at once: no cascade will bring one.
-                    for chunk in refused.chunks(crate::hot::CHUNK) {
+                    for chunk in crate::hot::chunks(refused) {
                         let mut q = QueryBuilder::<$db>::new("WITH v (seq, reason) AS (");
                         q.push_values(chunk, |mut b, (seq, reason)| {
                             b.push_bind(*seq).push_bind(reason.as_str());
@@ -393,7 +395,11 @@ macro_rules! define_sql_store {
             let version: i64 = row.try_get("version").map_err(unavailable)?;
             let wake_at: Option<i64> = row.try_get("wake_at").map_err(unavailable)?;
             let body: &str = row.try_get("body").map_err(unavailable)?;
-            let meta: &str = row.try_get("meta").map_err(unavailable)?;
+            // `NULL` when the cascade has no `cascade_meta` row.
+            let meta: Option<&str> = row.try_get("meta").map_err(unavailable)?;
+            let meta = meta.ok_or_else(|| {
+                cascade_engine::StoreError::Corrupt(format!("cascade {id}: no row in cascade_meta"))
+            })?;
             crate::codec::record(id, version, wake_at, body, meta)
         }
 
@@ -466,7 +472,7 @@ macro_rules! define_sql_store {
                 let row = crate::shared::reading!(self.read, conn => {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new(
-                            concat!("SELECT id, version, wake_at, body, ", crate::meta_of!("cascades"), " FROM cascades WHERE id = "),
+                            concat!("SELECT ", crate::record_columns!("cascades"), " FROM cascades WHERE id = "),
                         );
                     q.push_bind(*id.as_uuid());
                     q.build().fetch_optional(&mut *conn).await
@@ -614,7 +620,7 @@ macro_rules! define_sql_store {
                 let rows = crate::shared::reading!(self.read, conn => {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new(
-                            concat!("SELECT id, version, wake_at, body, ", crate::meta_of!("cascades"), " FROM cascades WHERE 1 = 1"),
+                            concat!("SELECT ", crate::record_columns!("cascades"), " FROM cascades WHERE 1 = 1"),
                         );
                     crate::list_filter!(q, filter, $contains, $close);
                     q.build().fetch_all(&mut *conn).await

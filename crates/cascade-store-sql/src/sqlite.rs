@@ -132,8 +132,8 @@ crate::shared::define_sql_store! {
     claim: concat!(
         "UPDATE cascades SET wake_at = ?1, version = version + 1 WHERE id IN \
          (SELECT id FROM cascades WHERE wake_at <= ?2 ORDER BY wake_at LIMIT ?3) \
-         RETURNING id, version, wake_at, body, ",
-        crate::meta_of!("cascades")
+         RETURNING ",
+        crate::record_columns!("cascades")
     ),
     claim_outbox: "UPDATE outbox SET next_at = ?1 WHERE id IN \
             (SELECT id FROM outbox WHERE dead = 0 AND next_at <= ?2 ORDER BY next_at LIMIT ?3) \

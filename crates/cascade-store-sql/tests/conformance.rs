@@ -71,3 +71,26 @@ async fn purging_removes_a_cascades_metadata_row() {
     assert_eq!(ids, [*running.id().as_uuid()]);
     conn.close().await.expect("close");
 }
+
+/// A cascade whose `cascade_meta` row is missing reads as corrupt, naming what is missing,
+/// not as a store that cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_without_its_metadata_row_is_corrupt() {
+    use sqlx::{ConnectOptions, Connection};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("orphan.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
+    store.create(record.clone(), vec![]).await.expect("create");
+    drop(store);
+
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    sqlx::query("DELETE FROM cascade_meta").execute(&mut conn).await.expect("delete");
+    conn.close().await.expect("close");
+
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen");
+    match store.load(record.id()).await {
+        Err(cascade_engine::StoreError::Corrupt(why)) => assert!(why.contains("cascade_meta"), "{why}"),
+        other => panic!("expected a corrupt record, got {other:?}"),
+    }
+}
