@@ -73,24 +73,34 @@ async fn purging_removes_a_cascades_metadata_row() {
 }
 
 /// A cascade whose `cascade_meta` row is missing reads as corrupt, naming what is missing,
-/// not as a store that cannot be reached.
+/// not as a store that cannot be reached; claiming due work skips it and claims the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cascade_without_its_metadata_row_is_corrupt() {
+async fn a_cascade_without_its_metadata_row_is_corrupt_and_skipped_by_claims() {
     use sqlx::{ConnectOptions, Connection};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("orphan.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
-    let record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
-    store.create(record.clone(), vec![]).await.expect("create");
+    let due = chrono::Utc::now() - chrono::Duration::seconds(60);
+    // The broken one is due first, so it comes first in every claim.
+    let broken = cascade_testkit::sample_record(None, "fp", "+15550000001", due);
+    let healthy = cascade_testkit::sample_record(None, "fp", "+15550000002", due + chrono::Duration::seconds(1));
+    store.create(broken.clone(), vec![]).await.expect("create");
+    store.create(healthy.clone(), vec![]).await.expect("create");
     drop(store);
 
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
-    sqlx::query("DELETE FROM cascade_meta").execute(&mut conn).await.expect("delete");
+    sqlx::query("DELETE FROM cascade_meta WHERE id = ?")
+        .bind(*broken.id().as_uuid())
+        .execute(&mut conn)
+        .await
+        .expect("delete");
     conn.close().await.expect("close");
 
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("reopen");
-    match store.load(record.id()).await {
+    match store.load(broken.id()).await {
         Err(cascade_engine::StoreError::Corrupt(why)) => assert!(why.contains("cascade_meta"), "{why}"),
         other => panic!("expected a corrupt record, got {other:?}"),
     }
+    let claimed = store.claim_due(chrono::Utc::now(), 10, std::time::Duration::from_secs(30)).await.expect("claim");
+    assert_eq!(claimed.iter().map(|r| r.id()).collect::<Vec<_>>(), [healthy.id()]);
 }
