@@ -1,13 +1,15 @@
 //! Group commit: writes from many tasks share transactions.
 //!
-//! Every write becomes a [`WriteOp`] on a queue. A writer task takes whatever has queued up
-//! (up to a limit), runs it all in one transaction, commits once, then answers each caller.
-//! While one batch commits, the next one gathers, so under load the cost of a commit (an fsync)
-//! is shared by many writes; with no load a write commits at once, without waiting for company.
+//! Every write becomes a [`WriteOp`] on a queue. A writer loop (on the writer's own thread) takes
+//! whatever has queued up (up to a limit), runs it all in one transaction, commits once, then
+//! answers each caller. While one batch commits, the next one gathers, so under load the cost of a
+//! commit (an fsync) is shared by many writes; with no load a write commits at once, without
+//! waiting for company.
 //!
 //! A batch that fails as a whole (a lost connection, a deadlock) is rolled back and its writes
 //! are tried again one by one, so one bad write never fails its neighbours.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -147,58 +149,61 @@ impl WriterStats {
     }
 }
 
-/// The queue in front of the writer tasks.
+/// The queue in front of the writer loops.
 #[derive(Debug)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
     stats: Arc<WriterStats>,
 }
 
-/// Where a writer's loop runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Drive {
-    /// Tasks on the caller's runtime. PostgreSQL's: its connections' sockets belong to that
-    /// runtime's I/O driver, so a loop elsewhere would still wait on it.
-    Tasks,
-    /// A thread of its own ([`WRITER_THREAD`]) with a single-threaded runtime. SQLite's: each
-    /// statement of a batch is a hand-off to sqlx's connection thread and back, and on the
-    /// shared runtime each way back waited in line behind the engine's tasks, so a batch took
-    /// several times its own work and every write waited for it (35-40 % more cascades per
-    /// second on their own thread).
-    Thread,
-}
-
-/// The name of a writer's thread ([`Drive::Thread`]).
+/// The name of the writer's thread.
 pub const WRITER_THREAD: &str = "cascade-writer";
 
 impl Writer {
     /// Starts `workers` writer loops (one for SQLite, which has one writer anyway) taking up
-    /// to `max_batch` writes per transaction, driven as `drive` says. They stop when the
-    /// `Writer` is dropped.
-    pub(crate) fn start<B: Backend>(
-        backend: Arc<B>,
-        workers: usize,
-        max_batch: usize,
-        drive: Drive,
-    ) -> Result<Self, StoreError> {
+    /// to `max_batch` writes per transaction, on a thread of their own ([`WRITER_THREAD`]) with
+    /// a single-threaded runtime, over the backend `open` makes on that runtime. They stop
+    /// when the `Writer` is dropped.
+    ///
+    /// Each statement of a batch waits for the database's answer: a hand-off back from sqlx's
+    /// connection thread (SQLite), or a reply on the connection's socket (PostgreSQL, whose
+    /// sockets belong to the runtime they were opened on, hence `open` runs there). On the
+    /// runtime the engine's tasks share, each of those wake-ups waited in line behind them, so
+    /// a batch took several times its own work and every write waited for it.
+    pub(crate) async fn start<B, F>(open: F, workers: usize, max_batch: usize) -> Result<Self, StoreError>
+    where
+        B: Backend,
+        F: Future<Output = Result<B, StoreError>> + Send + 'static,
+    {
         let (queue, rx) = mpsc::channel::<Job>(max_batch.max(1) * 8);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
-        for _ in 0..workers.max(1) {
-            let job = work(backend.clone(), rx.clone(), max_batch.max(1), stats.clone());
-            match drive {
-                Drive::Tasks => drop(tokio::spawn(job)),
-                Drive::Thread => {
-                    let failed =
-                        |e: std::io::Error| StoreError::Unavailable(format!("starting the writer thread: {e}"));
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
-                    std::thread::Builder::new()
-                        .name(WRITER_THREAD.into())
-                        .spawn(move || runtime.block_on(job))
-                        .map_err(failed)?;
-                }
-            }
-        }
+        let failed = |e: std::io::Error| StoreError::Unavailable(format!("starting the writer thread: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+        let (ready, started) = oneshot::channel();
+        let loop_stats = stats.clone();
+        std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let backend = match open.await {
+                        Ok(backend) => Arc::new(backend),
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    let loops: Vec<_> = (0..workers.max(1))
+                        .map(|_| tokio::spawn(work(backend.clone(), rx.clone(), max_batch.max(1), loop_stats.clone())))
+                        .collect();
+                    for l in loops {
+                        let _ = l.await;
+                    }
+                })
+            })
+            .map_err(failed)?;
+        started.await.map_err(|_| StoreError::Unavailable("the writer thread stopped while starting".into()))??;
         Ok(Self { queue, stats })
     }
 

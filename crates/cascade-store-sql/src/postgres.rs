@@ -1,9 +1,9 @@
 //! [`PgStore`]: several engine instances on one PostgreSQL database.
 //!
-//! Writes go through group-commit writer tasks (each batch one transaction); reads use a
-//! connection pool. Due cascades and callbacks are claimed with `FOR UPDATE SKIP LOCKED`, so
-//! instances never claim the same row at once, and a claim is a lease: it pushes `wake_at`
-//! forward, so the work of an instance that dies falls due again for the others.
+//! Writes go through group-commit writer loops on a thread of their own (each batch one
+//! transaction); reads use a connection pool. Due cascades and callbacks are claimed with `FOR
+//! UPDATE SKIP LOCKED`, so instances never claim the same row at once, and a claim is a lease: it
+//! pushes `wake_at` forward, so the work of an instance that dies falls due again for the others.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -25,8 +25,9 @@ pub struct PgConfig {
     pub schema: Option<String>,
     /// Connections for reads (default 8).
     pub max_connections: u32,
-    /// Group-commit writer tasks, each with its own connection (default 1: one writer makes
-    /// the largest batches; more writers measured slower, see docs/performance.md).
+    /// Group-commit writer loops (on the writer's thread), each with its own connection (default 1:
+    /// one writer makes the largest batches; more writers measured slower, see
+    /// docs/performance.md).
     pub writers: usize,
     /// The most writes one transaction takes (default 512).
     pub max_batch: usize,
@@ -100,14 +101,23 @@ impl PgStore {
                 .test_before_acquire(checked)
                 .connect_with(options)
         };
+        // The writer's connections are opened on the writer's own runtime (`Writer::start`:
+        // their sockets belong to the runtime they are opened on), and migrate the schema.
         let writer_options = options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS);
-        let write = pool(config.writers.max(1) as u32, true, writer_options).await.map_err(unreachable)?;
-        crate::migrate::migrator(crate::migrate::POSTGRES).await?.run(&write).await.map_err(crate::migrate::failed)?;
+        let writers = config.writers.max(1) as u32;
+        let open = async move {
+            let write = pool(writers, true, writer_options).await.map_err(unreachable)?;
+            crate::migrate::migrator(crate::migrate::POSTGRES)
+                .await?
+                .run(&write)
+                .await
+                .map_err(crate::migrate::failed)?;
+            Ok(PgBackend { write })
+        };
+        let writer = Writer::start(open, config.writers, config.max_batch).await?;
         // Readers skip the check before each use (a round trip per read): a read that meets a
         // broken connection runs again on another (`shared::reading!`).
         let read = pool(config.max_connections.max(1), false, options).await.map_err(unreachable)?;
-        let writer =
-            Writer::start(Arc::new(PgBackend { write }), config.writers, config.max_batch, crate::batch::Drive::Tasks)?;
         Ok(Self { read, writer })
     }
 

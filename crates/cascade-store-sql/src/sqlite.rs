@@ -105,8 +105,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(open_error)?;
-        let writer =
-            Writer::start(Arc::new(SqliteBackend { write }), 1, config.max_batch, crate::batch::Drive::Thread)?;
+        let writer = Writer::start(async { Ok(SqliteBackend { write }) }, 1, config.max_batch).await?;
         Ok(Self { read, writer })
     }
 

@@ -289,11 +289,18 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
 /// Stores a cascade, lets `back` take the database to the schema before `cascade_meta` (its
 /// plan back in `body`, none in `meta`), lets `reopen` open it again (migrating), then saves the
 /// cascade (a body without its plan) and reads it back whole.
-async fn plan_survives_the_move<S: Store>(store: S, back: impl AsyncFnOnce(), reopen: impl AsyncFnOnce() -> S) {
-    let record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
+async fn plan_survives_the_move<S: Store>(
+    store: S,
+    back: impl AsyncFnOnce(&cascade_engine::store::CascadeRecord),
+    reopen: impl AsyncFnOnce() -> S,
+) {
+    let mut record = cascade_testkit::sample_record(None, "fp", "+15550000001", chrono::Utc::now());
+    // Text that JSON escapes, and that looks like the key the PostgreSQL migration cuts at.
+    let text = "a NUL \u{0}, quotes \",\"phase\":{ and a backslash \\".to_owned();
+    Arc::make_mut(&mut Arc::make_mut(&mut record.state.plan).steps[0].content).text = text;
     store.create(record.clone(), vec![]).await.expect("create");
     drop(store);
-    back().await;
+    back(&record).await;
 
     let store = reopen().await;
     assert_eq!(store.load(record.id()).await.expect("load"), Some(record.clone()));
@@ -317,7 +324,7 @@ async fn sqlite_keeps_plans_when_moving_them_to_meta() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
-    let back = async || run_on_sqlite(&path, &SQLITE_BEFORE_CASCADE_META).await;
+    let back = async |_: &cascade_engine::store::CascadeRecord| run_on_sqlite(&path, &SQLITE_BEFORE_CASCADE_META).await;
     let reopen = async || cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     plan_survives_the_move(store, back, reopen).await;
 }
@@ -326,7 +333,25 @@ async fn sqlite_keeps_plans_when_moving_them_to_meta() {
 async fn postgres_keeps_plans_when_moving_them_to_meta() {
     let schema = common::fresh_schema();
     let Some(store) = common::pg_store(&schema).await else { return };
-    let back = async || run_on_postgres(&schema, &POSTGRES_BEFORE_CASCADE_META).await;
+    // The row exactly as the older version wrote it (the migration relies on serde's text: the
+    // plan third among the state's keys, no spaces): its body the state's own JSON, plan
+    // included, and `meta` the metadata alone.
+    let back = async |record: &cascade_engine::store::CascadeRecord| {
+        let literal = |json: String| json.replace('\'', "''");
+        let body = literal(serde_json::to_string(&record.state).expect("state"));
+        let meta = literal(serde_json::to_string(&*record.meta).expect("meta"));
+        let restore = format!("UPDATE cascades SET body = '{body}', meta = '{meta}' WHERE id = '{}'", record.id());
+        run_on_postgres(
+            &schema,
+            &[
+                POSTGRES_BEFORE_CASCADE_META[0],
+                &restore,
+                POSTGRES_BEFORE_CASCADE_META[2],
+                POSTGRES_BEFORE_CASCADE_META[3],
+            ],
+        )
+        .await
+    };
     let reopen = async || common::pg_store(&schema).await.expect("reconnect and migrate");
     plan_survives_the_move(store, back, reopen).await;
     common::drop_schema(&schema).await;
