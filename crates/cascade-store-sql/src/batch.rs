@@ -179,12 +179,20 @@ impl Writer {
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(WriterStats::default());
         let failed = |e: std::io::Error| StoreError::Unavailable(format!("starting the writer thread: {e}"));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
         let (ready, started) = oneshot::channel();
         let loop_stats = stats.clone();
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
             .spawn(move || {
+                // Built here, not by the caller: a runtime may not be dropped inside another's
+                // async context, as it would be if the thread could not be started.
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(failed(e)));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     let backend = match open.await {
                         Ok(backend) => Arc::new(backend),
@@ -198,7 +206,10 @@ impl Writer {
                         .map(|_| tokio::spawn(work(backend.clone(), rx.clone(), max_batch.max(1), loop_stats.clone())))
                         .collect();
                     for l in loops {
-                        let _ = l.await;
+                        if let Err(e) = l.await {
+                            // Its queued writes are answered "the store's writer has stopped".
+                            tracing::error!(error = %e, "a store writer loop stopped");
+                        }
                     }
                 })
             })
@@ -234,10 +245,6 @@ async fn work<B: Backend>(
                 Some(job) => jobs.push(job),
                 None => return,
             }
-            // Let the tasks that are ready to write queue up before the batch closes: without
-            // this, a writer that is fast to start can settle into committing a handful of
-            // writes at a time and pay a commit for each handful.
-            tokio::task::yield_now().await;
             while jobs.len() < max_batch
                 && let Ok(job) = rx.try_recv()
             {

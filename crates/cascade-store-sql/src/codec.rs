@@ -1,7 +1,8 @@
 //! Turning records into rows and back, shared by both backends.
 //!
 //! Encoding (JSON, the most expensive part of a write) happens in the caller's task, before a
-//! write joins a batch, so the single writer spends its time on SQL only.
+//! write joins a batch, so the single writer spends its time on SQL (and on decoding what
+//! claims return).
 
 use std::sync::Arc;
 

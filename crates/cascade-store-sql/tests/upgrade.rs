@@ -48,8 +48,14 @@ const SQLITE_BEFORE_CASCADE_META: [&str; 4] = [
 /// Takes a PostgreSQL schema back to before version 8, as `SQLITE_BEFORE_CASCADE_META` does.
 const POSTGRES_BEFORE_CASCADE_META: [&str; 4] = [
     "ALTER TABLE cascades ADD COLUMN meta TEXT NOT NULL DEFAULT ''",
-    "UPDATE cascades SET body = jsonb_set(body::jsonb, '{plan}', m.meta::jsonb -> 'plan')::text, \
-     meta = (m.meta::jsonb - 'plan')::text FROM cascade_meta m WHERE m.id = cascades.id",
+    // As text, the way the older version wrote it (`meta` is `{"plan":…,"contact":…}`; the
+    // plan goes back before the state's `phase`), not through `jsonb`, which would reformat it.
+    "UPDATE cascades SET \
+     body = substr(body, 1, strpos(body, ',\"phase\":') - 1) \
+       || ',\"plan\":' || substr(m.meta, 9, strpos(m.meta, ',\"contact\":') - 9) \
+       || substr(body, strpos(body, ',\"phase\":')), \
+     meta = '{' || substr(m.meta, strpos(m.meta, ',\"contact\":') + 1) \
+     FROM cascade_meta m WHERE m.id = cascades.id",
     "DROP TABLE cascade_meta",
     "DELETE FROM _sqlx_migrations WHERE version = 8",
 ];
