@@ -493,31 +493,18 @@ pub(crate) fn record(
         }
     };
     let meta: CascadeMeta = parse(&what, meta)?;
-    let StoredBody {
-        id: state_id,
-        created_at,
-        plan: _,
-        phase,
-        cursor,
-        step_started_at,
-        excluded,
-        attempts,
-        failures,
-        outcome,
-        finished_at,
-    } = body;
     let state = CascadeState {
-        id: state_id,
-        created_at,
+        id: body.id,
+        created_at: body.created_at,
         plan,
-        phase,
-        cursor,
-        step_started_at,
-        excluded,
-        attempts,
-        failures,
-        outcome,
-        finished_at,
+        phase: body.phase,
+        cursor: body.cursor,
+        step_started_at: body.step_started_at,
+        excluded: body.excluded,
+        attempts: body.attempts,
+        failures: body.failures,
+        outcome: body.outcome,
+        finished_at: body.finished_at,
     };
     Ok(CascadeRecord { state, meta: Arc::new(meta), version: version as u64, wake_at: wake_at.map(from_ts) })
 }

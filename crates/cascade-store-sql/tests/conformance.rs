@@ -47,19 +47,7 @@ async fn purging_removes_a_cascades_metadata_row() {
     let running = cascade_testkit::sample_record(None, "fp", "+15550000002", now);
     store.create(done.clone(), vec![]).await.expect("create");
     store.create(running.clone(), vec![]).await.expect("create");
-    let mut state = done.state.clone();
-    state.phase = cascade_engine::machine::Phase::Finished;
-    state.outcome = Some(cascade_engine::Outcome::Cancelled);
-    state.finished_at = Some(now);
-    let update = cascade_engine::store::CascadeUpdate {
-        state,
-        expected_version: done.version,
-        wake_at: None,
-        events: vec![],
-        provider_refs: Vec::new(),
-        outbox: None,
-        recipient: None,
-    };
+    let update = cascade_testkit::update(&done, cascade_testkit::finished(done.state.clone(), now), None);
     store.save(&update).await.expect("finish");
     assert_eq!(store.purge_finished(now + chrono::Duration::seconds(1), 10).await.expect("purge"), 1);
     assert_eq!(store.load(running.id()).await.expect("load"), Some(running.clone()));

@@ -310,16 +310,7 @@ async fn plan_survives_the_move<S: Store>(
 
     let store = reopen().await;
     assert_eq!(store.load(record.id()).await.expect("load"), Some(record.clone()));
-    let update = cascade_engine::store::CascadeUpdate {
-        state: record.state.clone(),
-        expected_version: record.version,
-        wake_at: record.wake_at,
-        events: vec![],
-        provider_refs: Vec::new(),
-        outbox: None,
-        recipient: None,
-    };
-    store.save(&update).await.expect("save");
+    store.save(&cascade_testkit::update(&record, record.state.clone(), record.wake_at)).await.expect("save");
     let saved = store.load(record.id()).await.expect("load").expect("stored");
     assert_eq!(saved.state, record.state, "the plan is read from meta once the body has none");
     assert_eq!(saved.meta, record.meta);

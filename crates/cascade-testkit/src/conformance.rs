@@ -68,7 +68,9 @@ fn ev(kind: EventKind) -> Event {
     Event { at: t0(), kind }
 }
 
-fn update(rec: &CascadeRecord, state: CascadeState, wake: Option<Timestamp>) -> CascadeUpdate {
+/// A write-back of `rec` with `state` and the next wake-up `wake`, no timeline entries and
+/// nothing else beside it.
+pub fn update(rec: &CascadeRecord, state: CascadeState, wake: Option<Timestamp>) -> CascadeUpdate {
     CascadeUpdate {
         state,
         expected_version: rec.version,
@@ -80,7 +82,8 @@ fn update(rec: &CascadeRecord, state: CascadeState, wake: Option<Timestamp>) -> 
     }
 }
 
-fn finished(mut state: CascadeState, at: Timestamp) -> CascadeState {
+/// `state`, cancelled and finished at `at`.
+pub fn finished(mut state: CascadeState, at: Timestamp) -> CascadeState {
     state.phase = Phase::Finished;
     state.outcome = Some(Outcome::Cancelled);
     state.finished_at = Some(at);

@@ -29,7 +29,7 @@ pub mod strategies;
 mod stub;
 
 pub use clock::ManualClock;
-pub use conformance::{sample_record, store_conformance};
+pub use conformance::{finished, sample_record, store_conformance, update};
 pub use core_only::CoreOnlyStore;
 pub use stub::{SentMessage, StubChannel};
 

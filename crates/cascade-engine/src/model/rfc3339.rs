@@ -15,7 +15,8 @@
 //!
 //! let t: Timestamp = "2026-11-22T00:02:34.483683410Z".parse().unwrap();
 //! assert_eq!(serde_json::to_string(&At(t)).unwrap(), serde_json::to_string(&t).unwrap());
-//! assert_eq!(serde_json::from_str::<At>("\"2026-11-22T00:02:34.4836834Z\"").unwrap().0.timestamp_subsec_nanos(), 483683400);
+//! let read: At = serde_json::from_str("\"2026-11-22T00:02:34.4836834Z\"").unwrap();
+//! assert_eq!(read.0.timestamp_subsec_nanos(), 483_683_400);
 //! ```
 
 use chrono::SecondsFormat;
@@ -70,7 +71,11 @@ mod tests {
     proptest! {
         /// The text is chrono's, for any time of any precision, and reads back the same.
         #[test]
-        fn writes_what_chrono_writes(secs in -62_135_596_800i64..253_402_300_799, nanos in 0u32..1_000_000_000, round in 0usize..4) {
+        fn writes_what_chrono_writes(
+            secs in -62_135_596_800i64..253_402_300_799,
+            nanos in 0u32..1_000_000_000,
+            round in 0usize..4,
+        ) {
             let nanos = nanos - nanos % [1, 1_000, 1_000_000, 1_000_000_000][round];
             let t = Timestamp::from_timestamp(secs, nanos).expect("in range");
             let ours = serde_json::to_string(&Both { at: t, maybe: Some(t) }).expect("json");
