@@ -69,7 +69,8 @@ pub struct EngineConfig {
     pub retention_batch: usize,
     /// Records of cascades in motion kept in memory (16,384), so a send result or a status
     /// that follows soon after needs no read from the store. Writes stay fenced by version, so
-    /// an entry another instance made stale only costs a reload. 0 turns the cache off.
+    /// an entry another instance made stale only costs a reload. 0 turns the cache off. A
+    /// store may ask for fewer ([`Store::cache_limit`]): the in-memory store keeps 2,048.
     pub cache_size: usize,
 }
 
@@ -269,10 +270,12 @@ impl EngineBuilder {
         }
         let links = self.link_tracking.map(LinkTracking::checked).transpose().map_err(BuildError::LinkTracking)?;
         let pools = Pools::new(self.connections, self.config.health)?;
-        let per_shard = self.config.cache_size.div_ceil(SHARDS);
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let cache_size = store.cache_limit().map_or(self.config.cache_size, |l| l.min(self.config.cache_size));
+        let per_shard = cache_size.div_ceil(SHARDS);
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             pools,
             config: self.config,
             links,

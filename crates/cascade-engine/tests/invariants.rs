@@ -1,10 +1,12 @@
 //! Property tests of the state machine's invariants over arbitrary policies and arbitrary
 //! interleavings of send results, statuses (duplicated, reordered, late), timeouts, replies,
-//! cancels and lost sends.
+//! cancels and lost sends. Every state and timeline they produce is also kept in the in-memory
+//! store, which packs it, and must read back whole.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cascade_engine::machine::{Action, CascadeState, Input, Phase, PickRequest};
 use cascade_engine::pool::{Connection, HealthPolicy, Pools};
@@ -24,6 +26,55 @@ fn contact_for(reachable: [bool; 3]) -> Contact {
     c
 }
 
+/// The cascade as the in-memory store keeps it, read back after every write.
+struct Kept {
+    rt: tokio::runtime::Runtime,
+    store: MemoryStore,
+    version: u64,
+    events: Vec<Event>,
+}
+
+impl Kept {
+    fn new(state: &CascadeState, contact: Contact) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let store = MemoryStore::new();
+        let meta = store::CascadeMeta {
+            contact,
+            idempotency_key: Some(format!("key-{}", state.id)),
+            fingerprint: "f".into(),
+            callback_url: None,
+            metadata: serde_json::json!({"deal": {"name": "Kitchen", "amount": 1200}}),
+            owner: None,
+            campaign: None,
+        };
+        let record =
+            store::CascadeRecord { state: state.clone(), meta: Arc::new(meta), version: 1, wake_at: state.wake_at() };
+        let created = rt.block_on(store.create(record.clone(), vec![])).expect("create");
+        assert_eq!(created, store::Created::New);
+        assert_eq!(rt.block_on(store.load(state.id)).expect("load"), Some(record));
+        Self { rt, store, version: 1, events: Vec::new() }
+    }
+
+    fn save(&mut self, state: &CascadeState, events: Vec<Event>) {
+        self.events.extend(events.iter().cloned());
+        let update = store::CascadeUpdate {
+            state: state.clone(),
+            expected_version: self.version,
+            wake_at: state.wake_at(),
+            events,
+            provider_refs: Vec::new(),
+            outbox: None,
+            recipient: None,
+        };
+        self.version = self.rt.block_on(self.store.save(&update)).expect("save");
+        let back = self.rt.block_on(self.store.load(state.id)).expect("load").expect("kept");
+        assert_eq!(&back.state, state, "the stored state reads back whole");
+        assert_eq!(back.wake_at, state.wake_at());
+        let timeline = self.rt.block_on(self.store.events(state.id)).expect("events");
+        assert_eq!(timeline, self.events, "the stored timeline reads back whole");
+    }
+}
+
 struct Run {
     pools: Pools,
     state: CascadeState,
@@ -31,6 +82,7 @@ struct Run {
     finished_actions: usize,
     sends_after_outcome: usize,
     last_status: Option<Input>,
+    kept: Kept,
 }
 
 impl Run {
@@ -38,6 +90,7 @@ impl Run {
         let was_finished = self.state.is_finished();
         let now = self.now;
         let t = self.state.apply(input, now, &mut self.pools.picker(now));
+        self.kept.save(&self.state, t.events.clone());
         for a in &t.actions {
             match a {
                 Action::Finished => self.finished_actions += 1,
@@ -91,7 +144,9 @@ proptest! {
         let plan = plan_with(&pools, &contact, &Message::text("hi"), &policy, &[]);
         prop_assume!(plan.is_ok());
         let state = CascadeState::new(CascadeId::new(), plan.expect("checked"), t0());
-        let mut run = Run { pools, state, now: t0(), finished_actions: 0, sends_after_outcome: 0, last_status: None };
+        let kept = Kept::new(&state, contact);
+        let mut run =
+            Run { pools, state, now: t0(), finished_actions: 0, sends_after_outcome: 0, last_status: None, kept };
         run.apply(Input::Start);
 
         for op in ops {

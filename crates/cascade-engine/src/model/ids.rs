@@ -83,6 +83,16 @@ macro_rules! name_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The shared text, for tables that keep each name once.
+            pub(crate) fn shared(&self) -> &Arc<str> {
+                &self.0
+            }
+
+            /// A name around text a table already shares.
+            pub(crate) fn from_shared(text: Arc<str>) -> Self {
+                Self(text)
+            }
         }
 
         impl fmt::Display for $name {

@@ -6,12 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
 
+use super::packed::{Malformed, Names, Packer, Unpacker};
 use super::*;
 use crate::model::timestamp_nanos;
 
 /// A [`Store`] in memory: fast, and gone when the process ends.
 ///
-/// Used by tests, benchmarks, and embedders who want no persistence.
+/// Used by tests, benchmarks, and embedders who want no persistence. Each cascade is kept
+/// packed, a few hundred bytes instead of some thirty allocations of live values, and read
+/// back on [`Store::load`].
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -20,15 +23,21 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     cascades: HashMap<CascadeId, Box<Entry>>,
+    /// The channel and connection names packed cascades refer to by number.
+    names: Names,
+    /// Where a state is packed before it is copied to its entry.
+    scratch: Vec<u8>,
     by_key: HashMap<String, CascadeId>,
-    by_provider: HashMap<(ChannelName, String), AttemptRef>,
+    /// Attempts by a 128-bit hash of (adapter, provider's message id): with random seeds, two
+    /// of a billion keys share one with a chance of about 10^-21, and the key owns no string.
+    by_provider: HashMap<u128, AttemptRef>,
     /// Wake-ups as (nanoseconds since the epoch, cascade): integers compare faster than
     /// timestamps and UUIDs, and every save moves a cascade here.
     due: BTreeSet<(i64, u128)>,
     /// Running cascades by a hash of (channel, address); callers check the real address.
-    by_address: HashMap<u64, Vec<CascadeId>>,
-    /// Seeds the hashes of `by_address`.
-    address_seed: foldhash::fast::RandomState,
+    by_address: BTreeSet<(u64, u128)>,
+    /// Seed the hashes of `by_address` and `by_provider`.
+    seeds: [foldhash::fast::RandomState; 2],
     conversations: HashMap<(ChannelName, String), Vec<Conversation>>,
     outbox: BTreeMap<u64, OutboxItem>,
     next_outbox: u64,
@@ -47,10 +56,90 @@ struct MemCampaign {
     recipients: BTreeMap<u64, RecipientRecord>,
 }
 
+/// One cascade: what the store's indexes and filters need as plain fields, the rest packed.
 #[derive(Debug)]
 struct Entry {
-    record: CascadeRecord,
-    events: Vec<Event>,
+    version: u64,
+    wake_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    finished: bool,
+    /// Where the state starts in `packed`.
+    meta_len: u32,
+    /// The metadata, then the state.
+    packed: Box<[u8]>,
+    /// The timeline's events, one after another.
+    timeline: Vec<u8>,
+}
+
+impl Entry {
+    fn new(record: &CascadeRecord, events: &[Event], names: &mut Names, scratch: &mut Vec<u8>) -> Self {
+        scratch.clear();
+        Packer::new(scratch, names).put(&*record.meta);
+        let meta_len = u32::try_from(scratch.len()).expect("metadata under 4 GiB");
+        Packer::new(scratch, names).put(&record.state);
+        let mut entry = Entry {
+            version: record.version,
+            wake_at: record.wake_at,
+            finished_at: record.state.finished_at,
+            finished: record.state.is_finished(),
+            meta_len,
+            packed: Box::from(&scratch[..]),
+            timeline: Vec::new(),
+        };
+        entry.append(events, names, scratch);
+        entry
+    }
+
+    /// Replaces the state.
+    fn set_state(&mut self, state: &CascadeState, names: &mut Names, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        scratch.extend_from_slice(&self.packed[..self.meta_len as usize]);
+        Packer::new(scratch, names).put(state);
+        self.packed = Box::from(&scratch[..]);
+        self.finished_at = state.finished_at;
+        self.finished = state.is_finished();
+    }
+
+    /// Adds events to the timeline.
+    fn append(&mut self, events: &[Event], names: &mut Names, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        let mut w = Packer::new(scratch, names);
+        for e in events {
+            w.put(e);
+        }
+        self.timeline.reserve_exact(scratch.len());
+        self.timeline.extend_from_slice(scratch);
+    }
+
+    fn meta(&self, names: &Names) -> Result<CascadeMeta, StoreError> {
+        Unpacker::new(&self.packed[..self.meta_len as usize], names).get().map_err(corrupt)
+    }
+
+    fn state(&self, names: &Names) -> Result<CascadeState, StoreError> {
+        Unpacker::new(&self.packed[self.meta_len as usize..], names).get().map_err(corrupt)
+    }
+
+    fn record(&self, names: &Names) -> Result<CascadeRecord, StoreError> {
+        Ok(CascadeRecord {
+            state: self.state(names)?,
+            meta: Arc::new(self.meta(names)?),
+            version: self.version,
+            wake_at: self.wake_at,
+        })
+    }
+
+    fn events(&self, names: &Names) -> Result<Vec<Event>, StoreError> {
+        let mut r = Unpacker::new(&self.timeline, names);
+        let mut out = Vec::new();
+        while !r.is_empty() {
+            out.push(r.get().map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+}
+
+fn corrupt(e: Malformed) -> StoreError {
+    StoreError::Corrupt(e.to_string())
 }
 
 /// The `due` key of a wake-up.
@@ -63,6 +152,12 @@ fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
 }
 
 impl MemoryStore {
+    /// The most records an engine keeps decoded in front of this store: enough for the
+    /// cascades in motion at any moment (reading one back costs about a microsecond), not
+    /// the 1.5 KB apiece that [`EngineConfig::cache_size`](crate::EngineConfig::cache_size)
+    /// would allow each of thousands of waiting ones.
+    pub const CACHE_LIMIT: usize = 2_048;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -87,7 +182,12 @@ impl MemoryStore {
 
 impl Inner {
     fn address_key(&self, channel: &ChannelName, address: &str) -> u64 {
-        self.address_seed.hash_one((channel.as_str(), address))
+        self.seeds[0].hash_one((channel.as_str(), address))
+    }
+
+    fn provider_key(&self, adapter: &str, provider_message_id: &str) -> u128 {
+        let [a, b] = self.seeds.each_ref().map(|s| s.hash_one((adapter, provider_message_id)));
+        (u128::from(a) << 64) | u128::from(b)
     }
 
     /// Refuses a policy write whose expected version is not the stored one (0: none).
@@ -100,19 +200,13 @@ impl Inner {
     }
 
     fn index_addresses(&mut self, state: &CascadeState, add: bool) {
+        let id = state.id;
         for (channel, address) in state.plan.reply_addresses() {
-            let key = self.address_key(channel, address);
+            let key = (self.address_key(channel, address), id.as_uuid().as_u128());
             if add {
-                let ids = self.by_address.entry(key).or_default();
-                if !ids.contains(&state.id) {
-                    ids.reserve_exact(1);
-                    ids.push(state.id);
-                }
-            } else if let Some(ids) = self.by_address.get_mut(&key) {
-                ids.retain(|id| *id != state.id);
-                if ids.is_empty() {
-                    self.by_address.remove(&key);
-                }
+                self.by_address.insert(key);
+            } else {
+                self.by_address.remove(&key);
             }
         }
     }
@@ -122,11 +216,14 @@ impl Inner {
 impl Store for MemoryStore {
     async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
         let mut g = self.lock();
+        let g = &mut *g;
         if let Some(key) = &record.meta.idempotency_key
             && let Some(id) = g.by_key.get(key).copied()
         {
-            let same_request =
-                g.cascades.get(&id).is_some_and(|e| e.record.meta.fingerprint == record.meta.fingerprint);
+            let same_request = match g.cascades.get(&id) {
+                Some(e) => e.meta(&g.names)?.fingerprint == record.meta.fingerprint,
+                None => false,
+            };
             return Ok(Created::Existing { id, same_request });
         }
         let id = record.id();
@@ -139,45 +236,42 @@ impl Store for MemoryStore {
         if !record.state.is_finished() {
             g.index_addresses(&record.state, true);
         }
-        g.cascades.insert(id, Box::new(Entry { record, events }));
+        let entry = Entry::new(&record, &events, &mut g.names, &mut g.scratch);
+        g.cascades.insert(id, Box::new(entry));
         Ok(Created::New)
     }
 
     async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
-        Ok(self.lock().cascades.get(&id).map(|e| e.record.clone()))
+        let g = self.lock();
+        g.cascades.get(&id).map(|e| e.record(&g.names)).transpose()
     }
 
     async fn save(&self, u: &CascadeUpdate) -> Result<u64, StoreError> {
-        // Copy outside the lock.
-        let new_state = u.state.clone();
-        let new_events = u.events.clone();
         let mut g = self.lock();
         let id = u.state.id;
         let g = &mut *g;
         let entry = g.cascades.get_mut(&id).ok_or(StoreError::NotFound(id))?;
-        if entry.record.version != u.expected_version {
+        if entry.version != u.expected_version {
             return Err(StoreError::Conflict(id));
         }
-        if let Some(w) = entry.record.wake_at {
+        if let Some(w) = entry.wake_at {
             g.due.remove(&due_key(w, id));
         }
         if let Some(w) = u.wake_at {
             g.due.insert(due_key(w, id));
         }
-        let finished_now = u.state.is_finished() && !entry.record.state.is_finished();
+        let finished_now = u.state.is_finished() && !entry.finished;
         let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
-        entry.record.version += 1;
-        entry.record.wake_at = u.wake_at;
-        entry.record.state = new_state;
-        entry.events.reserve_exact(new_events.len());
-        entry.events.extend(new_events);
-        let version = entry.record.version;
+        entry.version += 1;
+        entry.wake_at = u.wake_at;
+        entry.set_state(&u.state, &mut g.names, &mut g.scratch);
+        entry.append(&u.events, &mut g.names, &mut g.scratch);
+        let version = entry.version;
         if finished_now {
-            let state = entry.record.state.clone();
-            g.index_addresses(&state, false);
+            g.index_addresses(&u.state, false);
         }
         for r in &u.provider_refs {
-            let key = (r.adapter.clone(), r.provider_message_id.clone());
+            let key = g.provider_key(r.adapter.as_str(), &r.provider_message_id);
             g.by_provider.insert(key, AttemptRef { cascade: id, attempt: r.attempt });
         }
         if let Some(r) = &u.recipient
@@ -203,12 +297,13 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
-        self.lock().cascades.get(&id).map(|e| e.events.clone()).ok_or(StoreError::NotFound(id))
+        let g = self.lock();
+        g.cascades.get(&id).ok_or(StoreError::NotFound(id))?.events(&g.names)
     }
 
     async fn find_attempt(&self, adapter: &str, provider_message_id: &str) -> Result<Option<AttemptRef>, StoreError> {
-        let key = (ChannelName::new(adapter), provider_message_id.to_owned());
-        Ok(self.lock().by_provider.get(&key).copied())
+        let g = self.lock();
+        Ok(g.by_provider.get(&g.provider_key(adapter, provider_message_id)).copied())
     }
 
     async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
@@ -222,10 +317,10 @@ impl Store for MemoryStore {
             g.due.remove(&key);
             let id = CascadeId::from_uuid(uuid::Uuid::from_u128(key.1));
             let Some(e) = g.cascades.get_mut(&id) else { continue };
-            e.record.wake_at = Some(until);
-            e.record.version += 1;
+            e.wake_at = Some(until);
+            e.version += 1;
             g.due.insert(due_key(until, id));
-            out.push(e.record.clone());
+            out.push(e.record(&g.names)?);
         }
         Ok(out)
     }
@@ -236,16 +331,18 @@ impl Store for MemoryStore {
 
     async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
         let g = self.lock();
-        let ids = g.by_address.get(&g.address_key(channel, address)).cloned().unwrap_or_default();
+        let key = g.address_key(channel, address);
         // Keep only true matches: the index is keyed by a hash.
-        Ok(ids
-            .into_iter()
-            .filter(|id| {
-                g.cascades.get(id).is_some_and(|e| {
-                    e.record.state.plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address)
-                })
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (_, id) in g.by_address.range((key, 0)..=(key, u128::MAX)) {
+            let id = CascadeId::from_uuid(uuid::Uuid::from_u128(*id));
+            let Some(e) = g.cascades.get(&id) else { continue };
+            let state = e.state(&g.names)?;
+            if state.plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address) {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     async fn touch_conversation(&self, c: Conversation) -> Result<(), StoreError> {
@@ -278,18 +375,25 @@ impl Store for MemoryStore {
 
     async fn list(&self, f: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
         let g = self.lock();
-        let mut out: Vec<&CascadeRecord> = g
-            .cascades
-            .values()
-            .map(|e| &e.record)
-            .filter(|r| f.state.as_deref().is_none_or(|s| state_name(&r.state) == s))
-            .filter(|r| f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c)))
-            .filter(|r| f.since.is_none_or(|t| r.state.created_at >= t))
-            .filter(|r| f.before.is_none_or(|b| r.id() < b))
-            .filter(|r| f.owner.as_deref().is_none_or(|o| r.meta.owner.as_deref() == Some(o)))
-            .collect();
-        out.sort_by_key(|r| std::cmp::Reverse(r.id()));
-        Ok(out.into_iter().take(f.limit).cloned().collect())
+        // Newest first: unpack in id order until `limit` match.
+        let mut ids: Vec<CascadeId> =
+            g.cascades.keys().copied().filter(|id| f.before.is_none_or(|b| *id < b)).collect();
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() == f.limit {
+                break;
+            }
+            let r = g.cascades[&id].record(&g.names)?;
+            let keep = f.state.as_deref().is_none_or(|s| state_name(&r.state) == s)
+                && f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c))
+                && f.since.is_none_or(|t| r.state.created_at >= t)
+                && f.owner.as_deref().is_none_or(|o| r.meta.owner.as_deref() == Some(o));
+            if keep {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<OutboxItem>, StoreError> {
@@ -348,19 +452,21 @@ impl Store for MemoryStore {
         let waiting: HashSet<CascadeId> = g.outbox.values().filter(|i| !i.dead).map(|i| i.cascade).collect();
         let old: HashSet<CascadeId> = g
             .cascades
-            .values()
-            .filter(|e| e.record.state.finished_at.is_some_and(|t| t < before))
-            .map(|e| e.record.id())
+            .iter()
+            .filter(|(_, e)| e.finished_at.is_some_and(|t| t < before))
+            .map(|(id, _)| *id)
             .filter(|id| !waiting.contains(id))
             .take(limit)
             .collect();
         for id in &old {
-            if let Some(e) = g.cascades.remove(id) {
-                if let Some(k) = &e.record.meta.idempotency_key {
-                    g.by_key.remove(k);
-                }
-                g.by_provider.retain(|_, r| r.cascade != *id);
+            if let Some(e) = g.cascades.remove(id)
+                && let Some(k) = e.meta(&g.names)?.idempotency_key
+            {
+                g.by_key.remove(&k);
             }
+        }
+        if !old.is_empty() {
+            g.by_provider.retain(|_, r| !old.contains(&r.cascade));
         }
         // Their dead callbacks go with them (one still to deliver kept its cascade above).
         if !old.is_empty() {
@@ -656,5 +762,10 @@ impl Store for MemoryStore {
     async fn release_request(&self, key: &str) -> Result<(), StoreError> {
         self.lock().held.remove(key);
         Ok(())
+    }
+
+    /// [`MemoryStore::CACHE_LIMIT`].
+    fn cache_limit(&self) -> Option<usize> {
+        Some(Self::CACHE_LIMIT)
     }
 }

@@ -11,6 +11,7 @@
 pub mod campaign;
 pub mod held;
 mod memory;
+mod packed;
 pub mod policy;
 
 use std::sync::Arc;
@@ -497,6 +498,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn release_request(&self, key: &str) -> Result<(), StoreError> {
         let _ = key;
         Err(no_held_requests())
+    }
+
+    /// The most records an engine should keep decoded in front of this store, if the store
+    /// has a limit of its own ([`EngineConfig::cache_size`](crate::EngineConfig::cache_size)
+    /// applies below it). A store whose reads cost microseconds, not a round trip, asks for
+    /// few: the cache then only spares it the reads of cascades in motion.
+    fn cache_limit(&self) -> Option<usize> {
+        None
     }
 }
 
