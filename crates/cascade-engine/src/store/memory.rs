@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
 
-use super::packed::{Malformed, Names, Packer, Unpacker};
+use super::packed::{Malformed, Pack, Packer, Unpacker};
 use super::*;
 use crate::model::timestamp_nanos;
 
@@ -23,10 +23,6 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     cascades: HashMap<CascadeId, Box<Entry>>,
-    /// The channel and connection names packed cascades refer to by number.
-    names: Names,
-    /// Where a state is packed before it is copied to its entry.
-    scratch: Vec<u8>,
     by_key: HashMap<String, CascadeId>,
     /// Attempts by a 128-bit hash of (adapter, provider's message id): with random seeds, two
     /// of a billion keys share one with a chance of about 10^-21, and the key owns no string.
@@ -71,71 +67,87 @@ struct Entry {
     timeline: Vec<u8>,
 }
 
+/// `value` packed. Packing and unpacking happen outside the store's lock where they can.
+fn pack<T: Pack>(value: &T) -> Vec<u8> {
+    let mut buf = Vec::new();
+    Packer::new(&mut buf).put(value);
+    buf
+}
+
+fn pack_events(events: &[Event]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = Packer::new(&mut buf);
+    for e in events {
+        w.put(e);
+    }
+    buf
+}
+
 impl Entry {
-    fn new(record: &CascadeRecord, events: &[Event], names: &mut Names, scratch: &mut Vec<u8>) -> Self {
-        scratch.clear();
-        Packer::new(scratch, names).put(&*record.meta);
-        let meta_len = u32::try_from(scratch.len()).expect("metadata under 4 GiB");
-        Packer::new(scratch, names).put(&record.state);
+    fn new(record: &CascadeRecord, events: &[Event]) -> Self {
+        let mut packed = pack(&*record.meta);
+        let meta_len = u32::try_from(packed.len()).expect("metadata under 4 GiB");
+        Packer::new(&mut packed).put(&record.state);
         let mut entry = Entry {
             version: record.version,
             wake_at: record.wake_at,
             finished_at: record.state.finished_at,
             finished: record.state.is_finished(),
             meta_len,
-            packed: Box::from(&scratch[..]),
+            packed: packed.into_boxed_slice(),
             timeline: Vec::new(),
         };
-        entry.append(events, names, scratch);
+        entry.append(&pack_events(events));
         entry
     }
 
-    /// Replaces the state.
-    fn set_state(&mut self, state: &CascadeState, names: &mut Names, scratch: &mut Vec<u8>) {
-        scratch.clear();
-        scratch.extend_from_slice(&self.packed[..self.meta_len as usize]);
-        Packer::new(scratch, names).put(state);
-        self.packed = Box::from(&scratch[..]);
+    /// Replaces the state with `state`, packed as `packed_state`.
+    fn set_state(&mut self, state: &CascadeState, packed_state: &[u8]) {
+        let meta = &self.packed[..self.meta_len as usize];
+        let mut packed = Vec::with_capacity(meta.len() + packed_state.len());
+        packed.extend_from_slice(meta);
+        packed.extend_from_slice(packed_state);
+        self.packed = packed.into_boxed_slice();
         self.finished_at = state.finished_at;
         self.finished = state.is_finished();
     }
 
-    /// Adds events to the timeline.
-    fn append(&mut self, events: &[Event], names: &mut Names, scratch: &mut Vec<u8>) {
-        scratch.clear();
-        let mut w = Packer::new(scratch, names);
-        for e in events {
-            w.put(e);
-        }
-        self.timeline.reserve_exact(scratch.len());
-        self.timeline.extend_from_slice(scratch);
+    /// Adds packed events to the timeline.
+    fn append(&mut self, packed_events: &[u8]) {
+        self.timeline.reserve_exact(packed_events.len());
+        self.timeline.extend_from_slice(packed_events);
     }
 
-    fn meta(&self, names: &Names) -> Result<CascadeMeta, StoreError> {
-        Unpacker::new(&self.packed[..self.meta_len as usize], names).get().map_err(corrupt)
+    /// A copy without the timeline, to unpack once the lock is let go.
+    fn snapshot(&self) -> Entry {
+        Entry { packed: self.packed.clone(), timeline: Vec::new(), ..*self }
     }
 
-    fn state(&self, names: &Names) -> Result<CascadeState, StoreError> {
-        Unpacker::new(&self.packed[self.meta_len as usize..], names).get().map_err(corrupt)
+    fn meta(&self) -> Result<CascadeMeta, StoreError> {
+        Unpacker::new(&self.packed[..self.meta_len as usize]).get().map_err(corrupt)
     }
 
-    fn record(&self, names: &Names) -> Result<CascadeRecord, StoreError> {
+    fn state(&self) -> Result<CascadeState, StoreError> {
+        Unpacker::new(&self.packed[self.meta_len as usize..]).get().map_err(corrupt)
+    }
+
+    fn record(&self) -> Result<CascadeRecord, StoreError> {
         Ok(CascadeRecord {
-            state: self.state(names)?,
-            meta: Arc::new(self.meta(names)?),
+            state: self.state()?,
+            meta: Arc::new(self.meta()?),
             version: self.version,
             wake_at: self.wake_at,
         })
     }
+}
 
-    fn events(&self, names: &Names) -> Result<Vec<Event>, StoreError> {
-        let mut r = Unpacker::new(&self.timeline, names);
-        let mut out = Vec::new();
-        while !r.is_empty() {
-            out.push(r.get().map_err(corrupt)?);
-        }
-        Ok(out)
+fn unpack_events(timeline: &[u8]) -> Result<Vec<Event>, StoreError> {
+    let mut r = Unpacker::new(timeline);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(r.get().map_err(corrupt)?);
     }
+    Ok(out)
 }
 
 fn corrupt(e: Malformed) -> StoreError {
@@ -215,13 +227,14 @@ impl Inner {
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, record: CascadeRecord, events: Vec<Event>) -> Result<Created, StoreError> {
+        let entry = Box::new(Entry::new(&record, &events));
         let mut g = self.lock();
         let g = &mut *g;
         if let Some(key) = &record.meta.idempotency_key
             && let Some(id) = g.by_key.get(key).copied()
         {
             let same_request = match g.cascades.get(&id) {
-                Some(e) => e.meta(&g.names)?.fingerprint == record.meta.fingerprint,
+                Some(e) => e.meta()?.fingerprint == record.meta.fingerprint,
                 None => false,
             };
             return Ok(Created::Existing { id, same_request });
@@ -236,17 +249,18 @@ impl Store for MemoryStore {
         if !record.state.is_finished() {
             g.index_addresses(&record.state, true);
         }
-        let entry = Entry::new(&record, &events, &mut g.names, &mut g.scratch);
-        g.cascades.insert(id, Box::new(entry));
+        g.cascades.insert(id, entry);
         Ok(Created::New)
     }
 
     async fn load(&self, id: CascadeId) -> Result<Option<CascadeRecord>, StoreError> {
-        let g = self.lock();
-        g.cascades.get(&id).map(|e| e.record(&g.names)).transpose()
+        let copy = self.lock().cascades.get(&id).map(|e| e.snapshot());
+        copy.map(|e| e.record()).transpose()
     }
 
     async fn save(&self, u: &CascadeUpdate) -> Result<u64, StoreError> {
+        let packed_state = pack(&u.state);
+        let packed_events = pack_events(&u.events);
         let mut g = self.lock();
         let id = u.state.id;
         let g = &mut *g;
@@ -264,8 +278,8 @@ impl Store for MemoryStore {
         let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
         entry.version += 1;
         entry.wake_at = u.wake_at;
-        entry.set_state(&u.state, &mut g.names, &mut g.scratch);
-        entry.append(&u.events, &mut g.names, &mut g.scratch);
+        entry.set_state(&u.state, &packed_state);
+        entry.append(&packed_events);
         let version = entry.version;
         if finished_now {
             g.index_addresses(&u.state, false);
@@ -298,7 +312,9 @@ impl Store for MemoryStore {
 
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
         let g = self.lock();
-        g.cascades.get(&id).ok_or(StoreError::NotFound(id))?.events(&g.names)
+        let timeline = g.cascades.get(&id).ok_or(StoreError::NotFound(id))?.timeline.clone();
+        drop(g);
+        unpack_events(&timeline)
     }
 
     async fn find_attempt(&self, adapter: &str, provider_message_id: &str) -> Result<Option<AttemptRef>, StoreError> {
@@ -320,7 +336,7 @@ impl Store for MemoryStore {
             e.wake_at = Some(until);
             e.version += 1;
             g.due.insert(due_key(until, id));
-            out.push(e.record(&g.names)?);
+            out.push(e.record()?);
         }
         Ok(out)
     }
@@ -337,7 +353,7 @@ impl Store for MemoryStore {
         for (_, id) in g.by_address.range((key, 0)..=(key, u128::MAX)) {
             let id = CascadeId::from_uuid(uuid::Uuid::from_u128(*id));
             let Some(e) = g.cascades.get(&id) else { continue };
-            let state = e.state(&g.names)?;
+            let state = e.state()?;
             if state.plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address) {
                 out.push(id);
             }
@@ -384,7 +400,7 @@ impl Store for MemoryStore {
             if out.len() == f.limit {
                 break;
             }
-            let r = g.cascades[&id].record(&g.names)?;
+            let r = g.cascades[&id].record()?;
             let keep = f.state.as_deref().is_none_or(|s| state_name(&r.state) == s)
                 && f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c))
                 && f.since.is_none_or(|t| r.state.created_at >= t)
@@ -460,7 +476,7 @@ impl Store for MemoryStore {
             .collect();
         for id in &old {
             if let Some(e) = g.cascades.remove(id)
-                && let Some(k) = e.meta(&g.names)?.idempotency_key
+                && let Some(k) = e.meta()?.idempotency_key
             {
                 g.by_key.remove(&k);
             }

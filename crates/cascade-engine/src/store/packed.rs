@@ -6,7 +6,8 @@
 //! not be stable across versions, and it can be terse:
 //!
 //! - integers are LEB128 varints (signed ones zigzagged), times are seconds and nanoseconds;
-//! - channel and connection names are numbers into the store's own [`Names`] table, kept once;
+//! - channel and connection names are numbers into one table for the process, kept once
+//!   there; each thread keeps its own copy of what it has used, so packing takes no lock;
 //! - a step whose content is the same shared value as an earlier step's says which step;
 //! - rare, rich parts (attachments, buttons, provider templates, skip reasons, custom fields,
 //!   caller metadata) are written as JSON inside the bytes, which keeps this file short at no
@@ -16,8 +17,9 @@
 //! builds it again without `..`, and every enum by an exhaustive `match`: a field or variant
 //! added to the model and not here fails to compile.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foldhash::HashMap;
@@ -27,23 +29,71 @@ use crate::model::*;
 use crate::plan::{ChannelAddress, OpenWindow, Plan, PlannedStep};
 use crate::store::{CampaignMember, CascadeMeta};
 
-/// The names (channels and connections) packed cascades refer to by number.
+/// The names (channels and connections) packed cascades refer to by number: one table for
+/// the process, only ever added to.
 #[derive(Debug, Default)]
-pub(super) struct Names {
+struct Names {
     numbers: HashMap<Arc<str>, u32>,
     texts: Vec<Arc<str>>,
 }
 
-impl Names {
-    fn number(&mut self, text: &Arc<str>) -> u32 {
-        if let Some(n) = self.numbers.get(&**text) {
+static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+
+/// What one thread has seen of [`NAMES`].
+#[derive(Default)]
+struct Seen {
+    /// Numbers by the address of a name's text; the entry holds the text, so the address
+    /// cannot be reused for another while it is here.
+    numbers: HashMap<usize, (Arc<str>, u32)>,
+    /// A copy of the table's first entries.
+    texts: Vec<Arc<str>>,
+}
+
+/// Names of other texts than the table's own (`ChannelName::new` in a request) also land in
+/// `Seen::numbers`; past this many it starts again.
+const SEEN_MAX: usize = 4_096;
+
+thread_local! {
+    static SEEN: RefCell<Seen> = RefCell::new(Seen::default());
+}
+
+fn with_table<T>(f: impl FnOnce(&mut Names) -> T) -> T {
+    let mut g = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(Names::default))
+}
+
+/// The number of the name `text`, given one if it has none.
+fn name_number(text: &Arc<str>) -> u32 {
+    let address = Arc::as_ptr(text) as *const u8 as usize;
+    SEEN.with_borrow_mut(|seen| {
+        if let Some((_, n)) = seen.numbers.get(&address) {
             return *n;
         }
-        let n = u32::try_from(self.texts.len()).expect("fewer than 2^32 names");
-        self.texts.push(text.clone());
-        self.numbers.insert(text.clone(), n);
+        let n = with_table(|t| match t.numbers.get(&**text) {
+            Some(n) => *n,
+            None => {
+                let n = u32::try_from(t.texts.len()).expect("fewer than 2^32 names");
+                t.texts.push(text.clone());
+                t.numbers.insert(text.clone(), n);
+                n
+            }
+        });
+        if seen.numbers.len() >= SEEN_MAX {
+            seen.numbers.clear();
+        }
+        seen.numbers.insert(address, (text.clone(), n));
         n
-    }
+    })
+}
+
+/// The text of name number `n`, if it has been given.
+fn name_text(n: usize) -> Option<Arc<str>> {
+    SEEN.with_borrow_mut(|seen| {
+        if n >= seen.texts.len() {
+            with_table(|t| seen.texts.extend_from_slice(t.texts.get(seen.texts.len()..).unwrap_or_default()));
+        }
+        seen.texts.get(n).cloned()
+    })
 }
 
 /// Packed bytes that do not decode: a bug in this file, never bad input (only it writes them).
@@ -54,18 +104,16 @@ pub(super) struct Malformed(&'static str);
 /// Writes values to a buffer.
 pub(super) struct Packer<'a> {
     buf: &'a mut Vec<u8>,
-    names: &'a mut Names,
 }
 
 /// Reads values back, in the order they were written.
 pub(super) struct Unpacker<'a> {
     data: &'a [u8],
-    names: &'a Names,
 }
 
 impl<'a> Packer<'a> {
-    pub(super) fn new(buf: &'a mut Vec<u8>, names: &'a mut Names) -> Self {
-        Self { buf, names }
+    pub(super) fn new(buf: &'a mut Vec<u8>) -> Self {
+        Self { buf }
     }
 
     pub(super) fn put<T: Pack>(&mut self, value: &T) -> &mut Self {
@@ -97,8 +145,8 @@ impl<'a> Packer<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    pub(super) fn new(data: &'a [u8], names: &'a Names) -> Self {
-        Self { data, names }
+    pub(super) fn new(data: &'a [u8]) -> Self {
+        Self { data }
     }
 
     /// Whether everything has been read.
@@ -337,12 +385,10 @@ macro_rules! packed_name {
     ($($t:ident),*) => {$(
         impl Pack for $t {
             fn pack(&self, w: &mut Packer<'_>) {
-                let n = w.names.number(self.shared());
-                w.varint(u64::from(n));
+                w.varint(u64::from(name_number(self.shared())));
             }
             fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
-                let n = r.small::<usize>()?;
-                r.names.texts.get(n).cloned().map($t::from_shared).ok_or(Malformed("name number"))
+                name_text(r.small()?).map($t::from_shared).ok_or(Malformed("name number"))
             }
         }
     )*};
@@ -643,20 +689,20 @@ mod tests {
         Timestamp::from_timestamp(secs, nanos).expect("in range")
     }
 
-    fn pack<T: Pack>(value: &T, names: &mut Names) -> Vec<u8> {
+    fn pack<T: Pack>(value: &T) -> Vec<u8> {
         let mut buf = Vec::new();
-        Packer::new(&mut buf, names).put(value);
+        Packer::new(&mut buf).put(value);
         buf
     }
 
     /// Packs and unpacks `value`, and checks that every shorter prefix of its bytes is refused.
-    fn round_trip<T: Pack + PartialEq + std::fmt::Debug>(value: &T, names: &mut Names) -> usize {
-        let bytes = pack(value, names);
-        let mut r = Unpacker::new(&bytes, names);
+    fn round_trip<T: Pack + PartialEq + std::fmt::Debug>(value: &T) -> usize {
+        let bytes = pack(value);
+        let mut r = Unpacker::new(&bytes);
         assert_eq!(&r.get::<T>().expect("unpacks"), value);
         assert!(r.is_empty(), "every byte read");
         for len in 0..bytes.len() {
-            assert!(Unpacker::new(&bytes[..len], names).get::<T>().is_err(), "a prefix of {len} bytes was accepted");
+            assert!(Unpacker::new(&bytes[..len]).get::<T>().is_err(), "a prefix of {len} bytes was accepted");
         }
         bytes.len()
     }
@@ -754,9 +800,8 @@ mod tests {
 
     #[test]
     fn every_part_of_a_state_reads_back() {
-        let mut names = Names::default();
         let mut s = state();
-        round_trip(&s, &mut names);
+        round_trip(&s);
         for phase in [
             Phase::Pending,
             Phase::Sending { attempt: 3 },
@@ -765,7 +810,7 @@ mod tests {
             Phase::Finished,
         ] {
             s.phase = phase;
-            round_trip(&s, &mut names);
+            round_trip(&s);
         }
         for outcome in [
             Outcome::Delivered {
@@ -779,15 +824,14 @@ mod tests {
             Outcome::Expired,
         ] {
             s.outcome = Some(outcome);
-            round_trip(&s, &mut names);
+            round_trip(&s);
         }
     }
 
     #[test]
     fn steps_sharing_content_still_share_it_when_read_back() {
-        let mut names = Names::default();
-        let bytes = pack(&state(), &mut names);
-        let back: CascadeState = Unpacker::new(&bytes, &names).get().expect("unpacks");
+        let bytes = pack(&state());
+        let back: CascadeState = Unpacker::new(&bytes).get().expect("unpacks");
         let steps = &back.plan.steps;
         assert!(Arc::ptr_eq(&steps[0].content, &steps[2].content));
         assert!(!Arc::ptr_eq(&steps[0].content, &steps[1].content));
@@ -795,7 +839,6 @@ mod tests {
 
     #[test]
     fn metadata_reads_back_with_its_rich_parts() {
-        let mut names = Names::default();
         let mut contact = Contact::with_phone("+15550001111").name("Ann");
         contact.email = Some("ann@example.com".into());
         contact.addresses.insert("telegram".into(), "42".into());
@@ -809,14 +852,13 @@ mod tests {
             owner: Some("key:crm".into()),
             campaign: Some(CampaignMember { campaign: CampaignId::new(), seq: 9 }),
         };
-        round_trip(&meta, &mut names);
+        round_trip(&meta);
         meta.metadata = serde_json::Value::Null;
-        round_trip(&meta, &mut names);
+        round_trip(&meta);
     }
 
     #[test]
     fn every_kind_of_event_reads_back() {
-        let mut names = Names::default();
         let failure = StepFailure { step: 1, channel: "sms".into(), class: None, reason: "timed out".into() };
         let kinds = [
             EventKind::Created,
@@ -837,34 +879,34 @@ mod tests {
             EventKind::Finished { outcome: Outcome::Failed { steps: vec![failure] }, cost: Cost::ZERO },
         ];
         for kind in kinds {
-            round_trip(&Event { at: at(1_800_000_000, 42), kind }, &mut names);
+            round_trip(&Event { at: at(1_800_000_000, 42), kind });
         }
     }
 
     #[test]
-    fn names_are_kept_once_and_numbers_read_back_as_the_same_text() {
-        let mut names = Names::default();
-        let small = round_trip(&ChannelName::new("whatsapp"), &mut names);
-        assert_eq!(small, 1, "a name is written as its number");
-        round_trip(&ConnectionId::new("whatsapp"), &mut names);
-        round_trip(&ChannelName::new("sms"), &mut names);
-        assert_eq!(names.texts.len(), 2, "one entry per text, whichever kind of name");
-        assert!(Unpacker::new(&[7], &names).get::<ChannelName>().is_err(), "an unknown number is refused");
+    fn names_are_kept_once_and_read_back_on_any_thread() {
+        let channel = pack(&ChannelName::new("names-test-a"));
+        assert!(channel.len() <= 2, "a name is written as its number");
+        assert_eq!(pack(&ConnectionId::new("names-test-a")), channel, "one number per text");
+        assert_ne!(pack(&ChannelName::new("names-test-b")), channel);
+        let other = std::thread::spawn(move || Unpacker::new(&channel).get::<ConnectionId>().expect("unpacks"));
+        assert_eq!(other.join().expect("thread"), "names-test-a");
+        let unknown = pack(&(u64::from(u32::MAX)));
+        assert!(Unpacker::new(&unknown).get::<ChannelName>().is_err(), "an unknown number is refused");
     }
 
     #[test]
     fn integers_and_times_keep_their_extremes() {
-        let mut names = Names::default();
         for v in [0i64, 1, -1, 63, -64, i64::MAX, i64::MIN] {
-            round_trip(&Cost::from_micros(v), &mut names);
+            round_trip(&Cost::from_micros(v));
         }
         for v in [0u64, 127, 128, u64::MAX] {
-            round_trip(&v, &mut names);
+            round_trip(&v);
         }
         for t in [Timestamp::MIN_UTC, Timestamp::UNIX_EPOCH, Timestamp::MAX_UTC, at(-1, 999_999_999)] {
-            round_trip(&t, &mut names);
+            round_trip(&t);
         }
-        round_trip(&Duration::MAX, &mut names);
-        assert!(Unpacker::new(&[0x80; 11], &names).get::<u64>().is_err(), "an endless varint is refused");
+        round_trip(&Duration::MAX);
+        assert!(Unpacker::new(&[0x80; 11]).get::<u64>().is_err(), "an endless varint is refused");
     }
 }
