@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
 
-use super::packed::{Malformed, Pack, Packer, Unpacker};
+use super::packed::{Malformed, StateBody, Unpacker, pack};
 use super::*;
 use crate::model::timestamp_nanos;
 
@@ -58,77 +58,90 @@ struct Entry {
     version: u64,
     wake_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
-    finished: bool,
-    /// Where the state starts in `packed`.
-    meta_len: u32,
-    /// The metadata, then the state.
+    /// Where the plan starts in `packed`.
+    plan_at: u32,
+    /// Where the rest of the state starts in `packed`.
+    state_at: u32,
+    /// The metadata, the plan (packed once: it never changes), then the rest of the state.
     packed: Box<[u8]>,
     /// The timeline's events, one after another.
-    timeline: Vec<u8>,
+    timeline: Box<[u8]>,
 }
 
-/// `value` packed. Packing and unpacking happen outside the store's lock where they can.
-fn pack<T: Pack>(value: &T) -> Vec<u8> {
-    let mut buf = Vec::new();
-    Packer::new(&mut buf).put(value);
-    buf
-}
+/// Room for a packed state or a save's events, enough for most (a two-step cascade waiting on
+/// a status is about 400 bytes, its timeline about 250).
+const STATE_ROOM: usize = 1_024;
+const EVENTS_ROOM: usize = 512;
 
-fn pack_events(events: &[Event]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut w = Packer::new(&mut buf);
-    for e in events {
-        w.put(e);
-    }
-    buf
+/// `events` of the cascade created at `created_at`, packed.
+fn pack_events(events: &[Event], created_at: Timestamp) -> Vec<u8> {
+    pack(EVENTS_ROOM, |w| {
+        w.set_base(created_at);
+        for e in events {
+            w.put(e);
+        }
+    })
 }
 
 impl Entry {
     fn new(record: &CascadeRecord, events: &[Event]) -> Self {
-        let mut packed = pack(&*record.meta);
-        let meta_len = u32::try_from(packed.len()).expect("metadata under 4 GiB");
-        Packer::new(&mut packed).put(&record.state);
+        let (mut plan_at, mut state_at) = (0, 0);
+        let packed = pack(STATE_ROOM, |w| {
+            w.put(&*record.meta);
+            plan_at = w.len();
+            w.put(&record.state.plan);
+            state_at = w.len();
+            StateBody(&record.state).pack(w);
+        });
+        let offset = |at: usize| u32::try_from(at).expect("metadata and plan under 4 GiB");
+        let (plan_at, state_at) = (offset(plan_at), offset(state_at));
         let mut entry = Entry {
             version: record.version,
             wake_at: record.wake_at,
             finished_at: record.state.finished_at,
-            finished: record.state.is_finished(),
-            meta_len,
-            packed: packed.into_boxed_slice(),
-            timeline: Vec::new(),
+            plan_at,
+            state_at,
+            packed: Box::from(&packed[..]),
+            timeline: Box::default(),
         };
-        entry.append(&pack_events(events));
+        entry.append(&pack_events(events, record.state.created_at));
         entry
     }
 
-    /// Replaces the state with `state`, packed as `packed_state`.
+    /// Replaces the state with `state`, packed as `packed_state` (a [`StateBody`]).
     fn set_state(&mut self, state: &CascadeState, packed_state: &[u8]) {
-        let meta = &self.packed[..self.meta_len as usize];
+        let meta = &self.packed[..self.state_at as usize];
         let mut packed = Vec::with_capacity(meta.len() + packed_state.len());
         packed.extend_from_slice(meta);
         packed.extend_from_slice(packed_state);
         self.packed = packed.into_boxed_slice();
         self.finished_at = state.finished_at;
-        self.finished = state.is_finished();
     }
 
     /// Adds packed events to the timeline.
     fn append(&mut self, packed_events: &[u8]) {
-        self.timeline.reserve_exact(packed_events.len());
-        self.timeline.extend_from_slice(packed_events);
+        if packed_events.is_empty() {
+            return;
+        }
+        let mut timeline = Vec::with_capacity(self.timeline.len() + packed_events.len());
+        timeline.extend_from_slice(&self.timeline);
+        timeline.extend_from_slice(packed_events);
+        self.timeline = timeline.into_boxed_slice();
     }
 
     /// A copy without the timeline, to unpack once the lock is let go.
     fn snapshot(&self) -> Entry {
-        Entry { packed: self.packed.clone(), timeline: Vec::new(), ..*self }
+        Entry { packed: self.packed.clone(), timeline: Box::default(), ..*self }
     }
 
     fn meta(&self) -> Result<CascadeMeta, StoreError> {
-        Unpacker::new(&self.packed[..self.meta_len as usize]).get().map_err(corrupt)
+        Unpacker::new(&self.packed[..self.plan_at as usize]).get().map_err(corrupt)
     }
 
     fn state(&self) -> Result<CascadeState, StoreError> {
-        Unpacker::new(&self.packed[self.meta_len as usize..]).get().map_err(corrupt)
+        let (plan_at, state_at) = (self.plan_at as usize, self.state_at as usize);
+        let plan = Unpacker::new(&self.packed[plan_at..state_at]).get().map_err(corrupt)?;
+        StateBody::unpack(&mut Unpacker::new(&self.packed[state_at..]), plan).map_err(corrupt)
     }
 
     fn record(&self) -> Result<CascadeRecord, StoreError> {
@@ -141,8 +154,10 @@ impl Entry {
     }
 }
 
-fn unpack_events(timeline: &[u8]) -> Result<Vec<Event>, StoreError> {
+/// The events packed by [`pack_events`] in `timeline`, of the cascade whose state is `body`.
+fn unpack_events(timeline: &[u8], body: &[u8]) -> Result<Vec<Event>, StoreError> {
     let mut r = Unpacker::new(timeline);
+    r.set_base(StateBody::created_at(body).map_err(corrupt)?);
     let mut out = Vec::new();
     while !r.is_empty() {
         out.push(r.get().map_err(corrupt)?);
@@ -259,8 +274,8 @@ impl Store for MemoryStore {
     }
 
     async fn save(&self, u: &CascadeUpdate) -> Result<u64, StoreError> {
-        let packed_state = pack(&u.state);
-        let packed_events = pack_events(&u.events);
+        let packed_state = pack(STATE_ROOM, |w| StateBody(&u.state).pack(w));
+        let packed_events = pack_events(&u.events, u.state.created_at);
         let mut g = self.lock();
         let id = u.state.id;
         let g = &mut *g;
@@ -274,7 +289,8 @@ impl Store for MemoryStore {
         if let Some(w) = u.wake_at {
             g.due.insert(due_key(w, id));
         }
-        let finished_now = u.state.is_finished() && !entry.finished;
+        // `finished_at` is set with the outcome.
+        let finished_now = u.state.is_finished() && entry.finished_at.is_none();
         let entry_finished_at = u.state.finished_at.unwrap_or(u.state.created_at);
         entry.version += 1;
         entry.wake_at = u.wake_at;
@@ -312,9 +328,10 @@ impl Store for MemoryStore {
 
     async fn events(&self, id: CascadeId) -> Result<Vec<Event>, StoreError> {
         let g = self.lock();
-        let timeline = g.cascades.get(&id).ok_or(StoreError::NotFound(id))?.timeline.clone();
+        let e = g.cascades.get(&id).ok_or(StoreError::NotFound(id))?;
+        let (timeline, body) = (e.timeline.clone(), Box::<[u8]>::from(&e.packed[e.state_at as usize..]));
         drop(g);
-        unpack_events(&timeline)
+        unpack_events(&timeline, &body)
     }
 
     async fn find_attempt(&self, adapter: &str, provider_message_id: &str) -> Result<Option<AttemptRef>, StoreError> {

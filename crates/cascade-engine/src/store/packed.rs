@@ -5,7 +5,8 @@
 //! packed, a few hundred bytes in two. The bytes never leave the process, so the encoding need
 //! not be stable across versions, and it can be terse:
 //!
-//! - integers are LEB128 varints (signed ones zigzagged), times are seconds and nanoseconds;
+//! - integers are LEB128 varints (signed ones zigzagged), times are seconds and nanoseconds,
+//!   the seconds counted from the cascade's creation once it is known (a byte or two, not five);
 //! - channel and connection names are numbers into one table for the process, kept once
 //!   there; each thread keeps its own copy of what it has used, so packing takes no lock;
 //! - a step whose content is the same shared value as an earlier step's says which step;
@@ -63,27 +64,25 @@ fn with_table<T>(f: impl FnOnce(&mut Names) -> T) -> T {
 }
 
 /// The number of the name `text`, given one if it has none.
-fn name_number(text: &Arc<str>) -> u32 {
+fn name_number(seen: &mut Seen, text: &Arc<str>) -> u32 {
     let address = Arc::as_ptr(text) as *const u8 as usize;
-    SEEN.with_borrow_mut(|seen| {
-        if let Some((_, n)) = seen.numbers.get(&address) {
-            return *n;
+    if let Some((_, n)) = seen.numbers.get(&address) {
+        return *n;
+    }
+    let n = with_table(|t| match t.numbers.get(&**text) {
+        Some(n) => *n,
+        None => {
+            let n = u32::try_from(t.texts.len()).expect("fewer than 2^32 names");
+            t.texts.push(text.clone());
+            t.numbers.insert(text.clone(), n);
+            n
         }
-        let n = with_table(|t| match t.numbers.get(&**text) {
-            Some(n) => *n,
-            None => {
-                let n = u32::try_from(t.texts.len()).expect("fewer than 2^32 names");
-                t.texts.push(text.clone());
-                t.numbers.insert(text.clone(), n);
-                n
-            }
-        });
-        if seen.numbers.len() >= SEEN_MAX {
-            seen.numbers.clear();
-        }
-        seen.numbers.insert(address, (text.clone(), n));
-        n
-    })
+    });
+    if seen.numbers.len() >= SEEN_MAX {
+        seen.numbers.clear();
+    }
+    seen.numbers.insert(address, (text.clone(), n));
+    n
 }
 
 /// The text of name number `n`, if it has been given.
@@ -104,16 +103,33 @@ pub(super) struct Malformed(&'static str);
 /// Writes values to a buffer.
 pub(super) struct Packer<'a> {
     buf: &'a mut Vec<u8>,
+    seen: &'a mut Seen,
+    /// Times are written as seconds from this (see [`Packer::set_base`]).
+    base: i64,
+}
+
+/// What `write` packs, in a buffer made with room for `capacity` bytes (it grows if need be).
+pub(super) fn pack(capacity: usize, write: impl FnOnce(&mut Packer<'_>)) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(capacity);
+    SEEN.with_borrow_mut(|seen| write(&mut Packer { buf: &mut buf, seen, base: 0 }));
+    buf
 }
 
 /// Reads values back, in the order they were written.
 pub(super) struct Unpacker<'a> {
     data: &'a [u8],
+    base: i64,
 }
 
-impl<'a> Packer<'a> {
-    pub(super) fn new(buf: &'a mut Vec<u8>) -> Self {
-        Self { buf }
+impl Packer<'_> {
+    /// Writes the times that follow as seconds from `t`'s; the reader must be given the same.
+    pub(super) fn set_base(&mut self, t: Timestamp) {
+        self.base = t.timestamp();
+    }
+
+    /// Bytes written so far.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len()
     }
 
     pub(super) fn put<T: Pack>(&mut self, value: &T) -> &mut Self {
@@ -126,6 +142,10 @@ impl<'a> Packer<'a> {
     }
 
     fn varint(&mut self, mut v: u64) {
+        if v < 0x80 {
+            self.buf.push(v as u8);
+            return;
+        }
         while v >= 0x80 {
             self.buf.push((v as u8) | 0x80);
             v >>= 7;
@@ -146,7 +166,12 @@ impl<'a> Packer<'a> {
 
 impl<'a> Unpacker<'a> {
     pub(super) fn new(data: &'a [u8]) -> Self {
-        Self { data }
+        Self { data, base: 0 }
+    }
+
+    /// Reads times written after [`Packer::set_base`] with `t`.
+    pub(super) fn set_base(&mut self, t: Timestamp) {
+        self.base = t.timestamp();
     }
 
     /// Whether everything has been read.
@@ -336,11 +361,12 @@ impl<K: Pack + Ord, V: Pack> Pack for BTreeMap<K, V> {
 
 impl Pack for Timestamp {
     fn pack(&self, w: &mut Packer<'_>) {
-        self.timestamp().pack(w);
+        // Both within chrono's range (±262,000 years): the difference cannot overflow.
+        (self.timestamp() - w.base).pack(w);
         w.varint(u64::from(self.timestamp_subsec_nanos()));
     }
     fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
-        let secs = i64::unpack(r)?;
+        let secs = i64::unpack(r)?.checked_add(r.base).ok_or(Malformed("time"))?;
         let nanos = r.small::<u32>()?;
         Timestamp::from_timestamp(secs, nanos).ok_or(Malformed("time"))
     }
@@ -385,7 +411,8 @@ macro_rules! packed_name {
     ($($t:ident),*) => {$(
         impl Pack for $t {
             fn pack(&self, w: &mut Packer<'_>) {
-                w.varint(u64::from(name_number(self.shared())));
+                let n = name_number(w.seen, self.shared());
+                w.varint(u64::from(n));
             }
             fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
                 name_text(r.small()?).map($t::from_shared).ok_or(Malformed("name number"))
@@ -485,19 +512,71 @@ packed_struct!(Attempt {
 });
 packed_struct!(StepFailure { step, channel, class, reason });
 packed_struct!(Event { at, kind });
-packed_struct!(CascadeState {
-    id,
-    created_at,
-    plan,
-    phase,
-    cursor,
-    step_started_at,
-    excluded,
-    attempts,
-    failures,
-    outcome,
-    finished_at,
-});
+
+/// A state without its plan, which never changes after creation: a store packs the plan once,
+/// with the metadata, and each save only this.
+pub(super) struct StateBody<'a>(pub(super) &'a CascadeState);
+
+impl StateBody<'_> {
+    pub(super) fn pack(&self, w: &mut Packer<'_>) {
+        let CascadeState {
+            id,
+            created_at,
+            plan: _,
+            phase,
+            cursor,
+            step_started_at,
+            excluded,
+            attempts,
+            failures,
+            outcome,
+            finished_at,
+        } = self.0;
+        w.put(id).put(created_at);
+        w.set_base(*created_at);
+        w.put(phase).put(cursor).put(step_started_at).put(excluded);
+        w.put(attempts).put(failures).put(outcome).put(finished_at);
+    }
+
+    /// When the cascade packed in `body` was created: the base of the times of its events.
+    pub(super) fn created_at(body: &[u8]) -> Result<Timestamp, Malformed> {
+        let mut r = Unpacker::new(body);
+        r.get::<CascadeId>()?;
+        r.get()
+    }
+
+    /// The state packed by [`StateBody::pack`], with its plan.
+    pub(super) fn unpack(r: &mut Unpacker<'_>, plan: Arc<Plan>) -> Result<CascadeState, Malformed> {
+        let id = r.get()?;
+        let created_at = r.get()?;
+        r.set_base(created_at);
+        Ok(CascadeState {
+            id,
+            created_at,
+            plan,
+            phase: r.get()?,
+            cursor: r.get()?,
+            step_started_at: r.get()?,
+            excluded: r.get()?,
+            attempts: r.get()?,
+            failures: r.get()?,
+            outcome: r.get()?,
+            finished_at: r.get()?,
+        })
+    }
+}
+
+/// A whole state: its plan, then the rest.
+impl Pack for CascadeState {
+    fn pack(&self, w: &mut Packer<'_>) {
+        w.put(&self.plan);
+        StateBody(self).pack(w);
+    }
+    fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
+        let plan = r.get()?;
+        StateBody::unpack(r, plan)
+    }
+}
 
 impl Pack for Plan {
     fn pack(&self, w: &mut Packer<'_>) {
@@ -690,9 +769,9 @@ mod tests {
     }
 
     fn pack<T: Pack>(value: &T) -> Vec<u8> {
-        let mut buf = Vec::new();
-        Packer::new(&mut buf).put(value);
-        buf
+        super::pack(0, |w| {
+            w.put(value);
+        })
     }
 
     /// Packs and unpacks `value`, and checks that every shorter prefix of its bytes is refused.
@@ -893,6 +972,26 @@ mod tests {
         assert_eq!(other.join().expect("thread"), "names-test-a");
         let unknown = pack(&(u64::from(u32::MAX)));
         assert!(Unpacker::new(&unknown).get::<ChannelName>().is_err(), "an unknown number is refused");
+    }
+
+    #[test]
+    fn times_read_back_from_the_base_they_were_written_from() {
+        let base = at(1_800_000_000, 0);
+        let from_base = |t: &Timestamp| {
+            super::pack(0, |w| {
+                w.set_base(base);
+                w.put(t);
+            })
+        };
+        for t in [base, at(1_800_000_059, 999_999_999), at(-1, 0), Timestamp::MIN_UTC, Timestamp::MAX_UTC] {
+            let bytes = from_base(&t);
+            let mut r = Unpacker::new(&bytes);
+            r.set_base(base);
+            assert_eq!(r.get::<Timestamp>().expect("unpacks"), t);
+        }
+        let near = at(1_800_000_030, 0);
+        assert_eq!(from_base(&near).len(), 2, "a second's count and no nanoseconds");
+        assert_eq!(pack(&near).len(), 6, "the absolute second takes five bytes");
     }
 
     #[test]
