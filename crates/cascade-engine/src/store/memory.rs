@@ -340,12 +340,12 @@ impl Store for MemoryStore {
     }
 
     async fn claim_due(&self, now: Timestamp, limit: usize, lease: Duration) -> Result<Vec<CascadeRecord>, StoreError> {
-        let mut g = self.lock();
-        let g = &mut *g;
+        let mut guard = self.lock();
+        let g = &mut *guard;
         let now_nanos = timestamp_nanos(now);
         let due: Vec<(i64, u128)> = g.due.iter().take_while(|(w, _)| *w <= now_nanos).take(limit).copied().collect();
         let until = lease_end(now, lease);
-        let mut out = Vec::with_capacity(due.len());
+        let mut claimed = Vec::with_capacity(due.len());
         for key in due {
             g.due.remove(&key);
             let id = CascadeId::from_uuid(uuid::Uuid::from_u128(key.1));
@@ -353,9 +353,10 @@ impl Store for MemoryStore {
             e.wake_at = Some(until);
             e.version += 1;
             g.due.insert(due_key(until, id));
-            out.push(e.record()?);
+            claimed.push(e.snapshot());
         }
-        Ok(out)
+        drop(guard);
+        claimed.iter().map(Entry::record).collect()
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -407,23 +408,30 @@ impl Store for MemoryStore {
     }
 
     async fn list(&self, f: &ListFilter) -> Result<Vec<CascadeRecord>, StoreError> {
-        let g = self.lock();
-        // Newest first: unpack in id order until `limit` match.
+        // Newest first: unpack in id order until `limit` match, a chunk at a time copied out
+        // under the lock and unpacked after, so a filter that matches little does not hold up
+        // the engine while it reads through every cascade.
         let mut ids: Vec<CascadeId> =
-            g.cascades.keys().copied().filter(|id| f.before.is_none_or(|b| *id < b)).collect();
+            self.lock().cascades.keys().copied().filter(|id| f.before.is_none_or(|b| *id < b)).collect();
         ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
         let mut out = Vec::new();
-        for id in ids {
-            if out.len() == f.limit {
-                break;
-            }
-            let r = g.cascades[&id].record()?;
-            let keep = f.state.as_deref().is_none_or(|s| state_name(&r.state) == s)
-                && f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c))
-                && f.since.is_none_or(|t| r.state.created_at >= t)
-                && f.owner.as_deref().is_none_or(|o| r.meta.owner.as_deref() == Some(o));
-            if keep {
-                out.push(r);
+        for chunk in ids.chunks(256) {
+            let copies: Vec<Entry> = {
+                let g = self.lock();
+                chunk.iter().filter_map(|id| g.cascades.get(id).map(|e| e.snapshot())).collect()
+            };
+            for e in copies {
+                let r = e.record()?;
+                let keep = f.state.as_deref().is_none_or(|s| state_name(&r.state) == s)
+                    && f.channel.as_ref().is_none_or(|c| r.state.plan.steps.iter().any(|s| &s.channel == c))
+                    && f.since.is_none_or(|t| r.state.created_at >= t)
+                    && f.owner.as_deref().is_none_or(|o| r.meta.owner.as_deref() == Some(o));
+                if keep {
+                    out.push(r);
+                    if out.len() == f.limit {
+                        return Ok(out);
+                    }
+                }
             }
         }
         Ok(out)
