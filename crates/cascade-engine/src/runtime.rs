@@ -662,7 +662,20 @@ impl Engine {
             .apply(
                 r.cascade,
                 None,
-                |_| Some(Input::Status { attempt: r.attempt, update: update.clone() }),
+                |state| {
+                    // A store may index provider ids by a hash (the memory store does): make sure.
+                    let recorded = state.attempt(r.attempt).and_then(|a| a.provider_message_id.as_deref());
+                    if recorded != Some(pmid.as_str()) {
+                        tracing::warn!(
+                            cascade = %r.cascade,
+                            attempt = r.attempt,
+                            provider_message_id = %pmid,
+                            "status matched an attempt with another provider id; ignored"
+                        );
+                        return None;
+                    }
+                    Some(Input::Status { attempt: r.attempt, update: update.clone() })
+                },
                 |state| if delivered { self.delivery_conversation(state, r.attempt, now) } else { None },
             )
             .await?;

@@ -24,8 +24,10 @@ pub struct MemoryStore {
 struct Inner {
     cascades: HashMap<CascadeId, Box<Entry>>,
     by_key: HashMap<String, CascadeId>,
-    /// Attempts by a 128-bit hash of (adapter, provider's message id): with random seeds, two
-    /// of a billion keys share one with a chance of about 10^-21, and the key owns no string.
+    /// Attempts by a 128-bit hash of (adapter, provider's message id), two 64-bit hashes with
+    /// seeds of their own, so the key owns no string. Keys sharing a hash are not expected in
+    /// practice; if two did, the later would win, and the engine, which checks the attempt's
+    /// recorded id before applying a status, would leave the earlier's statuses unmatched.
     by_provider: HashMap<u128, AttemptRef>,
     /// Wake-ups as (nanoseconds since the epoch, cascade): integers compare faster than
     /// timestamps and UUIDs, and every save moves a cascade here.
@@ -134,6 +136,11 @@ impl Entry {
         Entry { packed: self.packed.clone(), timeline: Box::default(), ..*self }
     }
 
+    /// A copy of the packed plan.
+    fn plan_bytes(&self) -> Box<[u8]> {
+        Box::from(&self.packed[self.plan_at as usize..self.state_at as usize])
+    }
+
     fn meta(&self) -> Result<CascadeMeta, StoreError> {
         Unpacker::new(&self.packed[..self.plan_at as usize]).get().map_err(corrupt)
     }
@@ -181,7 +188,7 @@ fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
 impl MemoryStore {
     /// The most records an engine keeps decoded in front of this store: enough for the
     /// cascades in motion at any moment (reading one back costs about a microsecond), not
-    /// the 1.5 KB apiece that [`EngineConfig::cache_size`](crate::EngineConfig::cache_size)
+    /// the 1.9 KB apiece that [`EngineConfig::cache_size`](crate::EngineConfig::cache_size)
     /// would allow each of thousands of waiting ones.
     pub const CACHE_LIMIT: usize = 2_048;
 
@@ -364,15 +371,21 @@ impl Store for MemoryStore {
     }
 
     async fn running_for_address(&self, channel: &ChannelName, address: &str) -> Result<Vec<CascadeId>, StoreError> {
-        let g = self.lock();
-        let key = g.address_key(channel, address);
+        // The candidates' plans, copied out to unpack after letting the lock go.
+        let plans: Vec<(CascadeId, Box<[u8]>)> = {
+            let g = self.lock();
+            let key = g.address_key(channel, address);
+            g.by_address
+                .range((key, 0)..=(key, u128::MAX))
+                .map(|(_, id)| CascadeId::from_uuid(uuid::Uuid::from_u128(*id)))
+                .filter_map(|id| g.cascades.get(&id).map(|e| (id, e.plan_bytes())))
+                .collect()
+        };
         // Keep only true matches: the index is keyed by a hash.
         let mut out = Vec::new();
-        for (_, id) in g.by_address.range((key, 0)..=(key, u128::MAX)) {
-            let id = CascadeId::from_uuid(uuid::Uuid::from_u128(*id));
-            let Some(e) = g.cascades.get(&id) else { continue };
-            let state = e.state()?;
-            if state.plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address) {
+        for (id, bytes) in plans {
+            let plan: crate::plan::Plan = Unpacker::new(&bytes).get().map_err(corrupt)?;
+            if plan.reply_addresses().into_iter().any(|(c, a)| c == channel && a == address) {
                 out.push(id);
             }
         }
@@ -411,6 +424,9 @@ impl Store for MemoryStore {
         // Newest first: unpack in id order until `limit` match, a chunk at a time copied out
         // under the lock and unpacked after, so a filter that matches little does not hold up
         // the engine while it reads through every cascade.
+        if f.limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut ids: Vec<CascadeId> =
             self.lock().cascades.keys().copied().filter(|id| f.before.is_none_or(|b| *id < b)).collect();
         ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
@@ -500,17 +516,13 @@ impl Store for MemoryStore {
             .take(limit)
             .collect();
         for id in &old {
-            if let Some(e) = g.cascades.remove(id)
-                && let Some(k) = e.meta()?.idempotency_key
-            {
-                g.by_key.remove(&k);
-            }
+            g.cascades.remove(id);
         }
+        // Their keys, provider ids and dead callbacks go with them (a callback still to deliver
+        // kept its cascade above).
         if !old.is_empty() {
+            g.by_key.retain(|_, id| !old.contains(id));
             g.by_provider.retain(|_, r| !old.contains(&r.cascade));
-        }
-        // Their dead callbacks go with them (one still to deliver kept its cascade above).
-        if !old.is_empty() {
             let before_len = g.outbox.len();
             g.outbox.retain(|_, i| !old.contains(&i.cascade));
             g.dead -= (before_len - g.outbox.len()) as u64;

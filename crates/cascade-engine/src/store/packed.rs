@@ -8,11 +8,15 @@
 //! - integers are LEB128 varints (signed ones zigzagged), times are seconds and nanoseconds,
 //!   the seconds counted from the cascade's creation once it is known (a byte or two, not five);
 //! - channel and connection names are numbers into one table for the process, kept once
-//!   there; each thread keeps its own copy of what it has used, so packing takes no lock;
+//!   there; each thread keeps its own copy of what it has used, so packing takes no lock.
+//!   Only names from configuration go in the table (steps, connections, attempts): names a
+//!   request brings (the channels of a contact's own addresses) are written as text, so no
+//!   request can make the table grow;
 //! - a step whose content is the same shared value as an earlier step's says which step;
-//! - rare, rich parts (attachments, buttons, provider templates, skip reasons, custom fields,
-//!   caller metadata) are written as JSON inside the bytes, which keeps this file short at no
-//!   cost to the common case.
+//! - rare, rich parts (attachments, buttons, provider templates, skip reasons, campaign
+//!   membership) are written as JSON inside the bytes, which keeps this file short at no cost
+//!   to the common case; JSON values (custom fields, caller metadata) are packed as values,
+//!   numbers exactly.
 //!
 //! Every struct is written field by field by [`packed_struct!`], which takes it apart and
 //! builds it again without `..`, and every enum by an exhaustive `match`: a field or variant
@@ -439,15 +443,108 @@ packed_as_json!(Attachment, Button, ProviderTemplate, SkipReason, CampaignMember
 
 impl Pack for serde_json::Value {
     fn pack(&self, w: &mut Packer<'_>) {
-        // `null`, the usual metadata, is the empty text.
-        if self.is_null() { w.varint(0) } else { w.json(self) }
+        use serde_json::Value;
+        match self {
+            Value::Null => w.byte(0),
+            Value::Bool(b) => w.byte(1 + u8::from(*b)),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    w.byte(3);
+                    w.varint(u);
+                } else if let Some(i) = n.as_i64() {
+                    w.byte(4);
+                    i.pack(w);
+                } else {
+                    // A JSON number is finite: its bits read back as the same number.
+                    w.byte(5);
+                    w.buf.extend_from_slice(&n.as_f64().unwrap_or_default().to_le_bytes());
+                }
+            }
+            Value::String(text) => {
+                w.byte(6);
+                text.pack(w);
+            }
+            Value::Array(items) => {
+                w.byte(7);
+                items.pack(w);
+            }
+            Value::Object(map) => {
+                w.byte(8);
+                w.varint(map.len() as u64);
+                for (k, v) in map {
+                    w.put(k).put(v);
+                }
+            }
+        }
     }
     fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
-        let text = r.bytes()?;
-        if text.is_empty() {
-            return Ok(serde_json::Value::Null);
+        use serde_json::Value;
+        Ok(match r.byte()? {
+            0 => Value::Null,
+            1 => Value::Bool(false),
+            2 => Value::Bool(true),
+            3 => Value::from(r.varint()?),
+            4 => Value::from(i64::unpack(r)?),
+            5 => {
+                let (bits, rest) = r.data.split_first_chunk::<8>().ok_or(Malformed("ends early"))?;
+                r.data = rest;
+                serde_json::Number::from_f64(f64::from_le_bytes(*bits)).map(Value::Number).ok_or(Malformed("number"))?
+            }
+            6 => Value::String(r.get()?),
+            7 => Value::Array(r.get()?),
+            8 => {
+                let len = r.small::<usize>()?;
+                let mut map = serde_json::Map::new();
+                for _ in 0..len {
+                    let k: String = r.get()?;
+                    map.insert(k, r.get()?);
+                }
+                Value::Object(map)
+            }
+            _ => return Err(Malformed("JSON value")),
+        })
+    }
+}
+
+/// A name a request brought, written as its text (see the module's notes).
+fn put_name_text(w: &mut Packer<'_>, name: &ChannelName) {
+    w.bytes(name.as_str().as_bytes());
+}
+
+fn get_name_text(r: &mut Unpacker<'_>) -> Result<ChannelName, Malformed> {
+    String::unpack(r).map(ChannelName::from)
+}
+
+impl Pack for Contact {
+    fn pack(&self, w: &mut Packer<'_>) {
+        let Contact { name, phone, email, addresses, fields } = self;
+        w.put(name).put(phone).put(email);
+        w.varint(addresses.len() as u64);
+        for (channel, address) in addresses {
+            put_name_text(w, channel);
+            address.pack(w);
         }
-        serde_json::from_slice(text).map_err(|_| Malformed("embedded JSON"))
+        fields.pack(w);
+    }
+    fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
+        let (name, phone, email) = (r.get()?, r.get()?, r.get()?);
+        let mut addresses = BTreeMap::new();
+        for _ in 0..r.small::<usize>()? {
+            let channel = get_name_text(r)?;
+            addresses.insert(channel, r.get()?);
+        }
+        Ok(Contact { name, phone, email, addresses, fields: r.get()? })
+    }
+}
+
+impl Pack for ChannelAddress {
+    fn pack(&self, w: &mut Packer<'_>) {
+        let ChannelAddress { channel, address } = self;
+        put_name_text(w, channel);
+        address.pack(w);
+    }
+    fn unpack(r: &mut Unpacker<'_>) -> Result<Self, Malformed> {
+        Ok(ChannelAddress { channel: get_name_text(r)?, address: r.get()? })
     }
 }
 
@@ -488,13 +585,11 @@ macro_rules! packed_struct {
         }
     };
 }
-packed_struct!(Contact { name, phone, email, addresses, fields });
 packed_struct!(CascadeMeta { contact, idempotency_key, fingerprint, callback_url, metadata, owner, campaign });
 packed_struct!(Address { kind, value });
 packed_struct!(Content { text, subject, html, attachment, buttons, template });
 packed_struct!(RetryPolicy { max_sends_per_step, initial_backoff, max_backoff });
 packed_struct!(OpenWindow { connection, until });
-packed_struct!(ChannelAddress { channel, address });
 packed_struct!(SendError { class, code, detail, retry_after });
 packed_struct!(StatusRecord { status, at, provider_at });
 packed_struct!(Attempt {
@@ -934,6 +1029,32 @@ mod tests {
         round_trip(&meta);
         meta.metadata = serde_json::Value::Null;
         round_trip(&meta);
+    }
+
+    #[test]
+    fn json_values_read_back_exactly() {
+        let value = serde_json::json!({
+            "floats": [0.1, 1e300, -2.5e-308, 2.718281828459045e-7],
+            "integers": [0, -1, u64::MAX, i64::MIN],
+            "nested": {"empty": {}, "list": [], "text": "ünïcode", "yes": true, "no": false, "none": null},
+        });
+        round_trip(&value);
+        let back: serde_json::Value = Unpacker::new(&pack(&value)).get().expect("unpacks");
+        assert_eq!(back["floats"][0].as_f64(), Some(0.1));
+        assert_eq!(back["integers"][2].as_u64(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn channels_a_request_names_are_written_as_text_not_numbered() {
+        let contact = Contact::default().address("request-only-channel", "42");
+        let bytes = pack(&contact);
+        let text = b"request-only-channel";
+        assert!(bytes.windows(text.len()).any(|w| w == text), "the channel's name is in the bytes");
+        round_trip(&contact);
+        let other = ChannelAddress { channel: "another-request-channel".into(), address: "7".into() };
+        let bytes = pack(&other);
+        assert!(bytes.starts_with(b"\x17another-request-channel"));
+        round_trip(&other);
     }
 
     #[test]
