@@ -280,11 +280,14 @@ async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_o
 /// provider-id lookup miss, as it does when the lookup runs just before the send's answer is
 /// committed (and that answer's replay of held statuses has already run); `slow_saves`
 /// answers each save that long after it is committed, as a database whose acknowledgement
-/// is slow; the next `failing_saves` saves fail, as while the database is down.
+/// is slow; the next `failing_saves` saves fail, as while the database is down;
+/// `lookups_find` answers every provider-id lookup with that attempt, as an index keyed by a
+/// hash would for two ids sharing one.
 #[derive(Debug, Default)]
 struct OddStore {
     inner: MemoryStore,
     first_lookup_misses: std::sync::atomic::AtomicBool,
+    lookups_find: std::sync::Mutex<Option<store::AttemptRef>>,
     slow_saves: Duration,
     failing_saves: std::sync::atomic::AtomicUsize,
 }
@@ -312,6 +315,9 @@ impl Store for OddStore {
     async fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<store::AttemptRef>, StoreError> {
         if self.first_lookup_misses.swap(false, SeqCst) {
             return Ok(None);
+        }
+        if let Some(found) = *self.lookups_find.lock().expect("lock") {
+            return Ok(Some(found));
         }
         self.inner.find_attempt(adapter, pmid).await
     }
@@ -373,6 +379,31 @@ async fn a_status_whose_lookup_races_the_send_answer_is_not_stranded() {
         outcome.is_ok_and(|o| o.expect("outcome").is_delivered()),
         "delivered at once, not after the step's timeout"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_is_not_applied_to_an_attempt_with_another_provider_id() {
+    let sms = StubChannel::new("sms", caps::sms());
+    let store = Arc::new(OddStore::default());
+    let engine = Engine::builder()
+        .store(store.clone())
+        .connection(Connection::new("sms-1", sms.clone()))
+        .build()
+        .expect("engine");
+    let submit = || CascadeRequest::new(ann(), Message::text("x"), Policy::chain(["sms"]));
+    let (a, b) = (engine.submit(submit()).await.expect("submit"), engine.submit(submit()).await.expect("submit"));
+    settle().await;
+    let b_pmid = sms.accepted_ids()[1].clone();
+    // The store's index sends B's provider id to A's attempt.
+    *store.lookups_find.lock().expect("lock") = Some(store::AttemptRef { cascade: a.id(), attempt: 1 });
+    delivered(&engine, "stub-sms", &b_pmid, Status::Delivered).await;
+    settle().await;
+    let a_view = engine.get(a.id()).await.expect("get").expect("exists");
+    assert!(a_view.record.state.outcome.is_none(), "A is not delivered by B's status");
+    let a_statuses: Vec<Status> = a_view.record.state.attempts[0].statuses.iter().map(|r| r.status).collect();
+    assert!(!a_statuses.contains(&Status::Delivered), "nor is the status recorded on A: {a_statuses:?}");
+    let b_view = engine.get(b.id()).await.expect("get").expect("exists");
+    assert!(b_view.record.state.outcome.is_none());
 }
 
 /// A webhook request whose client hangs up while the status's transition is being saved (the
