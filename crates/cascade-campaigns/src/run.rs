@@ -47,6 +47,11 @@ pub struct CampaignsConfig {
     pub poll: Duration,
     /// Recipients stored per write during an import (2,000).
     pub import_batch: usize,
+    /// An import that has given no sign of life for this long (10 min) was cut short by a
+    /// stopped process: its campaign is cancelled, with the recipients it stored. A running
+    /// import marks its campaign at least every quarter of this, even while its list arrives
+    /// slowly.
+    pub import_stale: Duration,
 }
 
 impl Default for CampaignsConfig {
@@ -56,6 +61,7 @@ impl Default for CampaignsConfig {
             lease: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             import_batch: 2_000,
+            import_stale: Duration::from_secs(600),
         }
     }
 }
@@ -271,7 +277,24 @@ impl Campaigns {
         });
         let mut stored_count = 0u64;
         let mut store_error = None;
-        while let Some(batch) = rx.recv().await {
+        // Signs of life, so that no instance takes this import for one a crash cut short.
+        let every = (self.inner.config.import_stale / 4).max(Duration::from_millis(100));
+        let mut marked = Instant::now();
+        loop {
+            let batch = match tokio::time::timeout(every, rx.recv()).await {
+                Ok(Some(batch)) => Some(batch),
+                Ok(None) => break,
+                Err(_) => None,
+            };
+            if marked.elapsed() >= every && store_error.is_none() {
+                let now = self.inner.engine.now();
+                let still = [CampaignState::Importing];
+                if let Err(e) = store.set_campaign_state(id, &still, CampaignState::Importing, now).await {
+                    store_error = Some(e);
+                }
+                marked = Instant::now();
+            }
+            let Some(batch) = batch else { continue };
             if store_error.is_some() {
                 continue; // drain, so the reader finishes
             }
@@ -442,9 +465,38 @@ impl Campaigns {
         Ok(self.inner.engine.store().list_campaigns(before, owner, limit).await?)
     }
 
+    /// Cancels the campaigns whose import a stopped process cut short (no sign of life for
+    /// [`CampaignsConfig::import_stale`]), closing the recipients they stored. Returns how many.
+    pub async fn give_up_stale_imports(&self) -> Result<usize, CampaignError> {
+        let store = self.inner.engine.store();
+        let now = self.inner.engine.now();
+        let stale = chrono::Duration::from_std(self.inner.config.import_stale).unwrap_or(chrono::Duration::MAX);
+        let (mut before, mut given_up) = (None, 0);
+        loop {
+            let page = store.list_campaigns(before, None, 500).await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            for c in page.iter().filter(|c| c.state == CampaignState::Importing && now - c.updated_at >= stale) {
+                if store.set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Cancelled, now).await? {
+                    let closed = store.close_pending(c.id, RecipientState::Cancelled, now).await?;
+                    tracing::warn!(
+                        campaign = %c.id,
+                        stored = closed,
+                        since = %c.updated_at,
+                        "campaign import cut short (its process stopped): cancelled"
+                    );
+                    given_up += 1;
+                }
+            }
+        }
+        Ok(given_up)
+    }
+
     async fn run(self) {
         let inner = &self.inner;
         let store = inner.engine.store().clone();
+        // Imports cut short are looked for at start and every quarter of `import_stale`.
+        let mut imports_checked: Option<Instant> = None;
         loop {
             if inner.stopping.load(Ordering::Acquire) {
                 // Give the campaigns up, so an instance starting now takes them at once
@@ -455,6 +507,12 @@ impl Campaigns {
                     tracing::warn!(error = %e, "could not give up the campaign leases");
                 }
                 return;
+            }
+            if imports_checked.is_none_or(|t| t.elapsed() >= inner.config.import_stale / 4) {
+                if let Err(e) = self.give_up_stale_imports().await {
+                    tracing::warn!(error = %e, "could not look for campaign imports cut short");
+                }
+                imports_checked = Some(Instant::now());
             }
             let now = inner.engine.now();
             match store.lease_campaigns(&inner.config.holder, now, after(now, inner.config.lease), 1_000).await {

@@ -385,3 +385,113 @@ async fn the_eta_counts_the_rate_from_the_start_and_a_window_that_never_closes_i
         assert_eq!(p.eta, Some(expected), "{window:?}");
     }
 }
+
+/// A campaign whose import a stopped process cut short (left `importing`, its recipients
+/// partly stored) is cancelled with what it stored; one importing now is left alone.
+#[tokio::test(start_paused = true)]
+async fn an_import_cut_short_by_a_stopped_process_is_given_up() {
+    use cascade_engine::store::{CampaignRecord, NewRecipient};
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sms = instant_sms();
+    let start = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().expect("time");
+    let e = engine(store.clone(), &sms, start, None);
+    let importing = |updated_at: Timestamp| CampaignRecord {
+        id: CampaignId::new(),
+        name: "spring".into(),
+        owner: None,
+        state: CampaignState::Importing,
+        spec: serde_json::Value::Null,
+        recipients: 0,
+        created_at: updated_at,
+        updated_at,
+    };
+    let (cut_short, live) = (importing(start - chrono::Duration::minutes(11)), importing(start));
+    for c in [&cut_short, &live] {
+        store.save_campaign(c).await.expect("save");
+        let stored: Vec<NewRecipient> = (0..3)
+            .map(|seq| NewRecipient {
+                seq,
+                line: seq + 2,
+                contact: Contact::with_phone(format!("+120255500{seq:02}")),
+                zone: "UTC".into(),
+            })
+            .collect();
+        store.add_recipients(c.id, &stored).await.expect("recipients");
+    }
+    let campaigns = Campaigns::new(e, config("w"));
+    assert_eq!(campaigns.give_up_stale_imports().await.expect("sweep"), 1);
+    assert_eq!(campaigns.get(cut_short.id).await.expect("get").state, CampaignState::Cancelled);
+    let tally = store.campaign_tally(cut_short.id).await.expect("tally");
+    assert!(
+        tally.iter().all(|t| t.state == RecipientState::Cancelled) && tally.iter().map(|t| t.count).sum::<u64>() == 3,
+        "the recipients it stored are closed: {tally:?}"
+    );
+    assert_eq!(campaigns.get(live.id).await.expect("get").state, CampaignState::Importing, "a live import stays");
+    assert_eq!(campaigns.give_up_stale_imports().await.expect("sweep"), 0, "given up once");
+}
+
+/// A list that arrives as the test sends it, as a slow upload does.
+struct Trickle {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.pending = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+/// An import whose list arrives slowly keeps marking its campaign, so the sweep for imports
+/// cut short leaves it alone, and it launches once the list is in.
+#[tokio::test(start_paused = true)]
+async fn a_slow_import_shows_signs_of_life_and_is_not_given_up() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sms = instant_sms();
+    let start = utc(2026, 6, 1, 12, 0);
+    let e = engine(store.clone(), &sms, start, None);
+    let campaigns = Campaigns::new(e, config("slow"));
+    let (tx, chunks) = std::sync::mpsc::channel();
+    tx.send(b"phone,name\n+12025550001,Ann\n".to_vec()).expect("send");
+    let importer = {
+        let campaigns = campaigns.clone();
+        let new = NewCampaign {
+            name: "slow".into(),
+            owner: None,
+            spec: spec("10/s", Schedule::default()),
+            region: None,
+            format: None,
+        };
+        tokio::spawn(async move { campaigns.create(new, Trickle { chunks, pending: Vec::new() }, |_| {}).await })
+    };
+    // Twenty minutes with the upload stalled: twice the default `import_stale`. (The clock is
+    // moved by hand: it does not move by itself while the list's reader thread is blocked.)
+    for _ in 0..40 {
+        tokio::time::advance(Duration::from_secs(30)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(campaigns.give_up_stale_imports().await.expect("sweep"), 0, "a live import is not given up");
+    }
+    let listed = campaigns.list(None, None, 10).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, CampaignState::Importing);
+    assert!(
+        listed[0].updated_at - start >= chrono::Duration::minutes(15),
+        "marked while waiting: {}",
+        listed[0].updated_at
+    );
+    tx.send(b"+12025550002,Bob\n".to_vec()).expect("send");
+    drop(tx);
+    let (record, report) = importer.await.expect("task").expect("created");
+    assert_eq!((record.state, report.valid), (CampaignState::Running, 2));
+}
