@@ -13,7 +13,7 @@
 //! the sending window (judged per time zone of the recipients), expires what is left at
 //! `end_at`, and notices a pause or cancel within a second even when another instance made it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,8 +49,9 @@ pub struct CampaignsConfig {
     pub import_batch: usize,
     /// An import that has given no sign of life for this long (10 min) was cut short by a
     /// stopped process: its campaign is cancelled, with the recipients it stored. A running
-    /// import marks its campaign at least every quarter of this, even while its list arrives
-    /// slowly.
+    /// import marks its campaign every quarter of this, even while its list arrives slowly;
+    /// runners judge the silence by their own clock, from when they first saw the mark
+    /// unchanged, so clocks that differ between instances do not matter. Zero turns this off.
     pub import_stale: Duration,
 }
 
@@ -130,6 +131,9 @@ struct Inner {
     /// re-reads its campaign's state before starting anyone else.
     generation: AtomicU64,
     driving: Mutex<HashSet<CampaignId>>,
+    /// Imports seen running elsewhere: the mark last read, and when (this process's clock) it
+    /// was first read unchanged.
+    imports_seen: Mutex<HashMap<CampaignId, (Timestamp, Instant)>>,
     stopping: AtomicBool,
     stop: Notify,
 }
@@ -159,6 +163,7 @@ impl Campaigns {
                 changed: Notify::new(),
                 generation: AtomicU64::new(0),
                 driving: Mutex::new(HashSet::new()),
+                imports_seen: Mutex::new(HashMap::new()),
                 stopping: AtomicBool::new(false),
                 stop: Notify::new(),
             }),
@@ -279,23 +284,29 @@ impl Campaigns {
         let mut store_error = None;
         // Signs of life, so that no instance takes this import for one a crash cut short.
         let every = (self.inner.config.import_stale / 4).max(Duration::from_millis(100));
-        let mut marked = Instant::now();
+        let mut next_mark = Instant::now() + every;
+        let mut given_up = false;
         loop {
-            let batch = match tokio::time::timeout(every, rx.recv()).await {
+            let batch = match tokio::time::timeout_at(next_mark, rx.recv()).await {
                 Ok(Some(batch)) => Some(batch),
                 Ok(None) => break,
                 Err(_) => None,
             };
-            if marked.elapsed() >= every && store_error.is_none() {
+            if Instant::now() >= next_mark && store_error.is_none() && !given_up {
                 let now = self.inner.engine.now();
                 let still = [CampaignState::Importing];
-                if let Err(e) = store.set_campaign_state(id, &still, CampaignState::Importing, now).await {
-                    store_error = Some(e);
+                match store.set_campaign_state(id, &still, CampaignState::Importing, now).await {
+                    // Cancelled meanwhile: store no more (the launch below then fails).
+                    Ok(false) => given_up = true,
+                    Ok(true) => {}
+                    Err(e) => {
+                        tracing::warn!(campaign = %id, error = %e, "could not mark a running import; trying again")
+                    }
                 }
-                marked = Instant::now();
+                next_mark = Instant::now() + every;
             }
             let Some(batch) = batch else { continue };
-            if store_error.is_some() {
+            if store_error.is_some() || given_up {
                 continue; // drain, so the reader finishes
             }
             match store.add_recipients(id, &batch).await {
@@ -465,38 +476,84 @@ impl Campaigns {
         Ok(self.inner.engine.store().list_campaigns(before, owner, limit).await?)
     }
 
-    /// Cancels the campaigns whose import a stopped process cut short (no sign of life for
-    /// [`CampaignsConfig::import_stale`]), closing the recipients they stored. Returns how many.
+    /// Cancels the campaigns whose import a stopped process cut short, closing the recipients
+    /// they stored; returns how many. An import is taken for cut short once this has seen its
+    /// mark unchanged for [`CampaignsConfig::import_stale`] by this process's clock: the first
+    /// call only notes the marks (and so, after a restart, a campaign left importing is given
+    /// up `import_stale` after the runner starts).
     pub async fn give_up_stale_imports(&self) -> Result<usize, CampaignError> {
-        let store = self.inner.engine.store();
-        let now = self.inner.engine.now();
-        let stale = chrono::Duration::from_std(self.inner.config.import_stale).unwrap_or(chrono::Duration::MAX);
-        let (mut before, mut given_up) = (None, 0);
+        let inner = &self.inner;
+        let store = inner.engine.store();
+        let stale = inner.config.import_stale;
+        if stale.is_zero() {
+            return Ok(0);
+        }
+        let mut importing = Vec::new();
+        let mut before = None;
         loop {
             let page = store.list_campaigns(before, None, 500).await?;
             let Some(last) = page.last() else { break };
             before = Some(last.id);
-            for c in page.iter().filter(|c| c.state == CampaignState::Importing && now - c.updated_at >= stale) {
-                if store.set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Cancelled, now).await? {
-                    let closed = store.close_pending(c.id, RecipientState::Cancelled, now).await?;
-                    tracing::warn!(
-                        campaign = %c.id,
-                        stored = closed,
-                        since = %c.updated_at,
-                        "campaign import cut short (its process stopped): cancelled"
-                    );
-                    given_up += 1;
-                }
+            importing.extend(page.into_iter().filter(|c| c.state == CampaignState::Importing));
+        }
+        let silent: Vec<CampaignId> = {
+            let mut seen = lock(&inner.imports_seen);
+            seen.retain(|id, _| importing.iter().any(|c| c.id == *id));
+            let at = Instant::now();
+            importing
+                .iter()
+                .filter(|c| {
+                    let (mark, since) = seen.entry(c.id).or_insert((c.updated_at, at));
+                    if *mark != c.updated_at {
+                        (*mark, *since) = (c.updated_at, at);
+                    }
+                    at.duration_since(*since) >= stale
+                })
+                .map(|c| c.id)
+                .collect()
+        };
+        let now = inner.engine.now();
+        let mut given_up = 0;
+        for id in silent {
+            let c = importing.iter().find(|c| c.id == id).expect("listed above");
+            if store.set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Cancelled, now).await? {
+                let closed = store.close_pending(c.id, RecipientState::Cancelled, now).await?;
+                tracing::warn!(
+                    campaign = %c.id,
+                    stored = closed,
+                    since = %c.updated_at,
+                    "campaign import cut short (its process stopped): cancelled"
+                );
+                given_up += 1;
             }
+            lock(&inner.imports_seen).remove(&id);
         }
         Ok(given_up)
+    }
+
+    /// Looks for imports cut short, at start and every quarter of `import_stale`, on a task of
+    /// its own: a slow look never holds up the renewal of the runner's leases.
+    async fn watch_imports(self) {
+        let inner = &self.inner;
+        if inner.config.import_stale.is_zero() {
+            return;
+        }
+        while !inner.stopping.load(Ordering::Acquire) {
+            if let Err(e) = self.give_up_stale_imports().await {
+                tracing::warn!(error = %e, "could not look for campaign imports cut short");
+            }
+            let stop = inner.stop.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(inner.config.import_stale / 4) => {}
+                _ = stop => {}
+            }
+        }
     }
 
     async fn run(self) {
         let inner = &self.inner;
         let store = inner.engine.store().clone();
-        // Imports cut short are looked for at start and every quarter of `import_stale`.
-        let mut imports_checked: Option<Instant> = None;
+        tokio::spawn(self.clone().watch_imports());
         loop {
             if inner.stopping.load(Ordering::Acquire) {
                 // Give the campaigns up, so an instance starting now takes them at once
@@ -507,12 +564,6 @@ impl Campaigns {
                     tracing::warn!(error = %e, "could not give up the campaign leases");
                 }
                 return;
-            }
-            if imports_checked.is_none_or(|t| t.elapsed() >= inner.config.import_stale / 4) {
-                if let Err(e) = self.give_up_stale_imports().await {
-                    tracing::warn!(error = %e, "could not look for campaign imports cut short");
-                }
-                imports_checked = Some(Instant::now());
             }
             let now = inner.engine.now();
             match store.lease_campaigns(&inner.config.holder, now, after(now, inner.config.lease), 1_000).await {

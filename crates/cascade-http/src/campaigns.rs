@@ -124,7 +124,8 @@ pub struct CampaignSummary {
     pub rate: Option<String>,
     /// When it was created (RFC 3339).
     pub created_at: String,
-    /// When it last changed state (RFC 3339).
+    /// When it last changed (RFC 3339): its state, its settings once imported, or the mark a
+    /// running import makes every few minutes.
     pub updated_at: String,
 }
 

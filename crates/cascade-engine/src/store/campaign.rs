@@ -95,7 +95,7 @@ pub struct CampaignRecord {
     pub recipients: u64,
     /// When it was created.
     pub created_at: Timestamp,
-    /// When it last changed state or settings.
+    /// When it last changed: its state, its settings, or the mark a running import makes.
     pub updated_at: Timestamp,
 }
 
