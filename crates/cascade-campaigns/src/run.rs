@@ -496,7 +496,7 @@ impl Campaigns {
             before = Some(last.id);
             importing.extend(page.into_iter().filter(|c| c.state == CampaignState::Importing));
         }
-        let silent: Vec<CampaignId> = {
+        let silent: Vec<&CampaignRecord> = {
             let mut seen = lock(&inner.imports_seen);
             seen.retain(|id, _| importing.iter().any(|c| c.id == *id));
             let at = Instant::now();
@@ -509,13 +509,11 @@ impl Campaigns {
                     }
                     at.duration_since(*since) >= stale
                 })
-                .map(|c| c.id)
                 .collect()
         };
         let now = inner.engine.now();
         let mut given_up = 0;
-        for id in silent {
-            let c = importing.iter().find(|c| c.id == id).expect("listed above");
+        for c in silent {
             if store.set_campaign_state(c.id, &[CampaignState::Importing], CampaignState::Cancelled, now).await? {
                 let closed = store.close_pending(c.id, RecipientState::Cancelled, now).await?;
                 tracing::warn!(
@@ -526,7 +524,6 @@ impl Campaigns {
                 );
                 given_up += 1;
             }
-            lock(&inner.imports_seen).remove(&id);
         }
         Ok(given_up)
     }

@@ -393,7 +393,7 @@ async fn an_import_cut_short_by_a_stopped_process_is_given_up() {
     use cascade_engine::store::{CampaignRecord, NewRecipient};
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let sms = instant_sms();
-    let start = chrono::Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().expect("time");
+    let start = utc(2026, 3, 2, 9, 0);
     let e = engine(store.clone(), &sms, start, None);
     let importing = |updated_at: Timestamp| CampaignRecord {
         id: CampaignId::new(),
@@ -502,4 +502,32 @@ async fn a_slow_import_shows_signs_of_life_and_is_not_given_up() {
     drop(tx);
     let (record, report) = importer.await.expect("task").expect("created");
     assert_eq!((record.state, report.valid), (CampaignState::Running, 2));
+}
+
+/// The runner looks for imports cut short by itself, from its start.
+#[tokio::test(start_paused = true)]
+async fn a_started_runner_gives_up_an_import_cut_short() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let sms = instant_sms();
+    let start = utc(2026, 3, 2, 9, 0);
+    let e = engine(store.clone(), &sms, start, None);
+    let id = CampaignId::new();
+    let left = cascade_engine::store::CampaignRecord {
+        id,
+        name: "left".into(),
+        owner: None,
+        state: CampaignState::Importing,
+        spec: serde_json::Value::Null,
+        recipients: 0,
+        created_at: start,
+        updated_at: start,
+    };
+    store.save_campaign(&left).await.expect("save");
+    let campaigns = Campaigns::new(e, config("restarted"));
+    campaigns.start();
+    tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+    assert_eq!(campaigns.get(id).await.expect("get").state, CampaignState::Importing, "not before import_stale");
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    assert_eq!(campaigns.get(id).await.expect("get").state, CampaignState::Cancelled);
+    campaigns.stop();
 }

@@ -24,7 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use foldhash::HashMap;
@@ -42,7 +42,7 @@ struct Names {
     texts: Vec<Arc<str>>,
 }
 
-static NAMES: Mutex<Option<Names>> = Mutex::new(None);
+static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(Mutex::default);
 
 /// What one thread has seen of [`NAMES`].
 #[derive(Default)]
@@ -63,8 +63,7 @@ thread_local! {
 }
 
 fn with_table<T>(f: impl FnOnce(&mut Names) -> T) -> T {
-    let mut g = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(Names::default))
+    f(&mut NAMES.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The number of the name `text`, given one if it has none.
