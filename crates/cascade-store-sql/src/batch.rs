@@ -22,9 +22,7 @@ use cascade_engine::store::{
 use cascade_engine::{CampaignId, Policy, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::codec::{
-    CampaignRow, ConversationRow, HeldRow, NewCascade, PolicyRow, RecipientRow, SaveRow, ts, unavailable,
-};
+use crate::codec::{CampaignRow, ConversationRow, HeldRow, NewCascade, PolicyRow, RecipientRow, SaveRow, ts};
 
 /// One write.
 #[derive(Debug)]
@@ -125,7 +123,7 @@ pub(crate) enum WriteOut {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Runs `ops` in one transaction and commits it. An `Err` means nothing was committed;
     /// per-write refusals (a version conflict, a taken key) are in the `Ok` list.
-    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, sqlx::Error>;
+    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError>;
 }
 
 type Job = (WriteOp, oneshot::Sender<Result<WriteOut, StoreError>>);
@@ -261,7 +259,7 @@ async fn work<B: Backend>(
                 }
             }
             Err(e) if ops.len() == 1 => {
-                let _ = replies.into_iter().next().map(|r| r.send(Err(unavailable(e))));
+                let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
             }
             Err(e) => {
                 tracing::warn!(error = %e, writes = ops.len(), "a write batch failed; retrying its writes one by one");
@@ -272,7 +270,7 @@ async fn work<B: Backend>(
                             stats.writes.fetch_add(1, Ordering::Relaxed);
                             r.pop().unwrap_or_else(|| Err(StoreError::Unavailable("empty batch result".into())))
                         }
-                        Err(e) => Err(unavailable(e)),
+                        Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
                 }

@@ -26,6 +26,8 @@
 
 mod batch;
 mod codec;
+#[cfg(feature = "sqlite")]
+mod direct;
 mod hot;
 mod migrate;
 #[cfg(feature = "postgres")]

@@ -15,13 +15,13 @@ macro_rules! define_sql_store {
         backend: $backend:ty,
         // Upserts a conversation from (channel, address, connection, inbound, delivery),
         // each time keeping the later value.
-        touch: $touch:literal,
+        touch: $touch:expr,
         // Claims due cascades: (lease end, now, limit), returning record columns.
         claim: $claim:expr,
         // Claims due callbacks: (lease end, now, limit), returning outbox columns.
-        claim_outbox: $claim_outbox:literal,
+        claim_outbox: $claim_outbox:expr,
         // Records a failed delivery try: (id, error, retry at or NULL for dead).
-        retry_outbox: $retry_outbox:literal,
+        retry_outbox: $retry_outbox:expr,
         // Picks finished cascades to purge, none with a callback still to deliver: (before, limit).
         purge: $purge:literal,
         // Counts pending and dead callbacks, each over its partial index: (pending, dead).
@@ -42,10 +42,10 @@ macro_rules! define_sql_store {
             async fn run(
                 &self,
                 ops: &[crate::batch::WriteOp],
-            ) -> Result<Vec<Result<crate::batch::WriteOut, cascade_engine::StoreError>>, sqlx::Error> {
+            ) -> Result<Vec<Result<crate::batch::WriteOut, cascade_engine::StoreError>>, cascade_engine::StoreError> {
                 use cascade_engine::StoreError;
                 use sqlx::Connection;
-                let mut conn = self.write.acquire().await?;
+                let mut conn = self.write.acquire().await.map_err(crate::codec::unavailable)?;
                 let run = async {
                     let mut tx = conn.begin().await?;
                     let mut out: Vec<Option<Result<crate::batch::WriteOut, StoreError>>> =
@@ -70,7 +70,7 @@ macro_rules! define_sql_store {
                         // a later `BEGIN` on that connection would become a savepoint of a
                         // transaction that never commits. The pool opens a fresh one instead.
                         conn.close_on_drop();
-                        Err(e)
+                        Err(crate::codec::unavailable(e))
                     }
                 }
             }

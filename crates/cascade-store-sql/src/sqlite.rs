@@ -1,5 +1,6 @@
-//! [`SqliteStore`]: the embedded default. One file, WAL journal, one writer connection with
-//! group commit, a few reader connections.
+//! [`SqliteStore`]: the embedded default. One file, WAL journal, one writer with group commit
+//! (on its own thread, with a connection it runs the writes of every cascade on directly, and
+//! an sqlx connection for the rest), a few sqlx reader connections.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use cascade_engine::StoreError;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::batch::{Writer, WriterStats};
+use crate::batch::{Backend, WriteOp, WriteOut, Writer, WriterStats};
+use crate::direct::Direct;
 
 /// How hard SQLite works to keep committed writes on a power cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -57,9 +59,31 @@ pub struct SqliteStore {
     writer: Writer,
 }
 
+/// The writer: the writes every cascade makes on a connection of the writer's thread
+/// ([`Direct`]), every other batch through sqlx.
 #[derive(Debug)]
 struct SqliteBackend {
+    direct: std::sync::Mutex<Direct>,
+    general: SqlxWriter,
+}
+
+/// The sqlx connection the writer runs batches [`Direct`] does not take on.
+#[derive(Debug)]
+struct SqlxWriter {
     write: SqlitePool,
+}
+
+#[async_trait::async_trait]
+impl Backend for SqliteBackend {
+    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError> {
+        if Direct::takes(ops) {
+            // Only the writer's loop runs batches, one at a time: the lock is never contended,
+            // nor poisoned (no write panics while holding it).
+            let mut direct = self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return direct.run(ops);
+        }
+        self.general.run(ops).await
+    }
 }
 
 impl SqliteStore {
@@ -105,7 +129,17 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(open_error)?;
-        let writer = Writer::start(async { Ok(SqliteBackend { write }) }, 1, config.max_batch).await?;
+        let path = config.path.clone();
+        let durability = config.durability;
+        let writer = Writer::start(
+            async move {
+                let direct = std::sync::Mutex::new(Direct::open(&path, durability)?);
+                Ok(SqliteBackend { direct, general: SqlxWriter { write } })
+            },
+            1,
+            config.max_batch,
+        )
+        .await?;
         Ok(Self { read, writer })
     }
 
@@ -115,30 +149,43 @@ impl SqliteStore {
     }
 }
 
-crate::shared::define_sql_store! {
-    db: Sqlite,
-    row: sqlx::sqlite::SqliteRow,
-    store: SqliteStore,
-    backend: SqliteBackend,
-    touch: "INSERT INTO conversations (channel, address, connection, last_inbound_at, last_delivery_at) \
+/// Upserts a conversation: (channel, address, connection, inbound, delivery), each time kept
+/// the later.
+pub(crate) const TOUCH: &str = "INSERT INTO conversations (channel, address, connection, last_inbound_at, last_delivery_at) \
             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel, address, connection) DO UPDATE SET \
             last_inbound_at = CASE WHEN last_inbound_at IS NULL THEN excluded.last_inbound_at \
               WHEN excluded.last_inbound_at IS NULL THEN last_inbound_at \
               ELSE max(last_inbound_at, excluded.last_inbound_at) END, \
             last_delivery_at = CASE WHEN last_delivery_at IS NULL THEN excluded.last_delivery_at \
               WHEN excluded.last_delivery_at IS NULL THEN last_delivery_at \
-              ELSE max(last_delivery_at, excluded.last_delivery_at) END",
-    claim: concat!(
-        "UPDATE cascades SET wake_at = ?1, version = version + 1 WHERE id IN \
+              ELSE max(last_delivery_at, excluded.last_delivery_at) END";
+
+/// Claims due cascades: (lease end, now, limit), returning record columns.
+pub(crate) const CLAIM: &str = concat!(
+    "UPDATE cascades SET wake_at = ?1, version = version + 1 WHERE id IN \
          (SELECT id FROM cascades WHERE wake_at <= ?2 ORDER BY wake_at LIMIT ?3) \
          RETURNING ",
-        crate::record_columns!("cascades")
-    ),
-    claim_outbox: "UPDATE outbox SET next_at = ?1 WHERE id IN \
+    crate::record_columns!("cascades")
+);
+
+/// Claims due callbacks: (lease end, now, limit), returning outbox columns.
+pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET next_at = ?1 WHERE id IN \
             (SELECT id FROM outbox WHERE dead = 0 AND next_at <= ?2 ORDER BY next_at LIMIT ?3) \
-            RETURNING id, cascade_id, url, body, tries, next_at, last_error, dead",
-    retry_outbox: "UPDATE outbox SET tries = tries + 1, last_error = ?2, \
-            next_at = coalesce(?3, next_at), dead = (?3 IS NULL) WHERE id = ?1",
+            RETURNING id, cascade_id, url, body, tries, next_at, last_error, dead";
+
+/// Records a failed delivery try: (id, error, retry at or `NULL` for dead).
+pub(crate) const RETRY_OUTBOX: &str = "UPDATE outbox SET tries = tries + 1, last_error = ?2, \
+            next_at = coalesce(?3, next_at), dead = (?3 IS NULL) WHERE id = ?1";
+
+crate::shared::define_sql_store! {
+    db: Sqlite,
+    row: sqlx::sqlite::SqliteRow,
+    store: SqliteStore,
+    backend: SqlxWriter,
+    touch: TOUCH,
+    claim: CLAIM,
+    claim_outbox: CLAIM_OUTBOX,
+    retry_outbox: RETRY_OUTBOX,
     purge: "SELECT id FROM cascades WHERE finished_at IS NOT NULL AND finished_at < ?1 \
             AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.cascade_id = cascades.id AND outbox.dead = 0) \
             ORDER BY finished_at LIMIT ?2",

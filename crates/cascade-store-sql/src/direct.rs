@@ -1,0 +1,334 @@
+//! The SQLite writer's own connection, for the writes every cascade makes.
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own, and every statement is a
+//! hand-off to that thread and back: a batch of a hundred writes waited on a dozen such round
+//! trips, and the waiting, not SQLite's work, set how long a commit took. Here the writer's
+//! thread owns a [`rusqlite`] connection and runs a batch of creates, saves, conversation
+//! touches and claims start to finish itself: `BEGIN IMMEDIATE`, one prepared statement per
+//! row (kept prepared between batches), `COMMIT`, with no thread in between.
+//!
+//! Batches holding any other write (campaigns, policies, purges, held requests) go through the
+//! sqlx connection as before ([`Direct::takes`]); both connections belong to the one writer
+//! loop, which runs one batch at a time, so they never contend for the database's write lock.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cascade_engine::store::{CascadeRecord, Created, OutboxItem};
+use cascade_engine::{CascadeId, StoreError};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::batch::{WriteOp, WriteOut};
+use crate::codec::{NewCascade, OutboxColumns, SaveRow};
+use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
+
+/// Statements the connection keeps prepared: the dozen below, with room to spare.
+const STATEMENTS: usize = 32;
+
+/// The writer's connection.
+pub(crate) struct Direct {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct").finish_non_exhaustive()
+    }
+}
+
+/// A database error as a store error: a value of the wrong type is corrupt data, anything else
+/// a database that cannot be used now.
+fn failed(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(e.to_string()),
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+type Outcome = Result<WriteOut, StoreError>;
+
+impl Direct {
+    /// Opens the database at `path` (its schema already migrated) for writing.
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            // WAL is a property of the file, set when the store opened it; these two are the
+            // connection's own and must match the sqlx connections'.
+            conn.pragma_update(
+                None,
+                "synchronous",
+                match durability {
+                    Durability::Full => "FULL",
+                    Durability::Normal => "NORMAL",
+                },
+            )?;
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
+            conn.set_prepared_statement_cache_capacity(STATEMENTS);
+            Ok(conn)
+        };
+        let conn = open().map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(Self { conn })
+    }
+
+    /// Whether every write of `ops` is one this connection runs.
+    pub(crate) fn takes(ops: &[WriteOp]) -> bool {
+        ops.iter().all(|op| {
+            matches!(
+                op,
+                WriteOp::Create(_)
+                    | WriteOp::Save(_)
+                    | WriteOp::Touch(_)
+                    | WriteOp::Claim { .. }
+                    | WriteOp::ClaimOutbox { .. }
+                    | WriteOp::OutboxResult { .. }
+            )
+        })
+    }
+
+    /// Runs `ops` (all of them ones it [`takes`](Self::takes)) in one transaction and commits
+    /// it, as [`Backend::run`](crate::batch::Backend::run) does.
+    pub(crate) fn run(&mut self, ops: &[WriteOp]) -> Result<Vec<Outcome>, StoreError> {
+        let result = (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = ops.iter().map(|op| write(&tx, op)).collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if result.is_err() && !self.conn.is_autocommit() {
+            // The transaction's own rollback (when it was dropped) failed: make sure none is
+            // left open for the next batch to nest in.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result.map_err(failed)
+    }
+}
+
+/// Runs one write. An `Err` fails the whole batch; a refusal of this write alone (a version
+/// conflict, a taken key) is the `Ok` value.
+fn write(tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Outcome> {
+    Ok(match op {
+        WriteOp::Create(c) => create(tx, c)?,
+        WriteOp::Save(s) => save(tx, s)?,
+        WriteOp::Touch(c) => {
+            tx.prepare_cached(TOUCH)?.execute(params![
+                c.channel,
+                c.address,
+                c.connection,
+                c.last_inbound_at,
+                c.last_delivery_at
+            ])?;
+            Ok(WriteOut::Done)
+        }
+        WriteOp::Claim { now, limit, until } => {
+            let mut claim = tx.prepare_cached(CLAIM)?;
+            let mut rows = claim.query(params![until, now, limit])?;
+            let mut claimed = Vec::new();
+            while let Some(row) = rows.next()? {
+                match record(row) {
+                    Ok(record) => claimed.push(record),
+                    // As on the sqlx path: the row keeps its lease, unread, and the others go on.
+                    Err(StoreError::Corrupt(why)) => {
+                        tracing::error!(%why, "a due cascade cannot be read; skipped until its lease ends")
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            Ok(WriteOut::Claimed(claimed))
+        }
+        WriteOp::ClaimOutbox { now, limit, until } => {
+            let mut claim = tx.prepare_cached(CLAIM_OUTBOX)?;
+            let mut rows = claim.query(params![until, now, limit])?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                match outbox(row) {
+                    Ok(item) => items.push(item),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            items.sort_by_key(|i| i.id);
+            Ok(WriteOut::Outbox(items))
+        }
+        WriteOp::OutboxResult { id, error: None } => {
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([id])?;
+            Ok(WriteOut::Done)
+        }
+        WriteOp::OutboxResult { id, error: Some((error, retry_at)) } => {
+            tx.prepare_cached(RETRY_OUTBOX)?.execute(params![id, error, retry_at])?;
+            Ok(WriteOut::Done)
+        }
+        _ => Err(StoreError::Unavailable(format!("the direct writer does not run {op:?}"))),
+    })
+}
+
+fn create(tx: &Transaction<'_>, c: &NewCascade) -> rusqlite::Result<Outcome> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
+             fingerprint, channels, owner, event_count, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            c.id.as_bytes(),
+            c.version,
+            c.wake_at,
+            c.state,
+            c.created_at,
+            c.finished_at,
+            c.idempotency_key,
+            c.fingerprint,
+            c.channels,
+            c.owner,
+            c.events.len() as i64,
+            c.body,
+        ])?;
+    if inserted == 0 {
+        // The key is taken (by an earlier cascade or one earlier in this batch), or the id.
+        let existing = match &c.idempotency_key {
+            Some(key) => tx
+                .prepare_cached("SELECT id, fingerprint FROM cascades WHERE idempotency_key = ?1")?
+                .query_row([key], |row| Ok((uuid(row.get_ref(0)?), row.get::<_, String>(1)?)))
+                .optional()?,
+            None => None,
+        };
+        return Ok(match existing {
+            Some((Ok(id), fingerprint)) => Ok(WriteOut::Created(Created::Existing {
+                id: CascadeId::from_uuid(id),
+                same_request: fingerprint == c.fingerprint,
+            })),
+            Some((Err(e), _)) => Err(e),
+            None => Err(StoreError::Corrupt(format!("cascade {} already exists", c.id))),
+        });
+    }
+    tx.prepare_cached("INSERT INTO cascade_meta (id, meta) VALUES (?1, ?2)")?
+        .execute(params![c.id.as_bytes(), c.meta])?;
+    events(tx, c.id, 0, &c.events)?;
+    let mut address = tx.prepare_cached(
+        "INSERT INTO addresses (channel, address, cascade_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for (channel, a) in &c.addresses {
+        address.execute(params![channel, a, c.id.as_bytes()])?;
+    }
+    Ok(Ok(WriteOut::Created(Created::New)))
+}
+
+fn save(tx: &Transaction<'_>, s: &SaveRow) -> rusqlite::Result<Outcome> {
+    let saved: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "UPDATE cascades SET version = version + 1, wake_at = ?3, state = ?4, finished_at = ?5, body = ?6, \
+             event_count = event_count + ?7 WHERE id = ?1 AND version = ?2 RETURNING version, event_count",
+        )?
+        .query_row(
+            params![
+                s.id.as_bytes(),
+                s.expected_version,
+                s.wake_at,
+                s.state,
+                s.finished_at,
+                s.body,
+                s.events.len() as i64
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((version, count)) = saved else {
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM cascades WHERE id = ?1")?
+            .query_row([s.id.as_bytes()], |_| Ok(()))
+            .optional()?
+            .is_some();
+        let id = CascadeId::from_uuid(s.id);
+        return Ok(Err(if exists { StoreError::Conflict(id) } else { StoreError::NotFound(id) }));
+    };
+    events(tx, s.id, count - s.events.len() as i64, &s.events)?;
+    if !s.provider_refs.is_empty() {
+        let mut refs = tx.prepare_cached(
+            "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (adapter, provider_message_id) DO UPDATE SET cascade_id = excluded.cascade_id, \
+             attempt = excluded.attempt",
+        )?;
+        for r in &s.provider_refs {
+            refs.execute(params![r.adapter.as_str(), r.provider_message_id, s.id.as_bytes(), i64::from(r.attempt)])?;
+        }
+    }
+    if !s.drop_addresses.is_empty() {
+        let mut drop =
+            tx.prepare_cached("DELETE FROM addresses WHERE channel = ?1 AND address = ?2 AND cascade_id = ?3")?;
+        for (channel, a) in &s.drop_addresses {
+            drop.execute(params![channel, a, s.id.as_bytes()])?;
+        }
+    }
+    if let Some(o) = &s.outbox {
+        tx.prepare_cached("INSERT INTO outbox (cascade_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![s.id.as_bytes(), o.url, o.body, o.next_at])?;
+    }
+    if let Some(r) = &s.recipient {
+        tx.prepare_cached(
+            "UPDATE campaign_recipients SET outcome = ?3, channel = ?4, cost = ?5, reason = ?6, result_at = ?7 \
+             WHERE campaign_id = ?1 AND seq = ?2",
+        )?
+        .execute(params![r.campaign.as_bytes(), r.seq, r.outcome, r.channel, r.cost, r.reason, r.at])?;
+    }
+    Ok(Ok(WriteOut::Saved(version as u64)))
+}
+
+/// Appends timeline entries numbered from `first`.
+fn events(tx: &Transaction<'_>, id: Uuid, first: i64, bodies: &[String]) -> rusqlite::Result<()> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached("INSERT INTO events (cascade_id, seq, body) VALUES (?1, ?2, ?3)")?;
+    for (k, body) in bodies.iter().enumerate() {
+        insert.execute(params![id.as_bytes(), first + k as i64, body])?;
+    }
+    Ok(())
+}
+
+/// An id column (16 bytes, as sqlx writes a `Uuid`).
+fn uuid(value: ValueRef<'_>) -> Result<Uuid, StoreError> {
+    match value {
+        ValueRef::Blob(b) => {
+            Uuid::from_slice(b).map_err(|e| StoreError::Corrupt(format!("an id of {} bytes: {e}", b.len())))
+        }
+        other => Err(StoreError::Corrupt(format!("an id stored as {:?}", other.data_type()))),
+    }
+}
+
+/// A text column, borrowed.
+fn text<'r>(row: &'r Row<'_>, column: &str) -> Result<Option<&'r str>, StoreError> {
+    match row.get_ref(column).map_err(failed)? {
+        ValueRef::Null => Ok(None),
+        value => value.as_str().map(Some).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}"))),
+    }
+}
+
+/// A stored cascade from the columns of [`record_columns!`](crate::record_columns).
+fn record(row: &Row<'_>) -> Result<CascadeRecord, StoreError> {
+    let id = uuid(row.get_ref("id").map_err(failed)?)?;
+    let version: i64 = row.get("version").map_err(failed)?;
+    let wake_at: Option<i64> = row.get("wake_at").map_err(failed)?;
+    let body = text(row, "body")?.ok_or_else(|| StoreError::Corrupt(format!("cascade {id}: no body")))?;
+    let meta =
+        text(row, "meta")?.ok_or_else(|| StoreError::Corrupt(format!("cascade {id}: no row in cascade_meta")))?;
+    crate::codec::record(id, version, wake_at, body, meta)
+}
+
+/// A callback from the outbox's columns.
+fn outbox(row: &Row<'_>) -> Result<OutboxItem, StoreError> {
+    OutboxColumns {
+        id: row.get("id").map_err(failed)?,
+        cascade: uuid(row.get_ref("cascade_id").map_err(failed)?)?,
+        url: row.get("url").map_err(failed)?,
+        body: text(row, "body")?.unwrap_or_default(),
+        tries: row.get("tries").map_err(failed)?,
+        next_at: row.get("next_at").map_err(failed)?,
+        last_error: row.get("last_error").map_err(failed)?,
+        dead: row.get("dead").map_err(failed)?,
+    }
+    .item()
+}
