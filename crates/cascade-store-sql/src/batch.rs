@@ -123,7 +123,7 @@ pub(crate) enum WriteOut {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Runs `ops` in one transaction and commits it. An `Err` means nothing was committed;
     /// per-write refusals (a version conflict, a taken key) are in the `Ok` list.
-    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError>;
+    async fn run(&self, ops: &[&WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError>;
 }
 
 type Job = (WriteOp, oneshot::Sender<Result<WriteOut, StoreError>>);
@@ -250,33 +250,45 @@ async fn work<B: Backend>(
             }
         }
         let (ops, replies): (Vec<WriteOp>, Vec<_>) = jobs.into_iter().unzip();
-        match backend.run(&ops).await {
+        let refs: Vec<&WriteOp> = ops.iter().collect();
+        let results = match backend.run(&refs).await {
             Ok(results) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
-                for (result, reply) in results.into_iter().zip(replies) {
-                    let _ = reply.send(result);
-                }
+                results
             }
-            Err(e) if ops.len() == 1 => {
-                let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, writes = ops.len(), "a write batch failed; retrying its writes one by one");
-                for (op, reply) in ops.into_iter().zip(replies) {
-                    let result = match backend.run(std::slice::from_ref(&op)).await {
-                        Ok(mut r) => {
-                            stats.batches.fetch_add(1, Ordering::Relaxed);
-                            stats.writes.fetch_add(1, Ordering::Relaxed);
-                            r.pop().unwrap_or_else(|| Err(StoreError::Unavailable("empty batch result".into())))
-                        }
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
-                }
-            }
+            Err(e) if ops.len() == 1 => vec![Err(e)],
+            Err(e) => one_by_one(&*backend, &refs, &e, Some(&stats)).await,
+        };
+        for (result, reply) in results.into_iter().zip(replies) {
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Runs again, one by one, the writes of a batch that failed as a whole with `error`, so one
+/// bad write never fails its neighbours: each answers for itself.
+pub(crate) async fn one_by_one<B: Backend + ?Sized>(
+    backend: &B,
+    ops: &[&WriteOp],
+    error: &StoreError,
+    stats: Option<&WriterStats>,
+) -> Vec<Result<WriteOut, StoreError>> {
+    tracing::warn!(%error, writes = ops.len(), "a write batch failed; retrying its writes one by one");
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(match backend.run(&[op]).await {
+            Ok(mut r) => {
+                if let Some(stats) = stats {
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                r.pop().unwrap_or_else(|| Err(StoreError::Unavailable("empty batch result".into())))
+            }
+            Err(e) => Err(e),
+        });
+    }
+    out
 }
 
 fn unexpected(out: WriteOut) -> StoreError {

@@ -7,9 +7,12 @@
 //! touches and claims start to finish itself: `BEGIN IMMEDIATE`, one prepared statement per
 //! row (kept prepared between batches), `COMMIT`, with no thread in between.
 //!
-//! Batches holding any other write (campaigns, policies, purges, held requests) go through the
-//! sqlx connection as before ([`Direct::takes`]); both connections belong to the one writer
-//! loop, which runs one batch at a time, so they never contend for the database's write lock.
+//! Any other write (campaigns, policies, purges, held requests) goes through the sqlx
+//! connection as before ([`Direct::takes`]): a batch holding both kinds is split, this
+//! connection's part first. Both connections belong to the store's one writer loop, which runs
+//! one batch at a time, so they do not contend with each other for the database's write lock;
+//! another process (or another store on the same file) may hold it, and then this connection
+//! waits for it, up to its busy timeout, blocking the writer's thread meanwhile.
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,6 +48,7 @@ fn failed(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnName(_)
         | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(e.to_string()),
         e => StoreError::Unavailable(e.to_string()),
     }
@@ -69,6 +73,8 @@ impl Direct {
                 },
             )?;
             conn.pragma_update(None, "temp_store", "MEMORY")?;
+            // As on the sqlx connections (the bundled SQLite turns them on by default).
+            conn.pragma_update(None, "foreign_keys", "OFF")?;
             conn.set_prepared_statement_cache_capacity(STATEMENTS);
             Ok(conn)
         };
@@ -76,29 +82,40 @@ impl Direct {
         Ok(Self { conn })
     }
 
-    /// Whether every write of `ops` is one this connection runs.
-    pub(crate) fn takes(ops: &[WriteOp]) -> bool {
-        ops.iter().all(|op| {
-            matches!(
-                op,
-                WriteOp::Create(_)
-                    | WriteOp::Save(_)
-                    | WriteOp::Touch(_)
-                    | WriteOp::Claim { .. }
-                    | WriteOp::ClaimOutbox { .. }
-                    | WriteOp::OutboxResult { .. }
-            )
-        })
+    /// Whether this connection runs `op`.
+    pub(crate) fn takes(op: &WriteOp) -> bool {
+        matches!(
+            op,
+            WriteOp::Create(_)
+                | WriteOp::Save(_)
+                | WriteOp::Touch(_)
+                | WriteOp::Claim { .. }
+                | WriteOp::ClaimOutbox { .. }
+                | WriteOp::OutboxResult { .. }
+        )
     }
 
     /// Runs `ops` (all of them ones it [`takes`](Self::takes)) in one transaction and commits
-    /// it, as [`Backend::run`](crate::batch::Backend::run) does.
-    pub(crate) fn run(&mut self, ops: &[WriteOp]) -> Result<Vec<Outcome>, StoreError> {
+    /// it, as [`Backend::run`](crate::batch::Backend::run) does: creates and saves first, then
+    /// the rest in their order, as the sqlx path runs a batch (so a claim in a batch never
+    /// takes a cascade from under a save in the same batch).
+    pub(crate) fn run(&mut self, ops: &[&WriteOp]) -> Result<Vec<Outcome>, StoreError> {
+        let hot = |op: &WriteOp| matches!(op, WriteOp::Create(_) | WriteOp::Save(_));
         let result = (|| {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = ops.iter().map(|op| write(&tx, op)).collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
+            for pass in [true, false] {
+                for (op, slot) in ops.iter().zip(out.iter_mut()) {
+                    if hot(op) == pass {
+                        *slot = Some(write(&tx, op)?);
+                    }
+                }
+            }
             tx.commit()?;
-            Ok(out)
+            Ok(out
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into()))))
+                .collect())
         })();
         if result.is_err() && !self.conn.is_autocommit() {
             // The transaction's own rollback (when it was dropped) failed: make sure none is
@@ -331,4 +348,88 @@ fn outbox(row: &Row<'_>) -> Result<OutboxItem, StoreError> {
         dead: row.get("dead").map_err(failed)?,
     }
     .item()
+}
+
+#[cfg(test)]
+mod tests {
+    use cascade_engine::store::CascadeUpdate;
+    use chrono::{TimeDelta, Utc};
+
+    use super::*;
+    use crate::codec::ts;
+
+    /// A migrated database in `dir`, and the writer's connection to it.
+    async fn direct(dir: &tempfile::TempDir) -> Direct {
+        let path = dir.path().join("direct.db");
+        drop(crate::SqliteStore::open(&path).await.expect("open the store"));
+        Direct::open(&path, Durability::Full).expect("open the direct connection")
+    }
+
+    fn create(phone: &str, wake_in: TimeDelta) -> (CascadeRecord, WriteOp) {
+        let record = cascade_testkit::sample_record(None, "", phone, Utc::now() + wake_in);
+        let op = WriteOp::Create(Box::new(NewCascade::encode(&record, &[]).expect("encode")));
+        (record, op)
+    }
+
+    fn count(d: &Direct, table: &str) -> i64 {
+        d.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count")
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_leaves_nothing_and_the_connection_ready() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut d = direct(&dir).await;
+        let (_, a) = create("+15550000001", TimeDelta::minutes(1));
+        let (b_record, b) = create("+15550000002", TimeDelta::minutes(1));
+        // `b`'s metadata row is there already: its insert fails, and with it the batch.
+        d.conn
+            .execute("INSERT INTO cascade_meta (id, meta) VALUES (?1, '{}')", [b_record.id().as_uuid().as_bytes()])
+            .expect("plant a row");
+
+        let failed = d.run(&[&a, &b]);
+        assert!(matches!(failed, Err(StoreError::Unavailable(ref why)) if why.contains("UNIQUE")), "{failed:?}");
+        assert!(d.conn.is_autocommit(), "no transaction left open");
+        assert_eq!(count(&d, "cascades"), 0, "the batch's first write was rolled back with it");
+
+        let out = d.run(&[&a]).expect("the next batch commits");
+        assert!(matches!(out[..], [Ok(WriteOut::Created(Created::New))]), "{out:?}");
+        assert_eq!(count(&d, "cascades"), 1);
+        assert_eq!(count(&d, "cascade_meta"), 2);
+    }
+
+    #[tokio::test]
+    async fn saves_run_before_claims_of_the_same_batch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut d = direct(&dir).await;
+        let (record, op) = create("+15550000003", TimeDelta::minutes(-1));
+        d.run(&[&op]).expect("create");
+
+        // Queued after a claim that would take the (due) cascade, the save still finds the
+        // version it read, as on the sqlx path.
+        let now = Utc::now();
+        let claim = WriteOp::Claim { now: ts(now), limit: 10, until: ts(now + TimeDelta::minutes(5)) };
+        let update = CascadeUpdate {
+            state: record.state.clone(),
+            expected_version: record.version,
+            wake_at: Some(now + TimeDelta::minutes(10)),
+            events: Vec::new(),
+            provider_refs: Vec::new(),
+            outbox: None,
+            recipient: None,
+        };
+        let save = WriteOp::Save(Box::new(SaveRow::encode(&update).expect("encode")));
+        let out = d.run(&[&claim, &save]).expect("batch");
+        assert!(matches!(out[1], Ok(WriteOut::Saved(2))), "{:?}", out[1]);
+        // The save moved its wake-up past now: nothing was due for the claim.
+        assert!(matches!(&out[0], Ok(WriteOut::Claimed(c)) if c.is_empty()), "{:?}", out[0]);
+
+        // A save that read an old version is refused, and one of a cascade never stored too.
+        let stale = d.run(&[&save]).expect("batch");
+        assert!(matches!(stale[..], [Err(StoreError::Conflict(_))]), "{stale:?}");
+        let (other, _) = create("+15550000004", TimeDelta::minutes(1));
+        let missing = CascadeUpdate { state: other.state.clone(), ..update };
+        let missing = WriteOp::Save(Box::new(SaveRow::encode(&missing).expect("encode")));
+        let out = d.run(&[&missing]).expect("batch");
+        assert!(matches!(out[..], [Err(StoreError::NotFound(_))]), "{out:?}");
+    }
 }

@@ -48,7 +48,7 @@ macro_rules! define_hot_writes {
         /// Runs the creates and saves of a batch in multi-row statements.
         async fn hot_writes(
             tx: &mut sqlx::Transaction<'_, $db>,
-            ops: &[crate::batch::WriteOp],
+            ops: &[&crate::batch::WriteOp],
             out: &mut [Option<Result<crate::batch::WriteOut, cascade_engine::StoreError>>],
         ) -> Result<(), sqlx::Error> {
             use std::collections::{HashMap, HashSet};

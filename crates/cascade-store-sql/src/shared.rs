@@ -41,7 +41,7 @@ macro_rules! define_sql_store {
         impl crate::batch::Backend for $backend {
             async fn run(
                 &self,
-                ops: &[crate::batch::WriteOp],
+                ops: &[&crate::batch::WriteOp],
             ) -> Result<Vec<Result<crate::batch::WriteOut, cascade_engine::StoreError>>, cascade_engine::StoreError> {
                 use cascade_engine::StoreError;
                 use sqlx::Connection;

@@ -10,7 +10,7 @@ use cascade_engine::StoreError;
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::batch::{Backend, WriteOp, WriteOut, Writer, WriterStats};
+use crate::batch::{Backend, WriteOp, WriteOut, Writer, WriterStats, one_by_one};
 use crate::direct::Direct;
 
 /// How hard SQLite works to keep committed writes on a power cut.
@@ -75,14 +75,39 @@ struct SqlxWriter {
 
 #[async_trait::async_trait]
 impl Backend for SqliteBackend {
-    async fn run(&self, ops: &[WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError> {
-        if Direct::takes(ops) {
-            // Only the writer's loop runs batches, one at a time: the lock is never contended,
-            // nor poisoned (no write panics while holding it).
-            let mut direct = self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            return direct.run(ops);
+    async fn run(&self, ops: &[&WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError> {
+        let (direct, general): (Vec<(usize, &WriteOp)>, Vec<(usize, &WriteOp)>) =
+            ops.iter().copied().enumerate().partition(|(_, op)| Direct::takes(op));
+        if general.is_empty() {
+            return self.direct(ops);
         }
-        self.general.run(ops).await
+        if direct.is_empty() {
+            return self.general.run(ops).await;
+        }
+        // Both kinds: two transactions, the direct one first. Once it has committed, this
+        // batch may no longer fail as a whole (its writes would be run again), so a failed
+        // sqlx part is run again write by write here, each answering for itself.
+        let (direct_at, direct_ops): (Vec<usize>, Vec<&WriteOp>) = direct.into_iter().unzip();
+        let (general_at, general_ops): (Vec<usize>, Vec<&WriteOp>) = general.into_iter().unzip();
+        let direct_out = self.direct(&direct_ops)?;
+        let general_out = match self.general.run(&general_ops).await {
+            Ok(out) => out,
+            Err(e) if general_ops.len() == 1 => vec![Err(e)],
+            Err(e) => one_by_one(&self.general, &general_ops, &e, None).await,
+        };
+        let mut out: Vec<Option<Result<WriteOut, StoreError>>> = ops.iter().map(|_| None).collect();
+        for (i, r) in direct_at.into_iter().zip(direct_out).chain(general_at.into_iter().zip(general_out)) {
+            out[i] = Some(r);
+        }
+        Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into())))).collect())
+    }
+}
+
+impl SqliteBackend {
+    fn direct(&self, ops: &[&WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError> {
+        // Only the writer's loop runs batches, one at a time: the lock is never contended,
+        // nor poisoned (no write panics while holding it).
+        self.direct.lock().unwrap_or_else(std::sync::PoisonError::into_inner).run(ops)
     }
 }
 
@@ -95,6 +120,12 @@ impl SqliteStore {
 
     /// Opens (or creates) a database with these settings and brings its schema up to date.
     pub async fn open_with(config: SqliteConfig) -> Result<Self, StoreError> {
+        if config.path.as_os_str() == ":memory:" {
+            // Each connection would open a database of its own.
+            return Err(StoreError::Unavailable(
+                "a SQLite store needs a file; for no persistence use the in-memory store".into(),
+            ));
+        }
         let options = SqliteConnectOptions::new()
             .filename(&config.path)
             .create_if_missing(true)
@@ -199,4 +230,51 @@ crate::shared::define_sql_store! {
     claim_held: "UPDATE held_requests SET lease_until = ?1 WHERE key IN \
             (SELECT key FROM held_requests WHERE kind = ?2 AND lease_until <= ?3 ORDER BY held_at, key LIMIT ?4) \
             RETURNING key, kind, body, held_at",
+}
+
+#[cfg(test)]
+mod tests {
+    use cascade_engine::store::Created;
+    use cascade_engine::{Policy, Step};
+
+    use super::*;
+    use crate::codec::{NewCascade, PolicyRow};
+
+    #[tokio::test]
+    async fn a_batch_of_both_kinds_runs_each_part_on_its_connection_and_answers_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("split.db");
+        drop(SqliteStore::open(&path).await.expect("open the store"));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path))
+            .await
+            .expect("sqlx connection");
+        let backend = SqliteBackend {
+            direct: std::sync::Mutex::new(Direct::open(&path, Durability::Full).expect("direct")),
+            general: SqlxWriter { write: write.clone() },
+        };
+        let now = chrono::Utc::now();
+        let create = |phone: &str| {
+            let record = cascade_testkit::sample_record(None, "", phone, now);
+            WriteOp::Create(Box::new(NewCascade::encode(&record, &[]).expect("encode")))
+        };
+        let policy = Policy::new([Step::new("sms")]);
+        let save_policy =
+            |expected| WriteOp::SavePolicy(Box::new(PolicyRow::encode("p", &policy, expected, now).expect("encode")));
+        let (a, b) = (create("+15550000001"), create("+15550000002"));
+        let (first, conflict) = (save_policy(None), save_policy(Some(7)));
+
+        let out = backend.run(&[&a, &first, &b, &conflict]).await.expect("batch");
+        assert!(matches!(out[0], Ok(WriteOut::Created(Created::New))), "{:?}", out[0]);
+        assert!(matches!(out[1], Ok(WriteOut::Saved(1))), "{:?}", out[1]);
+        assert!(matches!(out[2], Ok(WriteOut::Created(Created::New))), "{:?}", out[2]);
+        assert!(
+            matches!(out[3], Err(StoreError::PolicyConflict { current: 1, .. })),
+            "a refusal answers for its own write: {:?}",
+            out[3]
+        );
+        let cascades: i64 = sqlx::query_scalar("SELECT count(*) FROM cascades").fetch_one(&write).await.expect("count");
+        assert_eq!(cascades, 2);
+    }
 }
