@@ -127,6 +127,19 @@ impl PgStore {
     }
 }
 
+/// Claims due cascades: (lease end, now, limit), returning record columns.
+///
+/// This claim, like the others below, names the rows it locks by key (`= ANY(ARRAY(…))`), not
+/// through a join with them: the writer runs it as a prepared statement, which PostgreSQL
+/// comes to plan generically (a `LIMIT $3` of unknown size), and a join was then planned as a
+/// hash over a scan of the whole table, every cascade read on every claim.
+const CLAIM: &str = concat!(
+    "UPDATE cascades c SET wake_at = $1, version = c.version + 1 WHERE c.id = ANY(ARRAY(\
+     SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
+     RETURNING ",
+    crate::record_columns!("c")
+);
+
 crate::shared::define_sql_store! {
     db: Postgres,
     row: sqlx::postgres::PgRow,
@@ -136,15 +149,10 @@ crate::shared::define_sql_store! {
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel, address, connection) DO UPDATE SET \
             last_inbound_at = GREATEST(conversations.last_inbound_at, excluded.last_inbound_at), \
             last_delivery_at = GREATEST(conversations.last_delivery_at, excluded.last_delivery_at)",
-    claim: concat!(
-        "UPDATE cascades c SET wake_at = $1, version = c.version + 1 FROM \
-         (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-         WHERE c.id = due.id RETURNING ",
-        crate::record_columns!("c")
-    ),
-    claim_outbox: "UPDATE outbox o SET next_at = $1 FROM \
-            (SELECT id FROM outbox WHERE NOT dead AND next_at <= $2 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-            WHERE o.id = due.id RETURNING o.id, o.cascade_id, o.url, o.body, o.tries, o.next_at, o.last_error, o.dead",
+    claim: CLAIM,
+    claim_outbox: "UPDATE outbox o SET next_at = $1 WHERE o.id = ANY(ARRAY(\
+            SELECT id FROM outbox WHERE NOT dead AND next_at <= $2 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
+            RETURNING o.id, o.cascade_id, o.url, o.body, o.tries, o.next_at, o.last_error, o.dead",
     retry_outbox: "UPDATE outbox SET tries = tries + 1, last_error = $2, \
             next_at = coalesce($3, next_at), dead = ($3::BIGINT IS NULL) WHERE id = $1",
     purge: "SELECT id FROM cascades WHERE finished_at IS NOT NULL AND finished_at < $1 \
@@ -152,14 +160,69 @@ crate::shared::define_sql_store! {
             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     outbox_counts: "SELECT (SELECT count(*) FROM outbox WHERE NOT dead), (SELECT count(*) FROM outbox WHERE dead)",
     contains: ("strpos(channels, ", ") > 0"),
-    lease_campaigns: "UPDATE campaigns c SET lease_holder = $1, lease_until = $2 FROM \
-            (SELECT id FROM campaigns WHERE state = 'running' \
+    lease_campaigns: "UPDATE campaigns c SET lease_holder = $1, lease_until = $2 WHERE c.id = ANY(ARRAY(\
+            SELECT id FROM campaigns WHERE state = 'running' \
              AND (lease_holder IS NULL OR lease_holder = $1 OR lease_until < $3) \
-             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) free \
-            WHERE c.id = free.id \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)) \
             RETURNING c.id, c.name, c.owner, c.state, c.spec, c.recipients, c.created_at, c.updated_at",
-    claim_held: "UPDATE held_requests h SET lease_until = $1 FROM \
-            (SELECT key FROM held_requests WHERE kind = $2 AND lease_until <= $3 \
-             ORDER BY held_at, key LIMIT $4 FOR UPDATE SKIP LOCKED) due \
-            WHERE h.key = due.key RETURNING h.key, h.kind, h.body, h.held_at",
+    claim_held: "UPDATE held_requests h SET lease_until = $1 WHERE h.key = ANY(ARRAY(\
+            SELECT key FROM held_requests WHERE kind = $2 AND lease_until <= $3 \
+             ORDER BY held_at, key LIMIT $4 FOR UPDATE SKIP LOCKED)) \
+            RETURNING h.key, h.kind, h.body, h.held_at",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim as it was once written, joined with the rows it locks.
+    const CLAIM_AS_A_JOIN: &str = "UPDATE cascades c SET wake_at = $1, version = c.version + 1 FROM \
+        (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
+        WHERE c.id = due.id RETURNING c.id";
+
+    #[tokio::test]
+    async fn a_claim_never_reads_every_cascade() {
+        let url = std::env::var("CASCADE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("cascade_test_{}", uuid::Uuid::now_v7().simple());
+        let store = match PgStore::connect_with(PgConfig::new(&url).schema(&schema)).await {
+            Ok(store) => store,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("PostgreSQL at {url} is required in CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("\n*** SKIPPED: PostgreSQL tests need a server at {url} ({e}). ***\n");
+                return;
+            }
+        };
+        let mut conn = store.read.acquire().await.expect("connection");
+        sqlx::query(
+            "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
+             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 20000) n",
+        )
+        .execute(&mut *conn)
+        .await
+        .expect("cascades");
+        sqlx::query("ANALYZE cascades").execute(&mut *conn).await.expect("analyze");
+        // As a prepared statement is planned once it has run a few times.
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *conn).await.expect("set");
+        let mut plan = async |name: &str, sql: &str| -> String {
+            sqlx::raw_sql(&format!("PREPARE {name} (BIGINT, BIGINT, BIGINT) AS {sql}"))
+                .execute(&mut *conn)
+                .await
+                .expect("prepare");
+            let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name} (1, 2, 3)"))
+                .fetch_all(&mut *conn)
+                .await
+                .expect("explain");
+            lines.join("\n")
+        };
+        let joined = plan("joined", CLAIM_AS_A_JOIN).await;
+        let claim = plan("claim", CLAIM).await;
+        drop(conn);
+        assert!(joined.contains("Seq Scan on cascades"), "this check can tell a whole-table read:\n{joined}");
+        assert!(!claim.contains("Seq Scan"), "the claim reads only the cascades it takes:\n{claim}");
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&mut admin).await.expect("drop schema");
+    }
 }
