@@ -103,7 +103,14 @@ impl PgStore {
         };
         // The writer's connections are opened on the writer's own runtime (`Writer::start`:
         // their sockets belong to the runtime they are opened on), and migrate the schema.
-        let writer_options = options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS);
+        // The writer's statements find rows by key: multi-row writes join a list of keys with
+        // a table, claims lock what an index scan finds. Nested loops over the keys' indexes
+        // are the plan for them at any table size, and the only safe one for statements kept
+        // prepared: PostgreSQL plans those once, generically, and keeps the plan while the
+        // table grows, and a plan made while `cascades` was small (a hash over a scan of the
+        // whole table) went on reading every cascade on every save until statistics caught up.
+        let writer_options =
+            options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS).options(WRITER_PLANNER);
         let writers = config.writers.max(1) as u32;
         let open = async move {
             let write = pool(writers, true, writer_options).await.map_err(unreachable)?;
@@ -116,8 +123,13 @@ impl PgStore {
         };
         let writer = Writer::start(open, config.writers, config.max_batch).await?;
         // Readers skip the check before each use (a round trip per read): a read that meets a
-        // broken connection runs again on another (`shared::reading!`).
-        let read = pool(config.max_connections.max(1), false, options).await.map_err(unreachable)?;
+        // broken connection runs again on another (`shared::reading!`). Their statements stay
+        // prepared too, and each has an index to read by: a plan kept from when a table was
+        // small must not be a scan of the whole of it (the scheduler's `min(wake_at)` went on
+        // reading every cascade with one). Planning each read afresh instead
+        // (`plan_cache_mode`) cost about a tenth of `postgres`'s throughput.
+        let read_options = options.options(READER_PLANNER);
+        let read = pool(config.max_connections.max(1), false, read_options).await.map_err(unreachable)?;
         Ok(Self { read, writer })
     }
 
@@ -126,6 +138,13 @@ impl PgStore {
         self.writer.stats().clone()
     }
 }
+
+/// Planner settings of the writer's connections (why: `PgStore::connect_with`).
+const WRITER_PLANNER: [(&str, &str); 3] =
+    [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_seqscan", "off")];
+
+/// Planner settings of the readers' connections (why: `PgStore::connect_with`).
+const READER_PLANNER: [(&str, &str); 1] = [("enable_seqscan", "off")];
 
 /// Claims due cascades: (lease end, now, limit), returning record columns.
 ///
@@ -180,8 +199,63 @@ mod tests {
         (SELECT id FROM cascades WHERE wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
         WHERE c.id = due.id RETURNING c.id";
 
+    /// A save of eight cascades, as the writer's multi-row saves are written.
+    fn save_of_eight() -> String {
+        let rows: Vec<String> = (0..8)
+            .map(|r| {
+                let p: Vec<String> = (1..=7).map(|c| format!("${}", r * 7 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        format!(
+            "WITH v (id, expected, wake_at, state, finished_at, body, n) AS (VALUES {}) \
+             UPDATE cascades SET version = cascades.version + 1, body = v.body FROM v \
+             WHERE cascades.id = v.id AND cascades.version = v.expected RETURNING cascades.id",
+            rows.join(", ")
+        )
+    }
+
+    /// What the plan kept from a save prepared while `cascades` held five cascades does once it
+    /// holds 20,000 more, on a connection with these planner settings.
+    async fn plan_kept_from_a_small_table(url: &str, schema: &str, planner: &[(&str, &str)]) -> String {
+        let options = PgConnectOptions::from_str(url).expect("url").options([("search_path", schema)]);
+        let mut conn = options.options(planner.iter().copied()).connect().await.expect("connect");
+        // A small table, its statistics up to date, and no analysis by autovacuum meanwhile
+        // (which would make the server plan the statement again).
+        sqlx::raw_sql(
+            "ALTER TABLE cascades SET (autovacuum_enabled = off); \
+             INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
+             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 5) n; \
+             ANALYZE cascades",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("a small table");
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.expect("set");
+        let types = ["UUID, BIGINT, BIGINT, TEXT, BIGINT, TEXT, BIGINT"; 8].join(", ");
+        let args = ["gen_random_uuid(), 1, 1, 'running', NULL, '{}', 0"; 8].join(", ");
+        sqlx::raw_sql(&format!("PREPARE save ({types}) AS {}", save_of_eight()))
+            .execute(&mut conn)
+            .await
+            .expect("prepare");
+        sqlx::raw_sql(&format!("EXECUTE save ({args})")).execute(&mut conn).await.expect("plan it");
+        sqlx::query(
+            "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
+             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 20000) n",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("cascades");
+        let lines: Vec<String> =
+            sqlx::query_scalar(&format!("EXPLAIN EXECUTE save ({args})")).fetch_all(&mut conn).await.expect("explain");
+        sqlx::query("DELETE FROM cascades").execute(&mut conn).await.expect("empty it again");
+        lines.join("\n")
+    }
+
+    /// One test, not two: a schema dropped while another test's plan is kept makes the server
+    /// plan every kept statement again, and these compare kept plans.
     #[tokio::test]
-    async fn a_claim_never_reads_every_cascade() {
+    async fn statements_kept_prepared_read_by_key_at_any_table_size() {
         let url = std::env::var("CASCADE_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("cascade_test_{}", uuid::Uuid::now_v7().simple());
@@ -195,33 +269,42 @@ mod tests {
                 return;
             }
         };
-        let mut conn = store.read.acquire().await.expect("connection");
+        // A save planned while the table was small, on the writer's connections.
+        let default = plan_kept_from_a_small_table(&url, &schema, &[]).await;
+        let writer = plan_kept_from_a_small_table(&url, &schema, &WRITER_PLANNER).await;
+        assert!(default.contains("Seq Scan on cascades"), "this check can tell a whole-table read:\n{default}");
+        assert!(!writer.contains("Seq Scan"), "the writer's saves read only the cascades they save:\n{writer}");
+
+        // A claim planned generically, with the planner's default settings: the claim must not
+        // need the writer's.
+        let options = PgConnectOptions::from_str(&url).expect("url").options([("search_path", schema.as_str())]);
+        let mut conn = options.connect().await.expect("connect");
         sqlx::query(
             "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
              SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 20000) n",
         )
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await
         .expect("cascades");
-        sqlx::query("ANALYZE cascades").execute(&mut *conn).await.expect("analyze");
+        sqlx::query("ANALYZE cascades").execute(&mut conn).await.expect("analyze");
         // As a prepared statement is planned once it has run a few times.
-        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *conn).await.expect("set");
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.expect("set");
         let mut plan = async |name: &str, sql: &str| -> String {
             sqlx::raw_sql(&format!("PREPARE {name} (BIGINT, BIGINT, BIGINT) AS {sql}"))
-                .execute(&mut *conn)
+                .execute(&mut conn)
                 .await
                 .expect("prepare");
             let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name} (1, 2, 3)"))
-                .fetch_all(&mut *conn)
+                .fetch_all(&mut conn)
                 .await
                 .expect("explain");
             lines.join("\n")
         };
         let joined = plan("joined", CLAIM_AS_A_JOIN).await;
         let claim = plan("claim", CLAIM).await;
-        drop(conn);
         assert!(joined.contains("Seq Scan on cascades"), "this check can tell a whole-table read:\n{joined}");
         assert!(!claim.contains("Seq Scan"), "the claim reads only the cascades it takes:\n{claim}");
+        drop((conn, store));
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
         sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&mut admin).await.expect("drop schema");
     }
