@@ -3,7 +3,8 @@
 //! Durable [`Store`](cascade_engine::Store)s for cascade over sqlx:
 //!
 //! - [`SqliteStore`] (feature `sqlite`): the embedded default. One file in WAL mode; nothing to
-//!   run beside the process.
+//!   run beside the process. Its writer runs the writes every cascade makes on a connection its
+//!   own thread owns (`rusqlite`, the same SQLite library), without a hand-off per statement.
 //! - [`PgStore`] (feature `postgres`): several engine instances on one database share the work.
 //!   Due cascades are claimed with `FOR UPDATE SKIP LOCKED` under a lease, so an instance that
 //!   dies loses its claims when the lease runs out and another instance takes them over.

@@ -103,14 +103,7 @@ impl PgStore {
         };
         // The writer's connections are opened on the writer's own runtime (`Writer::start`:
         // their sockets belong to the runtime they are opened on), and migrate the schema.
-        // The writer's statements find rows by key: multi-row writes join a list of keys with
-        // a table, claims lock what an index scan finds. Nested loops over the keys' indexes
-        // are the plan for them at any table size, and the only safe one for statements kept
-        // prepared: PostgreSQL plans those once, generically, and keeps the plan while the
-        // table grows, and a plan made while `cascades` was small (a hash over a scan of the
-        // whole table) went on reading every cascade on every save until statistics caught up.
-        let writer_options =
-            options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS).options(WRITER_PLANNER);
+        let writer_options = options.clone().statement_cache_capacity(crate::hot::WRITER_STATEMENTS);
         let writers = config.writers.max(1) as u32;
         let open = async move {
             let write = pool(writers, true, writer_options).await.map_err(unreachable)?;
@@ -123,13 +116,8 @@ impl PgStore {
         };
         let writer = Writer::start(open, config.writers, config.max_batch).await?;
         // Readers skip the check before each use (a round trip per read): a read that meets a
-        // broken connection runs again on another (`shared::reading!`). Their statements stay
-        // prepared too, and each has an index to read by: a plan kept from when a table was
-        // small must not be a scan of the whole of it (the scheduler's `min(wake_at)` went on
-        // reading every cascade with one). Planning each read afresh instead
-        // (`plan_cache_mode`) cost about a tenth of `postgres`'s throughput.
-        let read_options = options.options(READER_PLANNER);
-        let read = pool(config.max_connections.max(1), false, read_options).await.map_err(unreachable)?;
+        // broken connection runs again on another (`shared::reading!`).
+        let read = pool(config.max_connections.max(1), false, options).await.map_err(unreachable)?;
         Ok(Self { read, writer })
     }
 
@@ -139,12 +127,18 @@ impl PgStore {
     }
 }
 
-/// Planner settings of the writer's connections (why: `PgStore::connect_with`).
-const WRITER_PLANNER: [(&str, &str); 3] =
-    [("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_seqscan", "off")];
-
-/// Planner settings of the readers' connections (why: `PgStore::connect_with`).
-const READER_PLANNER: [(&str, &str); 1] = [("enable_seqscan", "off")];
+/// Planner settings of every write batch's transaction.
+///
+/// The writer's statements find rows by key: multi-row writes join a list of keys with a table,
+/// claims lock what an index scan finds. Nested loops over the keys' indexes are the plan for
+/// them at any table size, and the only safe one for statements kept prepared: PostgreSQL plans
+/// those once, generically, and keeps the plan while the table grows, and a plan made while
+/// `cascades` was small (a hash over a scan of the whole table) went on reading every cascade
+/// on every save until the table's statistics were renewed. Set per transaction, not per
+/// connection (startup `options`), so a pooler such as PgBouncer, which refuses startup
+/// parameters it does not know, can stand between.
+const WRITER_SETTINGS: &str = "SELECT set_config('enable_hashjoin', 'off', true), \
+     set_config('enable_mergejoin', 'off', true), set_config('enable_seqscan', 'off', true)";
 
 /// Claims due cascades: (lease end, now, limit), returning record columns.
 ///
@@ -188,6 +182,7 @@ crate::shared::define_sql_store! {
             SELECT key FROM held_requests WHERE kind = $2 AND lease_until <= $3 \
              ORDER BY held_at, key LIMIT $4 FOR UPDATE SKIP LOCKED)) \
             RETURNING h.key, h.kind, h.body, h.held_at",
+    batch_settings: Some(WRITER_SETTINGS),
 }
 
 #[cfg(test)]
@@ -215,45 +210,30 @@ mod tests {
         )
     }
 
-    /// What the plan kept from a save prepared while `cascades` held five cascades does once it
-    /// holds 20,000 more, on a connection with these planner settings.
-    async fn plan_kept_from_a_small_table(url: &str, schema: &str, planner: &[(&str, &str)]) -> String {
-        let options = PgConnectOptions::from_str(url).expect("url").options([("search_path", schema)]);
-        let mut conn = options.options(planner.iter().copied()).connect().await.expect("connect");
-        // A small table, its statistics up to date, and no analysis by autovacuum meanwhile
-        // (which would make the server plan the statement again).
-        sqlx::raw_sql(
-            "ALTER TABLE cascades SET (autovacuum_enabled = off); \
-             INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
-             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 5) n; \
-             ANALYZE cascades",
-        )
-        .execute(&mut conn)
-        .await
-        .expect("a small table");
-        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.expect("set");
-        let types = ["UUID, BIGINT, BIGINT, TEXT, BIGINT, TEXT, BIGINT"; 8].join(", ");
-        let args = ["gen_random_uuid(), 1, 1, 'running', NULL, '{}', 0"; 8].join(", ");
-        sqlx::raw_sql(&format!("PREPARE save ({types}) AS {}", save_of_eight()))
-            .execute(&mut conn)
-            .await
-            .expect("prepare");
-        sqlx::raw_sql(&format!("EXECUTE save ({args})")).execute(&mut conn).await.expect("plan it");
-        sqlx::query(
-            "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
-             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 20000) n",
-        )
-        .execute(&mut conn)
-        .await
-        .expect("cascades");
+    /// The plan a statement kept prepared gets on `conn` (its generic plan, made now).
+    async fn kept_plan(conn: &mut sqlx::PgConnection, name: &str, types: &str, sql: &str, args: &str) -> String {
+        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *conn).await.expect("set");
+        let list = |s: &str| if s.is_empty() { String::new() } else { format!(" ({s})") };
+        let (types, args) = (list(types), list(args));
+        sqlx::raw_sql(&format!("PREPARE {name}{types} AS {sql}")).execute(&mut *conn).await.expect("prepare");
         let lines: Vec<String> =
-            sqlx::query_scalar(&format!("EXPLAIN EXECUTE save ({args})")).fetch_all(&mut conn).await.expect("explain");
-        sqlx::query("DELETE FROM cascades").execute(&mut conn).await.expect("empty it again");
+            sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{args}")).fetch_all(&mut *conn).await.expect("explain");
         lines.join("\n")
     }
 
-    /// One test, not two: a schema dropped while another test's plan is kept makes the server
-    /// plan every kept statement again, and these compare kept plans.
+    /// Fills `cascades` with `n` rows and renews its statistics.
+    async fn fill(conn: &mut sqlx::PgConnection, n: u32) {
+        sqlx::query(
+            "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
+             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, $1) n",
+        )
+        .bind(i64::from(n))
+        .execute(&mut *conn)
+        .await
+        .expect("cascades");
+        sqlx::query("ANALYZE cascades").execute(&mut *conn).await.expect("analyze");
+    }
+
     #[tokio::test]
     async fn statements_kept_prepared_read_by_key_at_any_table_size() {
         let url = std::env::var("CASCADE_TEST_DATABASE_URL")
@@ -269,43 +249,37 @@ mod tests {
                 return;
             }
         };
-        // A save planned while the table was small, on the writer's connections.
-        let default = plan_kept_from_a_small_table(&url, &schema, &[]).await;
-        let writer = plan_kept_from_a_small_table(&url, &schema, &WRITER_PLANNER).await;
-        assert!(default.contains("Seq Scan on cascades"), "this check can tell a whole-table read:\n{default}");
-        assert!(!writer.contains("Seq Scan"), "the writer's saves read only the cascades they save:\n{writer}");
+        let in_schema = PgConnectOptions::from_str(&url).expect("url").options([("search_path", schema.as_str())]);
+        let mut plain = in_schema.connect().await.expect("connect");
+        let mut writer = in_schema.connect().await.expect("connect");
 
-        // A claim planned generically, with the planner's default settings: the claim must not
-        // need the writer's.
-        let options = PgConnectOptions::from_str(&url).expect("url").options([("search_path", schema.as_str())]);
-        let mut conn = options.connect().await.expect("connect");
-        sqlx::query(
-            "INSERT INTO cascades (id, version, wake_at, state, created_at, fingerprint, channels, event_count, body) \
-             SELECT gen_random_uuid(), 1, n, 'running', n, '', '', 0, '{}' FROM generate_series(1, 20000) n",
-        )
-        .execute(&mut conn)
-        .await
-        .expect("cascades");
-        sqlx::query("ANALYZE cascades").execute(&mut conn).await.expect("analyze");
-        // As a prepared statement is planned once it has run a few times.
-        sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut conn).await.expect("set");
-        let mut plan = async |name: &str, sql: &str| -> String {
-            sqlx::raw_sql(&format!("PREPARE {name} (BIGINT, BIGINT, BIGINT) AS {sql}"))
-                .execute(&mut conn)
-                .await
-                .expect("prepare");
-            let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name} (1, 2, 3)"))
-                .fetch_all(&mut conn)
-                .await
-                .expect("explain");
-            lines.join("\n")
-        };
-        let joined = plan("joined", CLAIM_AS_A_JOIN).await;
-        let claim = plan("claim", CLAIM).await;
-        assert!(joined.contains("Seq Scan on cascades"), "this check can tell a whole-table read:\n{joined}");
-        assert!(!claim.contains("Seq Scan"), "the claim reads only the cascades it takes:\n{claim}");
-        drop((conn, store));
+        // A small table, its statistics up to date: the plans a statement prepared now keeps
+        // as the table grows.
+        fill(&mut plain, 5).await;
+        let types = ["UUID, BIGINT, BIGINT, TEXT, BIGINT, TEXT, BIGINT"; 8].join(", ");
+        let args = ["gen_random_uuid(), 1, 1, 'running', NULL, '{}', 0"; 8].join(", ");
+        let save_plain = kept_plan(&mut plain, "save", &types, &save_of_eight(), &args).await;
+        // In a transaction of the writer's, as every batch runs.
+        sqlx::raw_sql("BEGIN").execute(&mut writer).await.expect("begin");
+        sqlx::query(WRITER_SETTINGS).execute(&mut writer).await.expect("settings");
+        let save_writer = kept_plan(&mut writer, "save", &types, &save_of_eight(), &args).await;
+        sqlx::raw_sql("COMMIT").execute(&mut writer).await.expect("commit");
+
+        // A claim planned generically on a larger table, with the planner's default settings:
+        // the claim must not need the writer's.
+        fill(&mut plain, 20_000).await;
+        let claim_types = "BIGINT, BIGINT, BIGINT";
+        let claim_joined = kept_plan(&mut plain, "joined", claim_types, CLAIM_AS_A_JOIN, "1, 2, 3").await;
+        let claim = kept_plan(&mut plain, "claim", claim_types, CLAIM, "1, 2, 3").await;
+
+        drop((plain, writer, store));
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
         sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&mut admin).await.expect("drop schema");
+
+        let scans = |plan: &str| plan.contains("Seq Scan on cascades");
+        assert!(scans(&save_plain), "this check can tell a save reading the whole table:\n{save_plain}");
+        assert!(!scans(&save_writer), "the writer's saves read only the cascades they save:\n{save_writer}");
+        assert!(scans(&claim_joined), "this check can tell a claim reading the whole table:\n{claim_joined}");
+        assert!(!scans(&claim), "the claim reads only the cascades it takes:\n{claim}");
     }
 }

@@ -34,6 +34,8 @@ macro_rules! define_sql_store {
         // Claims held requests whose lease ended: (lease end, kind, now, limit), returning
         // held request columns.
         claim_held: $claim_held:literal,
+        // Run at the start of every batch's transaction, if any (planner settings for it).
+        batch_settings: $batch_settings:expr,
     ) => {
         crate::hot::define_hot_writes!($db);
 
@@ -48,6 +50,9 @@ macro_rules! define_sql_store {
                 let mut conn = self.write.acquire().await.map_err(crate::codec::unavailable)?;
                 let run = async {
                     let mut tx = conn.begin().await?;
+                    if let Some(settings) = $batch_settings {
+                        sqlx::query(settings).execute(&mut *tx).await?;
+                    }
                     let mut out: Vec<Option<Result<crate::batch::WriteOut, StoreError>>> =
                         ops.iter().map(|_| None).collect();
                     hot_writes(&mut tx, ops, &mut out).await?;
@@ -143,12 +148,13 @@ macro_rules! define_sql_store {
                     let ids: Vec<Uuid> =
                         sqlx::query_scalar($purge).bind(before).bind(limit).fetch_all(&mut **tx).await?;
                     // One statement per table for the lot, not one per cascade: a purge runs in
-                    // the transaction every other write of its batch waits on.
+                    // the transaction every other write of its batch waits on. Not `addresses`:
+                    // a cascade's addresses go in the write that finishes it, and that table has
+                    // no index by cascade (each purge would read all of it).
                     for chunk in ids.chunks(crate::hot::IDS) {
                         for (table, column, dead_only) in [
                             ("events", "cascade_id", false),
                             ("provider_refs", "cascade_id", false),
-                            ("addresses", "cascade_id", false),
                             // `$purge` picks no cascade with a callback still to deliver.
                             ("outbox", "cascade_id", true),
                             ("cascade_meta", "id", false),
@@ -551,7 +557,11 @@ macro_rules! define_sql_store {
 
             async fn next_wake(&self) -> Result<Option<cascade_engine::Timestamp>, cascade_engine::StoreError> {
                 let next: Option<i64> = crate::shared::reading!(self.read, conn => {
+                    // Planned afresh each time (it runs once per scheduler round, not per
+                    // cascade): a plan kept from when the table was small would go on reading
+                    // every cascade as the table grows.
                     sqlx::query_scalar("SELECT min(wake_at) FROM cascades WHERE wake_at IS NOT NULL")
+                        .persistent(false)
                         .fetch_one(&mut *conn)
                         .await
                 })?;

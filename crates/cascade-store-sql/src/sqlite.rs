@@ -230,6 +230,7 @@ crate::shared::define_sql_store! {
     claim_held: "UPDATE held_requests SET lease_until = ?1 WHERE key IN \
             (SELECT key FROM held_requests WHERE kind = ?2 AND lease_until <= ?3 ORDER BY held_at, key LIMIT ?4) \
             RETURNING key, kind, body, held_at",
+    batch_settings: None::<&str>,
 }
 
 #[cfg(test)]
