@@ -271,6 +271,10 @@ impl App {
                     .info(&id)
                     .await
                     .ok_or_else(|| ValidationError::new(format!("{F}.upload_id"), format!("no upload {id:?}")))?;
+                // Kept for another link lifetime: the link made below must find it.
+                if let Err(e) = uploads.touch(&id).await {
+                    tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
+                }
                 Ok(Attachment {
                     url: self.file_url(&id),
                     media_type: a.media_type.unwrap_or(info.media_type),

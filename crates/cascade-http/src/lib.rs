@@ -206,7 +206,8 @@ impl App {
     /// engine's events, the campaign runner ([`Campaigns::start`]), reading the stored
     /// policies (at once, then every [`policies::REFRESH_EVERY`]), and, with Kommo, taking
     /// over the `widget_request`s an instance held but did not finish ([`kommo`]; at once,
-    /// then every 30 s). Stop it with [`Workers::stop`] on shutdown.
+    /// then every 30 s), and deleting uploads no cascade has named for the link lifetime
+    /// ([`uploads`]; at once, then hourly). Stop it with [`Workers::stop`] on shutdown.
     pub fn spawn_workers(&self) -> Workers {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let campaigns = self.inner.campaigns.clone();
@@ -215,6 +216,7 @@ impl App {
             tokio::spawn(callbacks::run(self.clone(), stopped.clone())),
             tokio::spawn(policies::run(self.clone(), stopped.clone())),
             tokio::spawn(kommo::resume(self.clone(), stopped.clone())),
+            tokio::spawn(uploads::run(self.clone(), stopped.clone())),
             // Subscribed here, not in the task, so no event between now and its first poll is missed.
             tokio::spawn(metrics::listen(self.clone(), self.inner.engine.events(), stopped)),
             tokio::spawn(async move {

@@ -5,8 +5,15 @@
 //! name, media type and size). A part is written to `<id>.part` first and renamed when
 //! complete, so a crash never leaves a half file that looks whole. Links are
 //! `{public_url}/files/{id}?expires=<unix>&sig=<hex HMAC-SHA256(secret, "id.expires")>`.
+//!
+//! An upload is kept while it is in use: the modification time of `<id>.json` is when it was
+//! last named (uploaded, or given as a cascade's attachment, [`Uploads::touch`]), and
+//! [`run`] deletes an upload once that is longer ago than the server's link lifetime, after
+//! which no link to it made then still works (`server.link_ttl`, 7 days).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use cascade_channel_kit::webhook::{constant_time_eq, hmac_sha256};
@@ -154,6 +161,94 @@ impl Uploads {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Marks an upload as in use now (a cascade names it): it is kept for another link
+    /// lifetime from now.
+    pub async fn touch(&self, id: &str) -> std::io::Result<()> {
+        if !valid_id(id) {
+            return Ok(());
+        }
+        let meta = tokio::fs::OpenOptions::new().write(true).open(self.dir.join(format!("{id}.json"))).await?;
+        let meta = meta.into_std().await;
+        tokio::task::spawn_blocking(move || meta.set_modified(SystemTime::now()))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Deletes the uploads not named since `unused_for` before `now`, and what crashed uploads
+    /// left behind (a `.part`, or one of an upload's two files without the other) as old.
+    /// Returns how many uploads went. Files whose names are not an upload's are left alone.
+    pub async fn sweep(&self, unused_for: Duration, now: SystemTime) -> std::io::Result<usize> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sweep(&dir, unused_for, now)).await.map_err(std::io::Error::other)?
+    }
+}
+
+/// [`Uploads::sweep`], blocking.
+fn sweep(dir: &Path, unused_for: Duration, now: SystemTime) -> std::io::Result<usize> {
+    let cutoff = now.checked_sub(unused_for).unwrap_or(SystemTime::UNIX_EPOCH);
+    // Each upload's files, and when it was last named: its details' time if they are there,
+    // else the latest time of what is there.
+    let mut uploads: HashMap<String, (Vec<PathBuf>, Option<SystemTime>, SystemTime)> = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let (id, details) = match name.split_once('.') {
+            Some((id, "json")) => (id, true),
+            Some((id, "part")) => (id, false),
+            None => (name, false),
+            Some(_) => continue,
+        };
+        if !valid_id(id) {
+            continue;
+        }
+        let modified = entry.metadata()?.modified()?;
+        let upload = uploads.entry(id.to_owned()).or_insert((Vec::new(), None, SystemTime::UNIX_EPOCH));
+        upload.0.push(entry.path());
+        if details {
+            upload.1 = Some(modified);
+        }
+        upload.2 = upload.2.max(modified);
+    }
+    let mut gone = 0;
+    for (_, (mut files, named, latest)) in uploads {
+        if named.unwrap_or(latest) >= cutoff {
+            continue;
+        }
+        // The details last: until they go, a sweep that stopped halfway finds the upload again.
+        files.sort_by_key(|f| f.extension().is_some_and(|e| e == "json"));
+        for file in files {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        gone += 1;
+    }
+    Ok(gone)
+}
+
+/// How often [`run`] looks for uploads to delete.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Deletes unused uploads (at once, then every [`SWEEP_EVERY`]) until `stopped` turns true:
+/// those not named for longer than the server's link lifetime.
+pub(crate) async fn run(app: crate::App, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let Some(uploads) = app.inner().uploads.clone() else { return };
+    let unused_for = app.inner().link_ttl;
+    loop {
+        match uploads.sweep(unused_for, SystemTime::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "deleted uploads no cascade has named for the link lifetime"),
+            Err(e) => tracing::warn!(error = %e, dir = %uploads.dir().display(), "looking for unused uploads failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Upload ids are 32 lower-case hex digits: nothing else reaches the file system.
@@ -215,5 +310,51 @@ mod tests {
         assert!(!uploads.verify(&info.upload_id, 101, sig, 99), "expiry changed");
         let _ = std::fs::remove_dir_all(dir);
         assert_eq!(guess_media_type(Some("x.JPG")), "image/jpeg");
+    }
+
+    #[tokio::test]
+    async fn unused_uploads_and_leftovers_are_swept_and_used_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("cascade-uploads-{}", uuid::Uuid::now_v7().simple()));
+        let uploads = Uploads::new(&dir, 100, b"k".to_vec()).expect("uploads");
+        let put = async |text: &'static [u8]| {
+            let mut w = uploads.begin().await.expect("begin");
+            w.write(&Bytes::from_static(text)).await.expect("chunk");
+            uploads.finish(w, None, "text/plain".into()).await.expect("finish").upload_id
+        };
+        let (old, used, new) = (put(b"old").await, put(b"used").await, put(b"new").await);
+        // What a crash left: a part, and details whose bytes never arrived.
+        let crashed = uuid::Uuid::now_v7().simple().to_string();
+        std::fs::write(dir.join(format!("{crashed}.part")), b"half").expect("part");
+        let orphan = uuid::Uuid::now_v7().simple().to_string();
+        std::fs::write(dir.join(format!("{orphan}.json")), b"{}").expect("details");
+        std::fs::write(dir.join("notes.txt"), b"not an upload").expect("other file");
+
+        let day = Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        assert_eq!(uploads.sweep(day, now).await.expect("sweep"), 0, "nothing is a day old yet");
+
+        // Eight days on, `used` was named a moment ago.
+        let later = now + 8 * day;
+        let at = |id: &str| std::fs::File::options().write(true).open(dir.join(format!("{id}.json")));
+        at(&used).expect("open").set_modified(later).expect("named later");
+        assert_eq!(uploads.sweep(7 * day, later).await.expect("sweep"), 4, "old, new, the part and the orphan");
+        assert!(uploads.info(&used).await.is_some(), "an upload named within the period stays");
+        for id in [&old, &new, &crashed, &orphan] {
+            assert!(uploads.info(id).await.is_none());
+        }
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![used.clone(), format!("{used}.json"), "notes.txt".to_owned()];
+        expected.sort();
+        assert_eq!(left, expected);
+
+        // Touching marks it used now.
+        uploads.touch(&used).await.expect("touch");
+        let named = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(named <= SystemTime::now() && named + Duration::from_secs(60) > SystemTime::now());
     }
 }
