@@ -483,6 +483,7 @@ fn limit_problems(server: &ServerConfig, problems: &mut Vec<ConfigProblem>) {
         ("server.header_timeout", server.header_timeout),
         ("server.body_timeout", server.body_timeout),
         ("server.upload_timeout", server.upload_timeout),
+        ("server.link_ttl", server.link_ttl),
     ] {
         if value.is_zero() {
             problems.push(problem(key, "must be more than 0 (e.g. \"10s\")"));

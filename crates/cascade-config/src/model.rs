@@ -85,7 +85,8 @@ pub struct ServerConfig {
     /// campaign form; 10 minutes).
     #[serde(with = "cascade_engine::model::duration")]
     pub upload_timeout: Duration,
-    /// How long file links stay valid (7 days).
+    /// How long file links stay valid (7 days); an upload no request has named for this long
+    /// (and an hour) is deleted.
     #[serde(with = "cascade_engine::model::duration")]
     pub link_ttl: Duration,
     /// Let callbacks and media URLs reach loopback and private networks (the demo does).

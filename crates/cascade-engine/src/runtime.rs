@@ -797,7 +797,13 @@ impl Engine {
                     },
                     |s| matches!(&s.outcome, Some(Outcome::Delivered { status: Status::Replied, .. })),
                 )
-                .await?;
+                .await;
+            let replied = match replied {
+                // An address index row whose cascade is gone (purged, or a database restored
+                // from pieces): nothing to stop there, and the others still hear of the reply.
+                Err(EngineError::NotFound(_)) => continue,
+                other => other?,
+            };
             if replied == Some(true) {
                 stopped.push(id);
             }

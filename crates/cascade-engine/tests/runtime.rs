@@ -282,10 +282,12 @@ async fn retention_deletes_finished_cascades_after_their_age_and_keeps_running_o
 /// answers each save that long after it is committed, as a database whose acknowledgement
 /// is slow; the next `failing_saves` saves fail, as while the database is down;
 /// `lookups_find` answers every provider-id lookup with that attempt, as an index keyed by a
-/// hash would for two ids sharing one.
+/// hash would for two ids sharing one; `gone_by_address` is added to every address lookup's
+/// answer, as an index row whose cascade is no longer stored would be.
 #[derive(Debug, Default)]
 struct OddStore {
     inner: MemoryStore,
+    gone_by_address: Option<CascadeId>,
     first_lookup_misses: std::sync::atomic::AtomicBool,
     lookups_find: std::sync::Mutex<Option<store::AttemptRef>>,
     slow_saves: Duration,
@@ -333,7 +335,9 @@ impl Store for OddStore {
         self.inner.next_wake().await
     }
     async fn running_for_address(&self, c: &ChannelName, a: &str) -> Result<Vec<CascadeId>, StoreError> {
-        self.inner.running_for_address(c, a).await
+        let mut ids: Vec<CascadeId> = self.gone_by_address.into_iter().collect();
+        ids.extend(self.inner.running_for_address(c, a).await?);
+        Ok(ids)
     }
     async fn touch_conversation(&self, c: store::Conversation) -> Result<(), StoreError> {
         self.inner.touch_conversation(c).await
@@ -359,6 +363,25 @@ impl Store for OddStore {
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<usize, StoreError> {
         self.inner.purge_finished(before, limit).await
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_reaches_the_running_cascade_past_an_address_whose_cascade_is_gone() {
+    let wa = StubChannel::new("whatsapp", caps::whatsapp());
+    let store = Arc::new(OddStore { gone_by_address: Some(CascadeId::new()), ..OddStore::default() });
+    let engine =
+        Engine::builder().store(store.clone()).connection(Connection::new("wa-1", wa.clone())).build().expect("engine");
+    let h = engine
+        .submit(CascadeRequest::new(ann(), Message::text("Hi"), Policy::chain(["whatsapp"])))
+        .await
+        .expect("submit");
+    settle().await;
+    let stopped = engine
+        .inbound(&"wa-1".into(), InboundMessage { from: "+15551234567".into(), text: Some("yes".into()), at: None })
+        .await
+        .expect("a missing cascade is passed over, not an error");
+    assert_eq!(stopped, vec![h.id()]);
+    assert!(matches!(h.outcome().await.expect("outcome"), Outcome::Delivered { status: Status::Replied, .. }));
 }
 
 #[tokio::test(start_paused = true)]

@@ -267,14 +267,12 @@ impl App {
                 let uploads = self.inner().uploads.as_ref().ok_or_else(|| {
                     ValidationError::new(format!("{F}.upload_id"), "uploads are not enabled on this server")
                 })?;
-                let info = uploads
-                    .info(&id)
-                    .await
-                    .ok_or_else(|| ValidationError::new(format!("{F}.upload_id"), format!("no upload {id:?}")))?;
-                // Kept for another link lifetime: the link made below must find it.
-                if let Err(e) = uploads.touch(&id).await {
-                    tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
+                let missing = || ValidationError::new(format!("{F}.upload_id"), format!("no upload {id:?}"));
+                // Marked in use before the link is made, so the link finds it for its lifetime.
+                if !uploads.touch(&id).await {
+                    return Err(missing());
                 }
+                let info = uploads.info(&id).await.ok_or_else(missing)?;
                 Ok(Attachment {
                     url: self.file_url(&id),
                     media_type: a.media_type.unwrap_or(info.media_type),

@@ -389,7 +389,9 @@ impl AppBuilder {
         self
     }
 
-    /// How long signed file links stay valid (default 7 days; longer than a cascade lives).
+    /// How long signed file links stay valid (default 7 days; longer than a cascade lives). An
+    /// upload no request has named for this long (and [`uploads::TOUCH_EVERY`]) is deleted by
+    /// the [workers](App::spawn_workers).
     pub fn link_ttl(mut self, ttl: Duration) -> Self {
         self.link_ttl = ttl;
         self

@@ -6,10 +6,12 @@
 //! complete, so a crash never leaves a half file that looks whole. Links are
 //! `{public_url}/files/{id}?expires=<unix>&sig=<hex HMAC-SHA256(secret, "id.expires")>`.
 //!
-//! An upload is kept while it is in use: the modification time of `<id>.json` is when it was
-//! last named (uploaded, or given as a cascade's attachment, [`Uploads::touch`]), and
-//! [`run`] deletes an upload once that is longer ago than the server's link lifetime, after
-//! which no link to it made then still works (`server.link_ttl`, 7 days).
+//! An upload is kept while it is in use: the modification time of `<id>.json` is when a
+//! request last named it (its upload, or a cascade sending it, [`Uploads::touch`]), and the
+//! server's upload worker deletes an upload once that is longer ago than the link lifetime
+//! (`server.link_ttl`, 7 days) and [`TOUCH_EVERY`] more ([`Uploads::sweep`]): no link made
+//! when it was last named still works then. Uploads stored before the directory was first
+//! swept count as named then (the `.in-use-since` file), as nothing marked their use before.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -162,67 +164,140 @@ impl Uploads {
         &self.dir
     }
 
-    /// Marks an upload as in use now (a cascade names it): it is kept for another link
-    /// lifetime from now.
-    pub async fn touch(&self, id: &str) -> std::io::Result<()> {
+    /// Marks an upload as in use now (a cascade names it), so it is kept for another link
+    /// lifetime; `false` if there is no such upload. A mark less than [`TOUCH_EVERY`] old is
+    /// left as it is. A mark that cannot be written (a read-only directory) is logged.
+    pub async fn touch(&self, id: &str) -> bool {
         if !valid_id(id) {
-            return Ok(());
+            return false;
         }
-        let meta = tokio::fs::OpenOptions::new().write(true).open(self.dir.join(format!("{id}.json"))).await?;
-        let meta = meta.into_std().await;
-        tokio::task::spawn_blocking(move || meta.set_modified(SystemTime::now()))
+        let path = self.dir.join(format!("{id}.json"));
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            let named = match std::fs::metadata(&path) {
+                Ok(meta) => meta.modified()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let now = SystemTime::now();
+            if now.duration_since(named).is_ok_and(|ago| ago < TOUCH_EVERY) {
+                return Ok(true);
+            }
+            std::fs::File::options().write(true).open(&path)?.set_modified(now)?;
+            Ok(true)
+        })
+        .await;
+        match result {
+            Ok(Ok(exists)) => exists,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
+                true
+            }
+        }
+    }
+
+    /// Deletes the uploads not named since `unused_for` before `now`, and what interrupted
+    /// uploads left behind (a `.part` not written to since `parts_after`, or one of an
+    /// upload's two files without the other) as old. Returns how many uploads went. Files whose
+    /// names are not an upload's are left alone; a file that cannot be removed is logged and
+    /// the rest still go.
+    pub async fn sweep(&self, unused_for: Duration, parts_after: Duration, now: SystemTime) -> std::io::Result<usize> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sweep(&dir, unused_for, parts_after, now))
             .await
             .map_err(std::io::Error::other)?
     }
-
-    /// Deletes the uploads not named since `unused_for` before `now`, and what crashed uploads
-    /// left behind (a `.part`, or one of an upload's two files without the other) as old.
-    /// Returns how many uploads went. Files whose names are not an upload's are left alone.
-    pub async fn sweep(&self, unused_for: Duration, now: SystemTime) -> std::io::Result<usize> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || sweep(&dir, unused_for, now)).await.map_err(std::io::Error::other)?
-    }
 }
 
+/// How often a named upload's mark is renewed at most; a sweep allows for it.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(3_600);
+
+/// The file whose time is when the directory was first swept.
+const IN_USE_SINCE: &str = ".in-use-since";
+
 /// [`Uploads::sweep`], blocking.
-fn sweep(dir: &Path, unused_for: Duration, now: SystemTime) -> std::io::Result<usize> {
+fn sweep(dir: &Path, unused_for: Duration, parts_after: Duration, now: SystemTime) -> std::io::Result<usize> {
+    let since = dir.join(IN_USE_SINCE);
+    let marked_since = match std::fs::metadata(&since) {
+        Ok(meta) => meta.modified()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&since, b"")?;
+            now
+        }
+        Err(e) => return Err(e),
+    };
     let cutoff = now.checked_sub(unused_for).unwrap_or(SystemTime::UNIX_EPOCH);
-    // Each upload's files, and when it was last named: its details' time if they are there,
-    // else the latest time of what is there.
-    let mut uploads: HashMap<String, (Vec<PathBuf>, Option<SystemTime>, SystemTime)> = HashMap::new();
+    let parts_cutoff = now.checked_sub(parts_after).unwrap_or(SystemTime::UNIX_EPOCH);
+    // Each upload's files and whether it is to go. An upload with details was last named at
+    // their time (or when marks began, if later); without them, it is what a crash left, as
+    // old as its newest file.
+    struct Found {
+        files: Vec<PathBuf>,
+        named: Option<SystemTime>,
+        part: Option<SystemTime>,
+        latest: SystemTime,
+    }
+    let mut uploads: HashMap<String, Found> = HashMap::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let (id, details) = match name.split_once('.') {
-            Some((id, "json")) => (id, true),
-            Some((id, "part")) => (id, false),
-            None => (name, false),
+        let (id, kind) = match name.split_once('.') {
+            Some((id, kind @ ("json" | "part"))) => (id, kind),
+            None => (name, ""),
             Some(_) => continue,
         };
         if !valid_id(id) {
             continue;
         }
-        let modified = entry.metadata()?.modified()?;
-        let upload = uploads.entry(id.to_owned()).or_insert((Vec::new(), None, SystemTime::UNIX_EPOCH));
-        upload.0.push(entry.path());
-        if details {
-            upload.1 = Some(modified);
+        // Gone since it was listed: renamed by an upload finishing, removed by another sweep.
+        let modified = match entry.metadata().and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let found = uploads.entry(id.to_owned()).or_insert(Found {
+            files: Vec::new(),
+            named: None,
+            part: None,
+            latest: SystemTime::UNIX_EPOCH,
+        });
+        found.files.push(entry.path());
+        match kind {
+            "json" => found.named = Some(modified.max(marked_since)),
+            "part" => found.part = Some(modified),
+            _ => {}
         }
-        upload.2 = upload.2.max(modified);
+        found.latest = found.latest.max(modified);
     }
     let mut gone = 0;
-    for (_, (mut files, named, latest)) in uploads {
-        if named.unwrap_or(latest) >= cutoff {
+    for (id, mut found) in uploads {
+        let stale = match (found.named, found.part) {
+            (Some(named), _) => named < cutoff,
+            (None, Some(part)) if found.files.len() == 1 => part < parts_cutoff,
+            _ => found.latest.max(marked_since) < cutoff,
+        };
+        if !stale {
+            continue;
+        }
+        // Named since it was listed (a cascade took it just now): it stays.
+        if found.named.is_some()
+            && std::fs::metadata(dir.join(format!("{id}.json")))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.max(marked_since) >= cutoff)
+        {
             continue;
         }
         // The details last: until they go, a sweep that stopped halfway finds the upload again.
-        files.sort_by_key(|f| f.extension().is_some_and(|e| e == "json"));
-        for file in files {
+        found.files.sort_by_key(|f| f.extension().is_some_and(|e| e == "json"));
+        for file in found.files {
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, file = %file.display(), "could not delete an unused upload"),
             }
         }
         gone += 1;
@@ -230,18 +305,21 @@ fn sweep(dir: &Path, unused_for: Duration, now: SystemTime) -> std::io::Result<u
     Ok(gone)
 }
 
-/// How often [`run`] looks for uploads to delete.
+/// How often the server's upload worker looks for uploads to delete.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Deletes unused uploads (at once, then every [`SWEEP_EVERY`]) until `stopped` turns true:
-/// those not named for longer than the server's link lifetime.
+/// those not named for longer than the server's link lifetime and [`TOUCH_EVERY`].
 pub(crate) async fn run(app: crate::App, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let Some(uploads) = app.inner().uploads.clone() else { return };
-    let unused_for = app.inner().link_ttl;
+    let unused_for = app.inner().link_ttl + TOUCH_EVERY;
+    // A part is written to as its bytes arrive; one quiet for longer than an upload may take
+    // is one a crash cut short.
+    let parts_after = app.inner().upload_timeout.max(TOUCH_EVERY);
     loop {
-        match uploads.sweep(unused_for, SystemTime::now()).await {
+        match uploads.sweep(unused_for, parts_after, SystemTime::now()).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(uploads = n, "deleted uploads no cascade has named for the link lifetime"),
+            Ok(n) => tracing::info!(uploads = n, "deleted uploads no request has named for the link lifetime"),
             Err(e) => tracing::warn!(error = %e, dir = %uploads.dir().display(), "looking for unused uploads failed"),
         }
         tokio::select! {
@@ -321,6 +399,17 @@ mod tests {
             w.write(&Bytes::from_static(text)).await.expect("chunk");
             uploads.finish(w, None, "text/plain".into()).await.expect("finish").upload_id
         };
+        let day = Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        let set = |file: String, at: SystemTime| {
+            std::fs::File::options().write(true).open(dir.join(file)).expect("open").set_modified(at).expect("time")
+        };
+        // Stored by a version that did not mark uploads in use, a month ago.
+        let before = put(b"before").await;
+        set(before.clone(), now - 30 * day);
+        set(format!("{before}.json"), now - 30 * day);
+        assert_eq!(uploads.sweep(7 * day, day, now).await.expect("sweep"), 0, "kept: marks begin now");
+
         let (old, used, new) = (put(b"old").await, put(b"used").await, put(b"new").await);
         // What a crash left: a part, and details whose bytes never arrived.
         let crashed = uuid::Uuid::now_v7().simple().to_string();
@@ -328,18 +417,21 @@ mod tests {
         let orphan = uuid::Uuid::now_v7().simple().to_string();
         std::fs::write(dir.join(format!("{orphan}.json")), b"{}").expect("details");
         std::fs::write(dir.join("notes.txt"), b"not an upload").expect("other file");
+        assert_eq!(uploads.sweep(7 * day, day, now).await.expect("sweep"), 0, "nothing is a day old yet");
 
-        let day = Duration::from_secs(86_400);
-        let now = SystemTime::now();
-        assert_eq!(uploads.sweep(day, now).await.expect("sweep"), 0, "nothing is a day old yet");
-
-        // Eight days on, `used` was named a moment ago.
+        // Eight days on, `used` was named a moment ago, and an upload is in progress.
         let later = now + 8 * day;
-        let at = |id: &str| std::fs::File::options().write(true).open(dir.join(format!("{id}.json")));
-        at(&used).expect("open").set_modified(later).expect("named later");
-        assert_eq!(uploads.sweep(7 * day, later).await.expect("sweep"), 4, "old, new, the part and the orphan");
+        set(format!("{used}.json"), later);
+        let in_progress = uuid::Uuid::now_v7().simple().to_string();
+        std::fs::write(dir.join(format!("{in_progress}.part")), b"arriving").expect("part");
+        set(format!("{in_progress}.part"), later);
+        assert_eq!(
+            uploads.sweep(7 * day, day, later).await.expect("sweep"),
+            5,
+            "before, old, new, the part, the orphan"
+        );
         assert!(uploads.info(&used).await.is_some(), "an upload named within the period stays");
-        for id in [&old, &new, &crashed, &orphan] {
+        for id in [&before, &old, &new, &crashed, &orphan] {
             assert!(uploads.info(id).await.is_none());
         }
         let mut left: Vec<String> = std::fs::read_dir(&dir)
@@ -347,14 +439,22 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        let mut expected = vec![used.clone(), format!("{used}.json"), "notes.txt".to_owned()];
+        let mut expected = vec![
+            used.clone(),
+            format!("{used}.json"),
+            format!("{in_progress}.part"),
+            "notes.txt".into(),
+            IN_USE_SINCE.into(),
+        ];
         expected.sort();
         assert_eq!(left, expected);
 
-        // Touching marks it used now.
-        uploads.touch(&used).await.expect("touch");
+        // Naming an upload marks it in use now, once an hour at most; a missing one is no upload.
+        set(format!("{used}.json"), now - day);
+        assert!(uploads.touch(&used).await);
         let named = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");
+        assert!(named + Duration::from_secs(60) > SystemTime::now(), "marked now");
+        assert!(!uploads.touch(&old).await, "a deleted upload is not there to name");
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(named <= SystemTime::now() && named + Duration::from_secs(60) > SystemTime::now());
     }
 }

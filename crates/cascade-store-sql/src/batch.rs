@@ -1,8 +1,8 @@
 //! Group commit: writes from many tasks share transactions.
 //!
 //! Every write becomes a [`WriteOp`] on a queue. A writer loop (on the writer's own thread) takes
-//! whatever has queued up (up to a limit), runs it all in one transaction, commits once, then
-//! answers each caller. While one batch commits, the next one gathers, so under load the cost of a
+//! whatever has queued up (up to a limit), runs it all in one transaction (on SQLite, a batch
+//! holding writes of both its connections' kinds commits as two), then answers each caller. While one batch commits, the next one gathers, so under load the cost of a
 //! commit (an fsync) is shared by many writes; with no load a write commits at once, without
 //! waiting for company.
 //!
@@ -121,8 +121,9 @@ pub(crate) enum WriteOut {
 /// A database that can run a batch of writes in one transaction.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Runs `ops` in one transaction and commits it. An `Err` means nothing was committed;
-    /// per-write refusals (a version conflict, a taken key) are in the `Ok` list.
+    /// Runs `ops` in one transaction (SQLite's may take two, see `direct`) and commits. An
+    /// `Err` means nothing was committed; per-write refusals (a version conflict, a taken key)
+    /// are in the `Ok` list.
     async fn run(&self, ops: &[&WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError>;
 }
 
@@ -136,12 +137,14 @@ pub struct WriterStats {
 }
 
 impl WriterStats {
-    /// Transactions committed.
+    /// Batches committed (on SQLite, a batch holding writes of both its connections' kinds
+    /// commits as two transactions and counts once).
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Writes committed.
+    /// Writes in the batches committed, refused ones included (a version conflict, a taken
+    /// key: answered, with nothing to write).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
     }
@@ -163,9 +166,10 @@ impl Writer {
     /// a single-threaded runtime, over the backend `open` makes on that runtime. They stop
     /// when the `Writer` is dropped.
     ///
-    /// Each statement of a batch waits for the database's answer: a hand-off back from sqlx's
-    /// connection thread (SQLite), or a reply on the connection's socket (PostgreSQL, whose
-    /// sockets belong to the runtime they were opened on, hence `open` runs there). On the
+    /// Each statement of a batch waits for the database's answer: a reply on the connection's
+    /// socket (PostgreSQL, whose sockets belong to the runtime they were opened on, hence
+    /// `open` runs there), or on SQLite's sqlx path a hand-off back from sqlx's connection
+    /// thread (its writes of every cascade run on this thread itself, `direct`). On the
     /// runtime the engine's tasks share, each of those wake-ups waited in line behind them, so
     /// a batch took several times its own work and every write waited for it.
     pub(crate) async fn start<B, F>(open: F, workers: usize, max_batch: usize) -> Result<Self, StoreError>

@@ -27,7 +27,7 @@ use crate::batch::{WriteOp, WriteOut};
 use crate::codec::{NewCascade, OutboxColumns, SaveRow};
 use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
 
-/// Statements the connection keeps prepared: the dozen below, with room to spare.
+/// Statements the connection keeps prepared: the sixteen below, with room to spare.
 const STATEMENTS: usize = 32;
 
 /// The writer's connection.
