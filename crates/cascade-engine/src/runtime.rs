@@ -452,7 +452,7 @@ impl Engine {
     }
 
     /// Checks a policy against this engine's channels before any request uses it
-    /// ([`plan::check_policy`](crate::plan::check_policy)): steps, channels with connections,
+    /// ([`plan::check_policy`]): steps, channels with connections,
     /// reachable `until`s, connection subsets, and `track_links` only with link tracking.
     /// Errors name fields from the policy's root (`steps[1].channel`).
     pub fn check_policy(&self, policy: &Policy) -> Result<(), Vec<ValidationError>> {

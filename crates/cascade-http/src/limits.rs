@@ -2,7 +2,7 @@
 //! to arrive, and how deeply a JSON body may nest. (How long the headers may take is the
 //! connection's business: [`App::serve`](crate::App::serve).)
 //!
-//! Every request passes through [`guard`] (a layer of [`App::router`](crate::App::router)):
+//! Every request passes through `guard` (a layer of [`App::router`](crate::App::router)):
 //!
 //! - A declared `Content-Length` over the route's limit is refused at once with `413`, before a
 //!   byte of the body is read (a client that sent `Expect: 100-continue` never sends it).

@@ -2,7 +2,7 @@
 //!
 //! Test doubles and shared test suites for every cascade crate:
 //!
-//! - [`StubChannel`]: a [`Channel`] that answers from a script and records every send — the
+//! - [`StubChannel`]: a [`Channel`](cascade_engine::Channel) that answers from a script and records every send — the
 //!   double engine tests use instead of a provider;
 //! - [`caps`]: capability presets shaped like the real channels;
 //! - [`ManualClock`]: time that moves only when told;

@@ -6,7 +6,7 @@
 //! console uses the API keys: a login form checks a key and keeps it in a cookie marked
 //! `HttpOnly`, `SameSite=Strict` and, behind TLS, `Secure`; every form that changes something
 //! carries a token derived from the key and the server's secret, and cross-site posts are
-//! refused ([`session`]).
+//! refused (`session`).
 
 mod campaigns;
 mod cascades;
