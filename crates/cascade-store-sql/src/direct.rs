@@ -17,8 +17,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cascade_engine::store::{CascadeRecord, Created, OutboxItem};
-use cascade_engine::{CascadeId, StoreError};
+use cascade_engine::store::{AttemptRef, CascadeRecord, Conversation, Created, OutboxItem};
+use cascade_engine::{CascadeId, ChannelName, StoreError};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
@@ -348,6 +348,99 @@ fn outbox(row: &Row<'_>) -> Result<OutboxItem, StoreError> {
         dead: row.get("dead").map_err(failed)?,
     }
     .item()
+}
+
+/// Read-only connections for the reads every cascade makes ([`QuickReads`]), used on the
+/// calling thread: each read takes a connection from the free list (or opens one), runs one
+/// indexed lookup and gives the connection back. In WAL mode a reader never waits for the
+/// writer.
+///
+/// [`QuickReads`]: crate::shared::QuickReads
+pub(crate) struct Reads {
+    path: std::path::PathBuf,
+    free: std::sync::Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Reads {
+    /// Reads of the database at `path`, keeping up to `keep` idle connections (one per thread
+    /// reading at once is opened as needed; the rest are closed when given back).
+    pub(crate) fn new(path: &Path, keep: usize) -> Self {
+        Self { path: path.to_owned(), free: std::sync::Mutex::new(Vec::new()), keep: keep.max(1) }
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let lock = || self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let taken = lock().pop();
+        let conn = match taken {
+            Some(conn) => conn,
+            None => {
+                let open = || -> rusqlite::Result<Connection> {
+                    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                    let conn = Connection::open_with_flags(&self.path, flags)?;
+                    conn.busy_timeout(Duration::from_secs(10))?;
+                    conn.set_prepared_statement_cache_capacity(8);
+                    Ok(conn)
+                };
+                open().map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?
+            }
+        };
+        let out = read(&conn).map_err(failed);
+        let mut free = lock();
+        if free.len() < self.keep {
+            free.push(conn);
+        }
+        out
+    }
+
+    /// The attempt a provider message id belongs to.
+    pub(crate) fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<AttemptRef>, StoreError> {
+        let found = self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ?1 AND provider_message_id = ?2",
+            )?
+            .query_row([adapter, pmid], |row| Ok((uuid(row.get_ref(0)?), row.get::<_, i64>(1)?)))
+            .optional()
+        })?;
+        match found {
+            None => Ok(None),
+            Some((cascade, attempt)) => Ok(Some(AttemptRef {
+                cascade: CascadeId::from_uuid(cascade?),
+                attempt: u32::try_from(attempt).map_err(|e| StoreError::Corrupt(format!("attempt {attempt}: {e}")))?,
+            })),
+        }
+    }
+
+    /// The conversations with these (channel, address) pairs, each pair's in the order asked.
+    pub(crate) fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
+        self.with(|conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT connection, last_inbound_at, last_delivery_at FROM conversations \
+                 WHERE channel = ?1 AND address = ?2",
+            )?;
+            let mut out = Vec::new();
+            for (channel, address) in addresses {
+                let mut rows = select.query([channel.as_str(), address.as_str()])?;
+                while let Some(row) = rows.next()? {
+                    let connection: String = row.get(0)?;
+                    out.push(crate::codec::conversation(
+                        channel.as_str(),
+                        address.clone(),
+                        &connection,
+                        row.get(1)?,
+                        row.get(2)?,
+                    ));
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]

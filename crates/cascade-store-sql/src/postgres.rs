@@ -153,6 +153,8 @@ const CLAIM: &str = concat!(
     crate::record_columns!("c")
 );
 
+impl crate::shared::QuickReads for PgStore {}
+
 crate::shared::define_sql_store! {
     db: Postgres,
     row: sqlx::postgres::PgRow,

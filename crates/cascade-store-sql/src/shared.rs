@@ -4,6 +4,27 @@
 //! `FOR UPDATE SKIP LOCKED`) are its arguments. Statements that are the same on both build
 //! their placeholders with a query builder.
 
+/// Reads a store may answer on the calling thread, without a connection pool's hand-offs; `None`
+/// means "through the pool".
+pub(crate) trait QuickReads {
+    /// [`Store::find_attempt`](cascade_engine::Store::find_attempt).
+    fn find_attempt_now(
+        &self,
+        _adapter: &str,
+        _provider_message_id: &str,
+    ) -> Option<Result<Option<cascade_engine::store::AttemptRef>, cascade_engine::StoreError>> {
+        None
+    }
+
+    /// [`Store::conversations`](cascade_engine::Store::conversations).
+    fn conversations_now(
+        &self,
+        _addresses: &[(cascade_engine::ChannelName, String)],
+    ) -> Option<Result<Vec<cascade_engine::store::Conversation>, cascade_engine::StoreError>> {
+        None
+    }
+}
+
 /// Defines, in the invoking module, the batch runner (`impl Backend for $backend`), `exec` for
 /// the writes that are not hot, the row decoders and `impl Store for $store`. `$store` needs
 /// fields `read` (a pool) and `writer`; `$backend` a field `write` (a pool).
@@ -528,6 +549,9 @@ macro_rules! define_sql_store {
             ) -> Result<Option<cascade_engine::store::AttemptRef>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
+                if let Some(found) = crate::shared::QuickReads::find_attempt_now(self, adapter, provider_message_id) {
+                    return found;
+                }
                 let Some(row) = crate::shared::reading!(self.read, conn => {
                     let mut q =
                         sqlx::QueryBuilder::<$db>::new(
@@ -594,6 +618,9 @@ macro_rules! define_sql_store {
             ) -> Result<Vec<cascade_engine::store::Conversation>, cascade_engine::StoreError> {
                 use crate::codec::unavailable;
                 use sqlx::Row;
+                if let Some(found) = crate::shared::QuickReads::conversations_now(self, addresses) {
+                    return found;
+                }
                 // Rows in the order of the pairs asked for, as if each pair were looked up in
                 // turn; then the order every store returns.
                 let first: std::collections::HashMap<(&str, &str), usize> = addresses

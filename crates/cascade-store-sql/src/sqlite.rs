@@ -56,7 +56,28 @@ impl SqliteConfig {
 #[derive(Debug)]
 pub struct SqliteStore {
     read: SqlitePool,
+    quick: crate::direct::Reads,
     writer: Writer,
+}
+
+/// A reply to every status webhook looks its provider id up, and every new cascade its
+/// contact's conversations: answered on the calling thread, from an index in the page cache
+/// (a few microseconds), not through sqlx's pool and connection thread.
+impl crate::shared::QuickReads for SqliteStore {
+    fn find_attempt_now(
+        &self,
+        adapter: &str,
+        provider_message_id: &str,
+    ) -> Option<Result<Option<cascade_engine::store::AttemptRef>, StoreError>> {
+        Some(self.quick.find_attempt(adapter, provider_message_id))
+    }
+
+    fn conversations_now(
+        &self,
+        addresses: &[(cascade_engine::ChannelName, String)],
+    ) -> Option<Result<Vec<cascade_engine::store::Conversation>, StoreError>> {
+        Some(self.quick.conversations(addresses).map(crate::sorted_conversations))
+    }
 }
 
 /// The writer: the writes every cascade makes on a connection of the writer's thread
@@ -171,7 +192,8 @@ impl SqliteStore {
             config.max_batch,
         )
         .await?;
-        Ok(Self { read, writer })
+        let quick = crate::direct::Reads::new(&config.path, config.readers as usize);
+        Ok(Self { read, quick, writer })
     }
 
     /// Counters of the group-commit writer.
