@@ -287,9 +287,16 @@ fn upload(size: u64, chunked: bool) -> (String, Outgoing) {
     (head, body)
 }
 
+/// The uploads' files in the upload directory (not the server's own bookkeeping there, the
+/// dot-files).
 fn uploads_left(system: &System) -> Vec<String> {
     std::fs::read_dir(system.dir.join("uploads"))
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -351,9 +351,11 @@ fn outbox(row: &Row<'_>) -> Result<OutboxItem, StoreError> {
 }
 
 /// Read-only connections for the reads every cascade makes ([`QuickReads`]), used on the
-/// calling thread: each read takes a connection from the free list (or opens one), runs one
-/// indexed lookup and gives the connection back. In WAL mode a reader never waits for the
-/// writer.
+/// calling thread: each read takes a connection from the free list (or opens one), runs its
+/// indexed lookups and gives the connection back. In WAL mode a reader does not wait for the
+/// writer; for the rare moments it would (another process holding the database exclusively,
+/// recovering the WAL after a crash) it gives up after [`QUICK_BUSY`] with [`Busy`], and the
+/// store reads through its pool instead, where waiting holds no caller's thread.
 ///
 /// [`QuickReads`]: crate::shared::QuickReads
 pub(crate) struct Reads {
@@ -362,20 +364,33 @@ pub(crate) struct Reads {
     keep: usize,
 }
 
+/// How long a quick read waits for a lock before leaving the read to the pool.
+const QUICK_BUSY: Duration = Duration::from_millis(5);
+
+/// A quick read met a lock: read through the pool instead.
+#[derive(Debug)]
+pub(crate) struct Busy;
+
 impl std::fmt::Debug for Reads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reads").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
+/// Whether `e` is a lock met (the database busy or locked), not a failure.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 impl Reads {
-    /// Reads of the database at `path`, keeping up to `keep` idle connections (one per thread
-    /// reading at once is opened as needed; the rest are closed when given back).
+    /// Reads of the database at `path`, keeping up to `keep` idle connections, and at least
+    /// one per core (each thread reading at once has one).
     pub(crate) fn new(path: &Path, keep: usize) -> Self {
-        Self { path: path.to_owned(), free: std::sync::Mutex::new(Vec::new()), keep: keep.max(1) }
+        let cores = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
+        Self { path: path.to_owned(), free: std::sync::Mutex::new(Vec::new()), keep: keep.max(cores) }
     }
 
-    fn with<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<Result<T, StoreError>, Busy> {
         let lock = || self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let taken = lock().pop();
         let conn = match taken {
@@ -384,23 +399,38 @@ impl Reads {
                 let open = || -> rusqlite::Result<Connection> {
                     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
                     let conn = Connection::open_with_flags(&self.path, flags)?;
-                    conn.busy_timeout(Duration::from_secs(10))?;
+                    conn.busy_timeout(QUICK_BUSY)?;
                     conn.set_prepared_statement_cache_capacity(8);
                     Ok(conn)
                 };
-                open().map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?
+                match open() {
+                    Ok(conn) => conn,
+                    Err(e) if is_busy(&e) => return Err(Busy),
+                    Err(e) => return Ok(Err(StoreError::Unavailable(format!("{}: {e}", self.path.display())))),
+                }
             }
         };
-        let out = read(&conn).map_err(failed);
-        let mut free = lock();
-        if free.len() < self.keep {
-            free.push(conn);
+        let out = read(&conn);
+        // A connection that failed otherwise than on a lock is not used again.
+        if out.as_ref().is_ok() || out.as_ref().is_err_and(is_busy) {
+            let mut free = lock();
+            if free.len() < self.keep {
+                free.push(conn);
+            }
         }
-        out
+        match out {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) if is_busy(&e) => Err(Busy),
+            Err(e) => Ok(Err(failed(e))),
+        }
     }
 
     /// The attempt a provider message id belongs to.
-    pub(crate) fn find_attempt(&self, adapter: &str, pmid: &str) -> Result<Option<AttemptRef>, StoreError> {
+    pub(crate) fn find_attempt(
+        &self,
+        adapter: &str,
+        pmid: &str,
+    ) -> Result<Result<Option<AttemptRef>, StoreError>, Busy> {
         let found = self.with(|conn| {
             conn.prepare_cached(
                 "SELECT cascade_id, attempt FROM provider_refs WHERE adapter = ?1 AND provider_message_id = ?2",
@@ -408,24 +438,35 @@ impl Reads {
             .query_row([adapter, pmid], |row| Ok((uuid(row.get_ref(0)?), row.get::<_, i64>(1)?)))
             .optional()
         })?;
-        match found {
+        Ok(found.and_then(|found| match found {
             None => Ok(None),
             Some((cascade, attempt)) => Ok(Some(AttemptRef {
                 cascade: CascadeId::from_uuid(cascade?),
                 attempt: u32::try_from(attempt).map_err(|e| StoreError::Corrupt(format!("attempt {attempt}: {e}")))?,
             })),
-        }
+        }))
     }
 
-    /// The conversations with these (channel, address) pairs, each pair's in the order asked.
-    pub(crate) fn conversations(&self, addresses: &[(ChannelName, String)]) -> Result<Vec<Conversation>, StoreError> {
+    /// The conversations with these (channel, address) pairs, each pair's in the order first
+    /// asked (a pair asked twice is looked up once).
+    pub(crate) fn conversations(
+        &self,
+        addresses: &[(ChannelName, String)],
+    ) -> Result<Result<Vec<Conversation>, StoreError>, Busy> {
+        if addresses.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
         self.with(|conn| {
             let mut select = conn.prepare_cached(
                 "SELECT connection, last_inbound_at, last_delivery_at FROM conversations \
                  WHERE channel = ?1 AND address = ?2",
             )?;
+            let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
             for (channel, address) in addresses {
+                if !seen.insert((channel, address)) {
+                    continue;
+                }
                 let mut rows = select.query([channel.as_str(), address.as_str()])?;
                 while let Some(row) = rows.next()? {
                     let connection: String = row.get(0)?;
@@ -466,6 +507,42 @@ mod tests {
 
     fn count(d: &Direct, table: &str) -> i64 {
         d.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).expect("count")
+    }
+
+    #[tokio::test]
+    async fn quick_reads_answer_once_per_pair_and_leave_a_locked_database_to_the_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut d = direct(&dir).await;
+        let touch = |address: &str, connection: &str| {
+            WriteOp::Touch(crate::codec::ConversationRow {
+                channel: "sms".into(),
+                address: address.into(),
+                connection: connection.into(),
+                last_inbound_at: Some(1),
+                last_delivery_at: None,
+            })
+        };
+        let (a, b) = (touch("+1555000001", "sms-1"), touch("+1555000002", "sms-1"));
+        d.run(&[&a, &b]).expect("touch");
+        let reads = Reads::new(&dir.path().join("direct.db"), 1);
+        let pair = |address: &str| (ChannelName::new("sms"), address.to_owned());
+        let asked = [pair("+1555000001"), pair("+1555000002"), pair("+1555000001"), pair("+1555000009")];
+        let found = reads.conversations(&asked).expect("not busy").expect("read");
+        let addresses: Vec<&str> = found.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(addresses, ["+1555000001", "+1555000002"], "each pair once, in the order first asked");
+        assert!(reads.conversations(&[]).expect("not busy").expect("read").is_empty());
+        assert!(reads.find_attempt("sms", "nothing").expect("not busy").expect("read").is_none());
+
+        // Another connection holding the database exclusively (once no other has it open): a
+        // quick read gives up at once.
+        drop(reads);
+        let reads = Reads::new(&dir.path().join("direct.db"), 1);
+        d.conn.pragma_update(None, "locking_mode", "EXCLUSIVE").expect("exclusive");
+        d.run(&[&a]).expect("a write takes the exclusive lock and keeps it");
+        let started = std::time::Instant::now();
+        assert!(reads.find_attempt("sms", "nothing").is_err(), "busy");
+        assert!(reads.conversations(&asked[..1]).is_err(), "busy");
+        assert!(started.elapsed() < Duration::from_secs(2), "it did not wait out a long timeout");
     }
 
     #[tokio::test]

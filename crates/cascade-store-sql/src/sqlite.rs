@@ -33,7 +33,8 @@ pub struct SqliteConfig {
     pub path: PathBuf,
     /// Commit durability (default: [`Durability::Full`]).
     pub durability: Durability,
-    /// Reader connections (default 4).
+    /// Pooled reader connections (default 4); also the least number of quick-read connections
+    /// kept open (at least one per core is).
     pub readers: u32,
     /// The most writes one transaction takes (default 512).
     pub max_batch: usize,
@@ -60,23 +61,24 @@ pub struct SqliteStore {
     writer: Writer,
 }
 
-/// A reply to every status webhook looks its provider id up, and every new cascade its
-/// contact's conversations: answered on the calling thread, from an index in the page cache
-/// (a few microseconds), not through sqlx's pool and connection thread.
+/// Every status webhook looks its provider id up, and every new cascade its contact's
+/// conversations: answered on the calling thread (`direct::Reads`), an indexed lookup of a few
+/// microseconds, not through sqlx's pool and connection thread; through the pool when the
+/// database is locked.
 impl crate::shared::QuickReads for SqliteStore {
     fn find_attempt_now(
         &self,
         adapter: &str,
         provider_message_id: &str,
     ) -> Option<Result<Option<cascade_engine::store::AttemptRef>, StoreError>> {
-        Some(self.quick.find_attempt(adapter, provider_message_id))
+        self.quick.find_attempt(adapter, provider_message_id).ok()
     }
 
     fn conversations_now(
         &self,
         addresses: &[(cascade_engine::ChannelName, String)],
     ) -> Option<Result<Vec<cascade_engine::store::Conversation>, StoreError>> {
-        Some(self.quick.conversations(addresses).map(crate::sorted_conversations))
+        self.quick.conversations(addresses).ok().map(|found| found.map(crate::sorted_conversations))
     }
 }
 
