@@ -476,6 +476,25 @@ impl From<&Conversation> for ConversationRow {
     }
 }
 
+/// The records a claim read, from each claimed row's decoding. A row that cannot be read
+/// (`Corrupt`) would fail every claim after it (it stays first by `wake_at`): it is logged and
+/// keeps its lease, unread, and the others go on. Any other error fails the claim.
+pub(crate) fn claimed(
+    rows: impl IntoIterator<Item = Result<CascadeRecord, StoreError>>,
+) -> Result<Vec<CascadeRecord>, StoreError> {
+    let mut claimed = Vec::new();
+    for row in rows {
+        match row {
+            Ok(record) => claimed.push(record),
+            Err(StoreError::Corrupt(why)) => {
+                tracing::error!(%why, "a due cascade cannot be read; skipped until its lease ends")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(claimed)
+}
+
 /// Builds a record from its stored columns.
 pub(crate) fn record(
     id: Uuid,

@@ -144,32 +144,18 @@ fn write(tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Outcome> {
         }
         WriteOp::Claim { now, limit, until } => {
             let mut claim = tx.prepare_cached(CLAIM)?;
-            let mut rows = claim.query(params![until, now, limit])?;
-            let mut claimed = Vec::new();
-            while let Some(row) = rows.next()? {
-                match record(row) {
-                    Ok(record) => claimed.push(record),
-                    // As on the sqlx path: the row keeps its lease, unread, and the others go on.
-                    Err(StoreError::Corrupt(why)) => {
-                        tracing::error!(%why, "a due cascade cannot be read; skipped until its lease ends")
-                    }
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-            Ok(WriteOut::Claimed(claimed))
+            let decoded: Vec<_> =
+                claim.query_map(params![until, now, limit], |row| Ok(record(row)))?.collect::<Result<_, _>>()?;
+            crate::codec::claimed(decoded).map(WriteOut::Claimed)
         }
         WriteOp::ClaimOutbox { now, limit, until } => {
             let mut claim = tx.prepare_cached(CLAIM_OUTBOX)?;
-            let mut rows = claim.query(params![until, now, limit])?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                match outbox(row) {
-                    Ok(item) => items.push(item),
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-            items.sort_by_key(|i| i.id);
-            Ok(WriteOut::Outbox(items))
+            let decoded: Vec<_> =
+                claim.query_map(params![until, now, limit], |row| Ok(outbox(row)))?.collect::<Result<_, _>>()?;
+            decoded.into_iter().collect::<Result<Vec<_>, _>>().map(|mut items| {
+                items.sort_by_key(|i| i.id);
+                WriteOut::Outbox(items)
+            })
         }
         WriteOp::OutboxResult { id, error: None } => {
             tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([id])?;

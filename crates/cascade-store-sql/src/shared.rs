@@ -131,20 +131,7 @@ macro_rules! define_sql_store {
                 }
                 WriteOp::Claim { now, limit, until } => {
                     let rows = sqlx::query($claim).bind(until).bind(now).bind(limit).fetch_all(&mut **tx).await?;
-                    let mut claimed = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        match record_row(row) {
-                            Ok(record) => claimed.push(record),
-                            // A row that cannot be read would fail every claim after it (it
-                            // stays first by `wake_at`): it keeps its lease, unread, and the
-                            // others go on.
-                            Err(StoreError::Corrupt(why)) => {
-                                tracing::error!(%why, "a due cascade cannot be read; skipped until its lease ends")
-                            }
-                            Err(e) => return Ok(Err(e)),
-                        }
-                    }
-                    Ok(WriteOut::Claimed(claimed))
+                    crate::codec::claimed(rows.iter().map(record_row)).map(WriteOut::Claimed)
                 }
                 WriteOp::ClaimOutbox { now, limit, until } => {
                     let rows =
