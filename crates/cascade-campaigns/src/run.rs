@@ -55,6 +55,15 @@ pub struct CampaignsConfig {
     pub import_stale: Duration,
 }
 
+impl CampaignsConfig {
+    /// How often a running import marks its campaign, and runners look for imports cut short:
+    /// a quarter of [`import_stale`](Self::import_stale), at least 100 ms; `None` when that
+    /// is off (zero).
+    pub fn mark_every(&self) -> Option<Duration> {
+        (!self.import_stale.is_zero()).then(|| (self.import_stale / 4).max(Duration::from_millis(100)))
+    }
+}
+
 impl Default for CampaignsConfig {
     fn default() -> Self {
         Self {
@@ -283,16 +292,26 @@ impl Campaigns {
         let mut stored_count = 0u64;
         let mut store_error = None;
         // Signs of life, so that no instance takes this import for one a crash cut short.
-        let every = (self.inner.config.import_stale / 4).max(Duration::from_millis(100));
-        let mut next_mark = Instant::now() + every;
+        let every = self.inner.config.mark_every();
+        let mut next_mark = every.map(|every| Instant::now() + every);
         let mut given_up = false;
         loop {
-            let batch = match tokio::time::timeout_at(next_mark, rx.recv()).await {
-                Ok(Some(batch)) => Some(batch),
-                Ok(None) => break,
-                Err(_) => None,
+            let batch = match next_mark {
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                    Ok(Some(batch)) => Some(batch),
+                    Ok(None) => break,
+                    Err(_) => None,
+                },
+                None => match rx.recv().await {
+                    Some(batch) => Some(batch),
+                    None => break,
+                },
             };
-            if Instant::now() >= next_mark && store_error.is_none() && !given_up {
+            if let (Some(at), Some(every)) = (next_mark, every)
+                && Instant::now() >= at
+                && store_error.is_none()
+                && !given_up
+            {
                 let now = self.inner.engine.now();
                 let still = [CampaignState::Importing];
                 match store.set_campaign_state(id, &still, CampaignState::Importing, now).await {
@@ -303,7 +322,7 @@ impl Campaigns {
                         tracing::warn!(campaign = %id, error = %e, "could not mark a running import; trying again")
                     }
                 }
-                next_mark = Instant::now() + every;
+                next_mark = Some(Instant::now() + every);
             }
             let Some(batch) = batch else { continue };
             if store_error.is_some() || given_up {
@@ -532,16 +551,14 @@ impl Campaigns {
     /// its own: a slow look never holds up the renewal of the runner's leases.
     async fn watch_imports(self) {
         let inner = &self.inner;
-        if inner.config.import_stale.is_zero() {
-            return;
-        }
+        let Some(every) = inner.config.mark_every() else { return };
         while !inner.stopping.load(Ordering::Acquire) {
             if let Err(e) = self.give_up_stale_imports().await {
                 tracing::warn!(error = %e, "could not look for campaign imports cut short");
             }
             let stop = inner.stop.notified();
             tokio::select! {
-                _ = tokio::time::sleep(inner.config.import_stale / 4) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = stop => {}
             }
         }

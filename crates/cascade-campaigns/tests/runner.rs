@@ -531,3 +531,11 @@ async fn a_started_runner_gives_up_an_import_cut_short() {
     assert_eq!(campaigns.get(id).await.expect("get").state, CampaignState::Cancelled);
     campaigns.stop();
 }
+
+#[test]
+fn imports_are_marked_every_quarter_of_import_stale_and_not_at_all_when_it_is_off() {
+    let with = |import_stale| CampaignsConfig { import_stale, ..CampaignsConfig::default() };
+    assert_eq!(with(Duration::ZERO).mark_every(), None, "zero turns the marks and the look off");
+    assert_eq!(with(Duration::from_secs(600)).mark_every(), Some(Duration::from_secs(150)));
+    assert_eq!(with(Duration::from_nanos(1)).mark_every(), Some(Duration::from_millis(100)), "never a busy loop");
+}
