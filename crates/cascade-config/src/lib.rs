@@ -477,7 +477,8 @@ fn checked(config: &Config) -> (Adapters, Vec<ConfigProblem>) {
 }
 
 /// Problems with the request limits of `[server]`: a zero limit or timeout would refuse every
-/// request, or (a zero header timeout) leave connections open for ever.
+/// request, or (a zero header timeout) leave connections open for ever, or (a zero link
+/// lifetime) make every file link expire at once.
 fn limit_problems(server: &ServerConfig, problems: &mut Vec<ConfigProblem>) {
     for (key, value) in [
         ("server.header_timeout", server.header_timeout),

@@ -293,10 +293,12 @@ fn request_timeouts_default_and_are_checked() {
         (Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(3600))
     );
 
-    let problems = with("header_timeout = \"0s\"\nbody_timeout = 0\nupload_timeout = \"0ms\"").expect_err("zero").0;
+    let problems = with("header_timeout = \"0s\"\nbody_timeout = 0\nupload_timeout = \"0ms\"\nlink_ttl = \"0s\"")
+        .expect_err("zero")
+        .0;
     assert_eq!(
         keys(&problems),
-        ["server.header_timeout", "server.body_timeout", "server.upload_timeout"],
+        ["server.header_timeout", "server.body_timeout", "server.upload_timeout", "server.link_ttl"],
         "each zero named once: {problems:?}"
     );
     assert!(problems.iter().all(|p| p.message.starts_with("must be more than 0")), "{problems:?}");

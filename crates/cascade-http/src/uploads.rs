@@ -186,12 +186,8 @@ impl Uploads {
             Ok(true)
         })
         .await;
-        match result {
-            Ok(Ok(exists)) => exists,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
-                true
-            }
+        match result.map_err(std::io::Error::other).and_then(|marked| marked) {
+            Ok(exists) => exists,
             Err(e) => {
                 tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
                 true
@@ -450,6 +446,11 @@ mod tests {
         assert_eq!(left, expected);
 
         // Naming an upload marks it in use now, once an hour at most; a missing one is no upload.
+        let recent = SystemTime::now() - Duration::from_secs(1_800);
+        set(format!("{used}.json"), recent);
+        assert!(uploads.touch(&used).await);
+        let kept = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");
+        assert_eq!(kept, recent, "a mark less than an hour old is left as it is");
         set(format!("{used}.json"), now - day);
         assert!(uploads.touch(&used).await);
         let named = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");

@@ -261,8 +261,7 @@ async fn work<B: Backend>(
                 stats.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
                 results
             }
-            Err(e) if ops.len() == 1 => vec![Err(e)],
-            Err(e) => one_by_one(&*backend, &refs, &e, Some(&stats)).await,
+            Err(e) => one_by_one(&*backend, &refs, e, Some(&stats)).await,
         };
         for (result, reply) in results.into_iter().zip(replies) {
             let _ = reply.send(result);
@@ -271,13 +270,17 @@ async fn work<B: Backend>(
 }
 
 /// Runs again, one by one, the writes of a batch that failed as a whole with `error`, so one
-/// bad write never fails its neighbours: each answers for itself.
+/// bad write never fails its neighbours: each answers for itself. A batch of one answers
+/// `error`.
 pub(crate) async fn one_by_one<B: Backend + ?Sized>(
     backend: &B,
     ops: &[&WriteOp],
-    error: &StoreError,
+    error: StoreError,
     stats: Option<&WriterStats>,
 ) -> Vec<Result<WriteOut, StoreError>> {
+    if ops.len() == 1 {
+        return vec![Err(error)];
+    }
     tracing::warn!(%error, writes = ops.len(), "a write batch failed; retrying its writes one by one");
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {

@@ -1,10 +1,11 @@
 //! The hot writes of a batch (new cascades and write-backs) in a handful of multi-row
 //! statements, whatever the batch's size.
 //!
-//! One statement per row would make every row a round trip to the database (for SQLite, a
-//! hand-off to sqlx's worker thread): at thousands of cascades a second those hand-offs, not
-//! the database, become the cost. The SQL below is the same on SQLite and PostgreSQL (placeholders
-//! come from the query builder), so one macro defines it for both backends.
+//! One statement per row would make every row a round trip to the database: at thousands of
+//! cascades a second those round trips, not the database, become the cost. The SQL below is
+//! the same on SQLite and PostgreSQL (placeholders come from the query builder), so one macro
+//! defines it for both backends; SQLite's writer runs these writes on its own connection
+//! instead (`direct`), so on SQLite it is the PostgreSQL path's twin, used by no batch.
 
 /// Rows per multi-row statement (well inside both databases' limits on bound parameters).
 pub(crate) const CHUNK: usize = 256;

@@ -99,8 +99,7 @@ struct SqlxWriter {
 #[async_trait::async_trait]
 impl Backend for SqliteBackend {
     async fn run(&self, ops: &[&WriteOp]) -> Result<Vec<Result<WriteOut, StoreError>>, StoreError> {
-        let (direct, general): (Vec<(usize, &WriteOp)>, Vec<(usize, &WriteOp)>) =
-            ops.iter().copied().enumerate().partition(|(_, op)| Direct::takes(op));
+        let (direct, general): (Vec<&WriteOp>, Vec<&WriteOp>) = ops.iter().copied().partition(|op| Direct::takes(op));
         if general.is_empty() {
             return self.direct(ops);
         }
@@ -110,19 +109,18 @@ impl Backend for SqliteBackend {
         // Both kinds: two transactions, the direct one first. Once it has committed, this
         // batch may no longer fail as a whole (its writes would be run again), so a failed
         // sqlx part is run again write by write here, each answering for itself.
-        let (direct_at, direct_ops): (Vec<usize>, Vec<&WriteOp>) = direct.into_iter().unzip();
-        let (general_at, general_ops): (Vec<usize>, Vec<&WriteOp>) = general.into_iter().unzip();
-        let direct_out = self.direct(&direct_ops)?;
-        let general_out = match self.general.run(&general_ops).await {
+        let direct_out = self.direct(&direct)?;
+        let general_out = match self.general.run(&general).await {
             Ok(out) => out,
-            Err(e) if general_ops.len() == 1 => vec![Err(e)],
-            Err(e) => one_by_one(&self.general, &general_ops, &e, None).await,
+            Err(e) => one_by_one(&self.general, &general, e, None).await,
         };
-        let mut out: Vec<Option<Result<WriteOut, StoreError>>> = ops.iter().map(|_| None).collect();
-        for (i, r) in direct_at.into_iter().zip(direct_out).chain(general_at.into_iter().zip(general_out)) {
-            out[i] = Some(r);
-        }
-        Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into())))).collect())
+        // Each part answers its writes in order: merged back in the batch's order.
+        let (mut direct_out, mut general_out) = (direct_out.into_iter(), general_out.into_iter());
+        Ok(ops
+            .iter()
+            .map(|op| if Direct::takes(op) { direct_out.next() } else { general_out.next() })
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("write not run".into()))))
+            .collect())
     }
 }
 
@@ -264,6 +262,16 @@ mod tests {
 
     use super::*;
     use crate::codec::{NewCascade, PolicyRow};
+
+    #[tokio::test]
+    async fn a_database_in_memory_is_refused() {
+        let refused = SqliteStore::open(":memory:").await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("needs a file")),
+            "{:?}",
+            refused.err()
+        );
+    }
 
     #[tokio::test]
     async fn a_batch_of_both_kinds_runs_each_part_on_its_connection_and_answers_in_order() {
