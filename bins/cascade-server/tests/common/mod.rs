@@ -233,6 +233,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: &Path, port: u16) -> Self {
+        Self::try_start(config, port).await.unwrap_or_else(|log| panic!("the server exited with {log}"))
+    }
+
+    /// [`Server::start`]; `Err` with its status and log if the server exits while starting.
+    pub async fn try_start(config: &Path, port: u16) -> Result<Self, String> {
         let log = config.with_file_name("server.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cascade-server"))
@@ -247,10 +252,10 @@ impl Server {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base, log };
+                return Ok(Self { child, base, log });
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the server exited with {status}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                return Err(format!("{status}:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -418,9 +423,19 @@ impl System {
     }
 
     /// [`System::start`], with `extra` TOML appended to the server's configuration.
+    /// A port found free may be taken (by another test's listener) before the server binds
+    /// it: then it starts again on another, up to three times.
     pub async fn start_with(scenarios: &str, extra: &str) -> Self {
-        let port = free_port();
-        Self::start_on(port, sandbox_config(port, scenarios), extra).await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = free_port();
+            match Self::try_start_on_store(port, sandbox_config(port, scenarios), &StoreChoice::Sqlite, extra).await {
+                Ok(system) => return system,
+                Err(log) if tries < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("the server exited with {log}"),
+            }
+        }
     }
 
     /// A system on `port` with this sandbox configuration (from [`sandbox_config`], adjusted)
@@ -431,12 +446,23 @@ impl System {
 
     /// [`System::start_on`] with the cascades kept in `store`.
     pub async fn start_on_store(port: u16, sandbox: SandboxConfig, store: &StoreChoice, extra: &str) -> Self {
+        Self::try_start_on_store(port, sandbox, store, extra)
+            .await
+            .unwrap_or_else(|log| panic!("the server exited with {log}"))
+    }
+
+    async fn try_start_on_store(
+        port: u16,
+        sandbox: SandboxConfig,
+        store: &StoreChoice,
+        extra: &str,
+    ) -> Result<Self, String> {
         let sandbox = Sandbox::start(sandbox).await.expect("sandbox");
         let dir = temp_dir();
         let config = write_config_on(&dir, port, &sandbox, store, extra);
-        let server = Server::start(&config, port).await;
+        let server = Server::try_start(&config, port).await?;
         let api = Api::new(&server.base);
-        Self { sandbox, server, api, port, dir, config }
+        Ok(Self { sandbox, server, api, port, dir, config })
     }
 
     /// Stops the server with SIGKILL (`kill`) or SIGTERM, and starts it again on the same
