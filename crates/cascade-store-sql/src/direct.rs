@@ -20,15 +20,103 @@ use std::time::Duration;
 use cascade_engine::store::{AttemptRef, CascadeRecord, Conversation, Created, OutboxItem};
 use cascade_engine::{CascadeId, ChannelName, StoreError};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
 use crate::batch::{WriteOp, WriteOut};
 use crate::codec::{NewCascade, OutboxColumns, SaveRow};
 use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
 
-/// Statements the connection keeps prepared: the sixteen below, with room to spare.
+/// Statements the connection keeps prepared: the sixteen of [`Sql`], with room to spare.
 const STATEMENTS: usize = 32;
+
+/// The statements the writer runs.
+#[derive(Clone, Copy)]
+enum Sql {
+    CreateCascade,
+    KeyTaken,
+    CreateMeta,
+    Address,
+    Event,
+    FindSaved,
+    Update,
+    ProviderRef,
+    DropAddress,
+    Callback,
+    Recipient,
+    Touch,
+    Claim,
+    ClaimOutbox,
+    CallbackDone,
+    CallbackRetry,
+}
+
+impl Sql {
+    const COUNT: usize = Self::CallbackRetry as usize + 1;
+
+    fn text(self) -> &'static str {
+        match self {
+            Self::CreateCascade => {
+                "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
+                 fingerprint, channels, owner, event_count, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING"
+            }
+            Self::KeyTaken => "SELECT id, fingerprint FROM cascades WHERE idempotency_key = ?1",
+            Self::CreateMeta => "INSERT INTO cascade_meta (id, meta) VALUES (?1, ?2)",
+            Self::Address => {
+                "INSERT INTO addresses (channel, address, cascade_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
+            }
+            Self::Event => "INSERT INTO events (cascade_id, seq, body) VALUES (?1, ?2, ?3)",
+            // Looked up first and then updated by rowid, rather than `UPDATE … RETURNING`:
+            // SQLite runs a `RETURNING` clause as a trigger that collects its rows in a
+            // temporary table, so every such update opened and closed a B-tree and kept a
+            // statement journal, which cost more than the update itself.
+            Self::FindSaved => "SELECT rowid, version, event_count FROM cascades WHERE id = ?1",
+            Self::Update => {
+                "UPDATE cascades SET version = ?2, wake_at = ?3, state = ?4, finished_at = ?5, body = ?6, \
+                 event_count = ?7 WHERE rowid = ?1"
+            }
+            Self::ProviderRef => {
+                "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (adapter, provider_message_id) DO UPDATE SET cascade_id = excluded.cascade_id, \
+                 attempt = excluded.attempt"
+            }
+            Self::DropAddress => "DELETE FROM addresses WHERE channel = ?1 AND address = ?2 AND cascade_id = ?3",
+            Self::Callback => "INSERT INTO outbox (cascade_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4)",
+            Self::Recipient => {
+                "UPDATE campaign_recipients SET outcome = ?3, channel = ?4, cost = ?5, reason = ?6, result_at = ?7 \
+                 WHERE campaign_id = ?1 AND seq = ?2"
+            }
+            Self::Touch => TOUCH,
+            Self::Claim => CLAIM,
+            Self::ClaimOutbox => CLAIM_OUTBOX,
+            Self::CallbackDone => "DELETE FROM outbox WHERE id = ?1",
+            Self::CallbackRetry => RETRY_OUTBOX,
+        }
+    }
+}
+
+/// A batch's statements, each taken from the connection's cache on first use and kept for the
+/// rest of the batch: a batch of a hundred writes looks each text up once, not once per row.
+struct Statements<'t> {
+    tx: &'t Transaction<'t>,
+    open: [Option<CachedStatement<'t>>; Sql::COUNT],
+}
+
+impl<'t> Statements<'t> {
+    fn new(tx: &'t Transaction<'t>) -> Self {
+        Self { tx, open: std::array::from_fn(|_| None) }
+    }
+
+    fn get(&mut self, sql: Sql) -> rusqlite::Result<&mut CachedStatement<'t>> {
+        let slot = &mut self.open[sql as usize];
+        let statement = match slot.take() {
+            Some(statement) => statement,
+            None => self.tx.prepare_cached(sql.text())?,
+        };
+        Ok(slot.insert(statement))
+    }
+}
 
 /// The writer's connection.
 pub(crate) struct Direct {
@@ -104,10 +192,13 @@ impl Direct {
         let result = (|| {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut out: Vec<Option<Outcome>> = ops.iter().map(|_| None).collect();
-            for pass in [true, false] {
-                for (op, slot) in ops.iter().zip(out.iter_mut()) {
-                    if hot(op) == pass {
-                        *slot = Some(write(&tx, op)?);
+            {
+                let mut sql = Statements::new(&tx);
+                for pass in [true, false] {
+                    for (op, slot) in ops.iter().zip(out.iter_mut()) {
+                        if hot(op) == pass {
+                            *slot = Some(write(&mut sql, op)?);
+                        }
                     }
                 }
             }
@@ -128,12 +219,12 @@ impl Direct {
 
 /// Runs one write. An `Err` fails the whole batch; a refusal of this write alone (a version
 /// conflict, a taken key) is the `Ok` value.
-fn write(tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Outcome> {
+fn write(sql: &mut Statements<'_>, op: &WriteOp) -> rusqlite::Result<Outcome> {
     Ok(match op {
-        WriteOp::Create(c) => create(tx, c)?,
-        WriteOp::Save(s) => save(tx, s)?,
+        WriteOp::Create(c) => create(sql, c)?,
+        WriteOp::Save(s) => save(sql, s)?,
         WriteOp::Touch(c) => {
-            tx.prepare_cached(TOUCH)?.execute(params![
+            sql.get(Sql::Touch)?.execute(params![
                 c.channel,
                 c.address,
                 c.connection,
@@ -143,58 +234,54 @@ fn write(tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Outcome> {
             Ok(WriteOut::Done)
         }
         WriteOp::Claim { now, limit, until } => {
-            let mut claim = tx.prepare_cached(CLAIM)?;
-            let decoded: Vec<_> =
-                claim.query_map(params![until, now, limit], |row| Ok(record(row)))?.collect::<Result<_, _>>()?;
+            let decoded: Vec<_> = sql
+                .get(Sql::Claim)?
+                .query_map(params![until, now, limit], |row| Ok(record(row)))?
+                .collect::<Result<_, _>>()?;
             crate::codec::claimed(decoded).map(WriteOut::Claimed)
         }
         WriteOp::ClaimOutbox { now, limit, until } => {
-            let mut claim = tx.prepare_cached(CLAIM_OUTBOX)?;
-            let decoded: Vec<_> =
-                claim.query_map(params![until, now, limit], |row| Ok(outbox(row)))?.collect::<Result<_, _>>()?;
+            let decoded: Vec<_> = sql
+                .get(Sql::ClaimOutbox)?
+                .query_map(params![until, now, limit], |row| Ok(outbox(row)))?
+                .collect::<Result<_, _>>()?;
             decoded.into_iter().collect::<Result<Vec<_>, _>>().map(|mut items| {
                 items.sort_by_key(|i| i.id);
                 WriteOut::Outbox(items)
             })
         }
         WriteOp::OutboxResult { id, error: None } => {
-            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([id])?;
+            sql.get(Sql::CallbackDone)?.execute([id])?;
             Ok(WriteOut::Done)
         }
         WriteOp::OutboxResult { id, error: Some((error, retry_at)) } => {
-            tx.prepare_cached(RETRY_OUTBOX)?.execute(params![id, error, retry_at])?;
+            sql.get(Sql::CallbackRetry)?.execute(params![id, error, retry_at])?;
             Ok(WriteOut::Done)
         }
         _ => Err(StoreError::Unavailable(format!("the direct writer does not run {op:?}"))),
     })
 }
 
-fn create(tx: &Transaction<'_>, c: &NewCascade) -> rusqlite::Result<Outcome> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO cascades (id, version, wake_at, state, created_at, finished_at, idempotency_key, \
-             fingerprint, channels, owner, event_count, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            c.id.as_bytes(),
-            c.version,
-            c.wake_at,
-            c.state,
-            c.created_at,
-            c.finished_at,
-            c.idempotency_key,
-            c.fingerprint,
-            c.channels,
-            c.owner,
-            c.events.len() as i64,
-            c.body,
-        ])?;
+fn create(sql: &mut Statements<'_>, c: &NewCascade) -> rusqlite::Result<Outcome> {
+    let inserted = sql.get(Sql::CreateCascade)?.execute(params![
+        c.id.as_bytes(),
+        c.version,
+        c.wake_at,
+        c.state,
+        c.created_at,
+        c.finished_at,
+        c.idempotency_key,
+        c.fingerprint,
+        c.channels,
+        c.owner,
+        c.events.len() as i64,
+        c.body,
+    ])?;
     if inserted == 0 {
         // The key is taken (by an earlier cascade or one earlier in this batch), or the id.
         let existing = match &c.idempotency_key {
-            Some(key) => tx
-                .prepare_cached("SELECT id, fingerprint FROM cascades WHERE idempotency_key = ?1")?
+            Some(key) => sql
+                .get(Sql::KeyTaken)?
                 .query_row([key], |row| Ok((uuid(row.get_ref(0)?), row.get::<_, String>(1)?)))
                 .optional()?,
             None => None,
@@ -208,86 +295,72 @@ fn create(tx: &Transaction<'_>, c: &NewCascade) -> rusqlite::Result<Outcome> {
             None => Err(StoreError::Corrupt(format!("cascade {} already exists", c.id))),
         });
     }
-    tx.prepare_cached("INSERT INTO cascade_meta (id, meta) VALUES (?1, ?2)")?
-        .execute(params![c.id.as_bytes(), c.meta])?;
-    events(tx, c.id, 0, &c.events)?;
-    let mut address = tx.prepare_cached(
-        "INSERT INTO addresses (channel, address, cascade_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
+    sql.get(Sql::CreateMeta)?.execute(params![c.id.as_bytes(), c.meta])?;
+    events(sql, c.id, 0, &c.events)?;
+    let address = sql.get(Sql::Address)?;
     for (channel, a) in &c.addresses {
         address.execute(params![channel, a, c.id.as_bytes()])?;
     }
     Ok(Ok(WriteOut::Created(Created::New)))
 }
 
-fn save(tx: &Transaction<'_>, s: &SaveRow) -> rusqlite::Result<Outcome> {
-    // Looked up first and then updated by rowid, rather than `UPDATE … RETURNING`: SQLite runs
-    // a `RETURNING` clause as a trigger that collects its rows in a temporary table, so every
-    // such update opened and closed a B-tree and kept a statement journal, which cost more
-    // than the update itself.
-    let found: Option<(i64, i64, i64)> = tx
-        .prepare_cached("SELECT rowid, version, event_count FROM cascades WHERE id = ?1")?
+fn save(sql: &mut Statements<'_>, s: &SaveRow) -> rusqlite::Result<Outcome> {
+    let found: Option<(i64, i64, i64)> = sql
+        .get(Sql::FindSaved)?
         .query_row([s.id.as_bytes()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
     let id = || CascadeId::from_uuid(s.id);
-    let Some((rowid, stored_version, stored_count)) = found else {
+    let Some((rowid, stored_version, first)) = found else {
         return Ok(Err(StoreError::NotFound(id())));
     };
     if stored_version != s.expected_version {
         return Ok(Err(StoreError::Conflict(id())));
     }
-    let (version, first) = (stored_version + 1, stored_count);
-    tx.prepare_cached(
-        "UPDATE cascades SET version = ?2, wake_at = ?3, state = ?4, finished_at = ?5, body = ?6, \
-         event_count = ?7 WHERE rowid = ?1",
-    )?
-    .execute(params![
+    sql.get(Sql::Update)?.execute(params![
         rowid,
-        version,
+        stored_version + 1,
         s.wake_at,
         s.state,
         s.finished_at,
         s.body,
         first + s.events.len() as i64
     ])?;
-    events(tx, s.id, first, &s.events)?;
+    events(sql, s.id, first, &s.events)?;
     if !s.provider_refs.is_empty() {
-        let mut refs = tx.prepare_cached(
-            "INSERT INTO provider_refs (adapter, provider_message_id, cascade_id, attempt) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (adapter, provider_message_id) DO UPDATE SET cascade_id = excluded.cascade_id, \
-             attempt = excluded.attempt",
-        )?;
+        let refs = sql.get(Sql::ProviderRef)?;
         for r in &s.provider_refs {
             refs.execute(params![r.adapter.as_str(), r.provider_message_id, s.id.as_bytes(), i64::from(r.attempt)])?;
         }
     }
     if !s.drop_addresses.is_empty() {
-        let mut drop =
-            tx.prepare_cached("DELETE FROM addresses WHERE channel = ?1 AND address = ?2 AND cascade_id = ?3")?;
+        let drop = sql.get(Sql::DropAddress)?;
         for (channel, a) in &s.drop_addresses {
             drop.execute(params![channel, a, s.id.as_bytes()])?;
         }
     }
     if let Some(o) = &s.outbox {
-        tx.prepare_cached("INSERT INTO outbox (cascade_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![s.id.as_bytes(), o.url, o.body, o.next_at])?;
+        sql.get(Sql::Callback)?.execute(params![s.id.as_bytes(), o.url, o.body, o.next_at])?;
     }
     if let Some(r) = &s.recipient {
-        tx.prepare_cached(
-            "UPDATE campaign_recipients SET outcome = ?3, channel = ?4, cost = ?5, reason = ?6, result_at = ?7 \
-             WHERE campaign_id = ?1 AND seq = ?2",
-        )?
-        .execute(params![r.campaign.as_bytes(), r.seq, r.outcome, r.channel, r.cost, r.reason, r.at])?;
+        sql.get(Sql::Recipient)?.execute(params![
+            r.campaign.as_bytes(),
+            r.seq,
+            r.outcome,
+            r.channel,
+            r.cost,
+            r.reason,
+            r.at
+        ])?;
     }
-    Ok(Ok(WriteOut::Saved(version as u64)))
+    Ok(Ok(WriteOut::Saved((stored_version + 1) as u64)))
 }
 
 /// Appends timeline entries numbered from `first`.
-fn events(tx: &Transaction<'_>, id: Uuid, first: i64, bodies: &[String]) -> rusqlite::Result<()> {
+fn events(sql: &mut Statements<'_>, id: Uuid, first: i64, bodies: &[String]) -> rusqlite::Result<()> {
     if bodies.is_empty() {
         return Ok(());
     }
-    let mut insert = tx.prepare_cached("INSERT INTO events (cascade_id, seq, body) VALUES (?1, ?2, ?3)")?;
+    let insert = sql.get(Sql::Event)?;
     for (k, body) in bodies.iter().enumerate() {
         insert.execute(params![id.as_bytes(), first + k as i64, body])?;
     }
