@@ -33,6 +33,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::durable::Scratch;
 use crate::report;
+use crate::wire::{self, Wire};
 
 /// The API key of the bench's clients (scopes `send` and `read`).
 pub(crate) const SEND_KEY: &str = "bench-send-key-0123456789";
@@ -65,7 +66,7 @@ pub(crate) fn runtime(threads: &str) -> Runtime {
 pub(crate) struct Server {
     rt: Runtime,
     pub(crate) app: App,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     workers: Workers,
     serve: tokio::task::JoinHandle<()>,
     pub(crate) writes: Arc<WriterStats>,
@@ -180,6 +181,11 @@ pub(crate) fn post_start(client: &reqwest::Client, url: &str, i: usize) -> reqwe
     client.post(url).bearer_auth(SEND_KEY).header("content-type", "application/json").body(start_body(i))
 }
 
+/// The same request as [`post_start`], as bytes for a [`Wire`].
+fn start_request(addr: SocketAddr, i: usize) -> Vec<u8> {
+    wire::post(addr, "/v1/cascades", SEND_KEY, &start_body(i))
+}
+
 /// The `q` quantile (nearest rank) of sorted microseconds, in milliseconds.
 pub(crate) fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -227,29 +233,29 @@ pub fn http(count: Option<usize>, clients: Option<usize>) {
     let n = count.unwrap_or(20_000);
     let clients = clients.unwrap_or(64).clamp(1, n);
     let server = Server::start(whatsapp_stub(), StubChannel::new("sms", caps::sms()), |_| {});
-    let url = server.url("/v1/cascades");
+    let addr = server.addr;
     let writes = server.writes.clone();
     let rt = runtime(CLIENT_THREADS);
     let (wall, mut latencies, non_202, cpu, commits) = rt.block_on(async move {
-        let client = client();
         // Each client opens its connection with one request, not counted.
         let mut warm = tokio::task::JoinSet::new();
         for c in 0..clients {
-            let request = post_start(&client, &url, n + c);
             warm.spawn(async move {
-                let r = request.send().await.expect("warm-up request");
-                assert_eq!(r.status().as_u16(), 202, "warm-up request: {}", r.text().await.unwrap_or_default());
+                let mut wire = Wire::connect(addr).await.expect("connect to the server");
+                let answer = wire.call(&start_request(addr, n + c)).await.expect("warm-up request");
+                assert_eq!(answer.status, 202, "warm-up request: {}", String::from_utf8_lossy(&answer.body));
+                wire
             });
         }
-        warm.join_all().await;
+        let wires = warm.join_all().await;
 
         let next = Arc::new(AtomicUsize::new(0));
         let cpu_before = cpu_seconds();
         let commits_before = (writes.writes(), writes.batches());
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..clients {
-            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+        for mut wire in wires {
+            let next = next.clone();
             tasks.spawn(async move {
                 let mut latencies = Vec::with_capacity(n / clients + 1);
                 let mut non_202 = 0usize;
@@ -258,25 +264,27 @@ pub fn http(count: Option<usize>, clients: Option<usize>) {
                     if i >= n {
                         break;
                     }
-                    let request = post_start(&client, &url, i);
+                    let request = start_request(addr, i);
                     let sent = Instant::now();
-                    match request.send().await {
-                        Ok(r) => {
-                            let status = r.status();
-                            let body = r.bytes().await;
+                    match wire.call(&request).await {
+                        Ok(answer) => {
                             latencies.push(micros(sent.elapsed()));
-                            if status.as_u16() != 202 || body.is_err() {
+                            if answer.status != 202 {
                                 if non_202 == 0 {
-                                    eprintln!("http: answer {status}: {body:?}");
+                                    eprintln!(
+                                        "http: answer {}: {}",
+                                        answer.status,
+                                        String::from_utf8_lossy(&answer.body)
+                                    );
                                 }
                                 non_202 += 1;
                             }
                         }
                         Err(e) => {
-                            if non_202 == 0 {
-                                eprintln!("http: request failed: {e}");
-                            }
+                            // The connection is no longer usable: this client stops.
+                            eprintln!("http: request failed: {e}");
                             non_202 += 1;
+                            break;
                         }
                     }
                 }

@@ -56,6 +56,7 @@ mod http;
 mod load;
 mod rate;
 mod scaling;
+mod wire;
 
 use std::process::ExitCode;
 
