@@ -170,7 +170,7 @@ pub(crate) struct NewCascade {
     pub owner: Option<String>,
     pub body: String,
     pub meta: String,
-    pub events: Vec<String>,
+    pub events: EventsRow,
     /// Addresses to index (empty if it is already finished).
     pub addresses: Vec<(String, String)>,
 }
@@ -191,9 +191,32 @@ impl NewCascade {
             owner: record.meta.owner.clone(),
             body: json(&BodyColumn::from(state))?,
             meta: json(&MetaColumn { plan: &state.plan, meta: &record.meta })?,
-            events: events.iter().map(json).collect::<Result<_, _>>()?,
+            events: EventsRow::encode(events)?,
             addresses: if state.is_finished() { Vec::new() } else { addresses(state) },
         })
+    }
+}
+
+/// The timeline entries one write appends, stored as one `events` row numbered as the first of
+/// them: the entry itself when there is one, an array of the entries in order when there are
+/// several. One row per write, not one per entry: a cascade's three or four writes append its
+/// eight or so entries, and each row costs an insert into the table and its index.
+#[derive(Debug, Default)]
+pub(crate) struct EventsRow {
+    /// How many entries (the cascade's `event_count` grows by this).
+    pub count: i64,
+    /// The row's `body`; `None` when the write appends no entry (and so no row).
+    pub body: Option<String>,
+}
+
+impl EventsRow {
+    pub(crate) fn encode(events: &[Event]) -> Result<Self, StoreError> {
+        let body = match events {
+            [] => None,
+            [one] => Some(json(one)?),
+            several => Some(json(&several)?),
+        };
+        Ok(Self { count: events.len() as i64, body })
     }
 }
 
@@ -206,7 +229,7 @@ pub(crate) struct SaveRow {
     pub state: &'static str,
     pub finished_at: Option<i64>,
     pub body: String,
-    pub events: Vec<String>,
+    pub events: EventsRow,
     pub provider_refs: Vec<ProviderRef>,
     /// Addresses to drop from the index (the cascade has finished).
     pub drop_addresses: Vec<(String, String)>,
@@ -234,7 +257,7 @@ impl SaveRow {
             state: cascade_engine::store::state_name(state),
             finished_at: state.finished_at.map(ts),
             body: json(&BodyColumn::from(state))?,
-            events: u.events.iter().map(json).collect::<Result<_, _>>()?,
+            events: EventsRow::encode(&u.events)?,
             provider_refs: u.provider_refs.clone(),
             drop_addresses: if finished { addresses(state) } else { Vec::new() },
             outbox: match &u.outbox {
@@ -529,8 +552,14 @@ pub(crate) fn record(
 }
 
 /// A stored timeline entry.
-pub(crate) fn event(id: Uuid, body: &str) -> Result<Event, StoreError> {
-    parse(&format!("cascade {id} event"), body)
+/// The timeline entries of one `events` row (see [`EventsRow`]): one entry, or an array of
+/// them.
+pub(crate) fn events(id: Uuid, body: &str) -> Result<Vec<Event>, StoreError> {
+    if body.trim_start().starts_with('[') {
+        parse(&format!("cascade {id} events"), body)
+    } else {
+        parse(&format!("cascade {id} event"), body).map(|one| vec![one])
+    }
 }
 
 /// A stored conversation.

@@ -24,7 +24,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Transaction,
 use uuid::Uuid;
 
 use crate::batch::{WriteOp, WriteOut};
-use crate::codec::{NewCascade, OutboxColumns, SaveRow};
+use crate::codec::{EventsRow, NewCascade, OutboxColumns, SaveRow};
 use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
 
 /// Statements the connection keeps prepared: the sixteen of [`Sql`], with room to spare.
@@ -274,7 +274,7 @@ fn create(sql: &mut Statements<'_>, c: &NewCascade) -> rusqlite::Result<Outcome>
         c.fingerprint,
         c.channels,
         c.owner,
-        c.events.len() as i64,
+        c.events.count,
         c.body,
     ])?;
     if inserted == 0 {
@@ -323,7 +323,7 @@ fn save(sql: &mut Statements<'_>, s: &SaveRow) -> rusqlite::Result<Outcome> {
         s.state,
         s.finished_at,
         s.body,
-        first + s.events.len() as i64
+        first + s.events.count
     ])?;
     events(sql, s.id, first, &s.events)?;
     if !s.provider_refs.is_empty() {
@@ -355,14 +355,10 @@ fn save(sql: &mut Statements<'_>, s: &SaveRow) -> rusqlite::Result<Outcome> {
     Ok(Ok(WriteOut::Saved((stored_version + 1) as u64)))
 }
 
-/// Appends timeline entries numbered from `first`.
-fn events(sql: &mut Statements<'_>, id: Uuid, first: i64, bodies: &[String]) -> rusqlite::Result<()> {
-    if bodies.is_empty() {
-        return Ok(());
-    }
-    let insert = sql.get(Sql::Event)?;
-    for (k, body) in bodies.iter().enumerate() {
-        insert.execute(params![id.as_bytes(), first + k as i64, body])?;
+/// Appends a write's timeline entries, the first numbered `first`.
+fn events(sql: &mut Statements<'_>, id: Uuid, first: i64, row: &EventsRow) -> rusqlite::Result<()> {
+    if let Some(body) = &row.body {
+        sql.get(Sql::Event)?.execute(params![id.as_bytes(), first, body])?;
     }
     Ok(())
 }

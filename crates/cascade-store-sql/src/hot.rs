@@ -97,7 +97,7 @@ macro_rules! define_hot_writes {
                         .push_bind(c.fingerprint.as_str())
                         .push_bind(c.channels.as_str())
                         .push_bind(c.owner.as_deref())
-                        .push_bind(c.events.len() as i64)
+                        .push_bind(c.events.count)
                         .push_bind(c.body.as_str());
                 });
                 q.push(" ON CONFLICT DO NOTHING RETURNING id");
@@ -106,7 +106,7 @@ macro_rules! define_hot_writes {
                     if inserted.contains(&c.id) {
                         out[*i] = Some(Ok(WriteOut::Created(Created::New)));
                         metas.push((c.id, c.meta.as_str()));
-                        events.extend(c.events.iter().enumerate().map(|(seq, b)| (c.id, seq as i64, b.as_str())));
+                        events.extend(c.events.body.as_deref().map(|b| (c.id, 0, b)));
                         add_addresses.extend(c.addresses.iter().map(|(ch, a)| (ch.as_str(), a.as_str(), c.id)));
                         continue;
                     }
@@ -146,7 +146,7 @@ macro_rules! define_hot_writes {
                         .push_bind(s.state)
                         .push_bind(s.finished_at)
                         .push_bind(s.body.as_str())
-                        .push_bind(s.events.len() as i64);
+                        .push_bind(s.events.count);
                 });
                 q.push(
                     ") UPDATE cascades SET version = cascades.version + 1, wake_at = v.wake_at, state = v.state, \
@@ -169,8 +169,7 @@ macro_rules! define_hot_writes {
                         continue;
                     };
                     out[*i] = Some(Ok(WriteOut::Saved(version as u64)));
-                    let first = count - s.events.len() as i64;
-                    events.extend(s.events.iter().enumerate().map(|(k, b)| (s.id, first + k as i64, b.as_str())));
+                    events.extend(s.events.body.as_deref().map(|b| (s.id, count - s.events.count, b)));
                     for r in &s.provider_refs {
                         refs.insert((r.adapter.as_str(), r.provider_message_id.as_str()), (s.id, i64::from(r.attempt)));
                     }

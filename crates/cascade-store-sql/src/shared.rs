@@ -526,7 +526,11 @@ macro_rules! define_sql_store {
                 if rows.is_empty() && self.load(id).await?.is_none() {
                     return Err(cascade_engine::StoreError::NotFound(id));
                 }
-                rows.iter().map(|b| crate::codec::event(*id.as_uuid(), b)).collect()
+                let mut events = Vec::with_capacity(rows.len());
+                for body in &rows {
+                    events.extend(crate::codec::events(*id.as_uuid(), body)?);
+                }
+                Ok(events)
             }
 
             async fn find_attempt(

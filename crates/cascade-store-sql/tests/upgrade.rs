@@ -353,3 +353,108 @@ async fn postgres_keeps_plans_when_moving_them_to_meta() {
     plan_survives_the_move(store, back, reopen).await;
     common::drop_schema(&schema).await;
 }
+
+/// The statements that split every `events` row into one row per entry, as versions before
+/// 10 (SQLite) or 9 (PostgreSQL) wrote them, and forget that version.
+fn one_row_per_entry(version: i64) -> Vec<String> {
+    vec![
+        "CREATE TABLE events_split AS SELECT e.cascade_id, e.seq + j.key AS seq, j.value AS body \
+         FROM events e, json_each(e.body) j WHERE json_type(e.body) = 'array' \
+         UNION ALL SELECT cascade_id, seq, body FROM events WHERE json_type(body) = 'object'"
+            .into(),
+        "DELETE FROM events".into(),
+        "INSERT INTO events (cascade_id, seq, body) SELECT cascade_id, seq, body FROM events_split".into(),
+        "DROP TABLE events_split".into(),
+        format!("DELETE FROM _sqlx_migrations WHERE version = {version}"),
+    ]
+}
+
+/// A timeline stored one row per entry (before the version that stores one row per write) reads
+/// whole after the upgrade; a write after it appends its entries as one row, after the old ones.
+async fn timelines_survive_rows_per_write<S: Store>(
+    store: S,
+    back: impl AsyncFnOnce(),
+    reopen: impl AsyncFnOnce() -> S,
+    rows: impl AsyncFn(cascade_engine::CascadeId) -> Vec<(i64, String)>,
+) {
+    let now = chrono::Utc::now();
+    let record = cascade_testkit::sample_record(None, "", "+15550000001", now);
+    use cascade_engine::EventKind;
+    let unknown = |at, attempt: u32| event(at, EventKind::SendUnknown { attempt });
+    let timeline = vec![event(0, EventKind::Created), unknown(1, 1), unknown(2, 2)];
+    store.create(record.clone(), timeline.clone()).await.expect("create");
+    assert_eq!(rows(record.id()).await.len(), 1, "a write's entries are one row");
+    drop(store);
+    back().await;
+    assert_eq!(rows(record.id()).await.len(), 3, "taken back to a row per entry");
+
+    let store = reopen().await;
+    assert_eq!(store.events(record.id()).await.expect("events"), timeline);
+    let mut update = cascade_testkit::update(&record, record.state.clone(), record.wake_at);
+    update.events = vec![unknown(3, 3), unknown(4, 4)];
+    store.save(&update).await.expect("save");
+    let mut longer = timeline.clone();
+    longer.extend(update.events.clone());
+    assert_eq!(store.events(record.id()).await.expect("events"), longer);
+    let stored = rows(record.id()).await;
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0, 1, 2, 3], "{stored:?}");
+    assert!(stored[3].1.starts_with('[') && stored[0].1.starts_with('{'), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_timelines_stored_a_row_per_entry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
+    let back = async || {
+        let statements = one_row_per_entry(10);
+        run_on_sqlite(&path, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    };
+    let reopen = async || cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
+    let rows = async |id: cascade_engine::CascadeId| {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+        let rows = sqlx::query_as("SELECT seq, body FROM events WHERE cascade_id = ? ORDER BY seq")
+            .bind(*id.as_uuid())
+            .fetch_all(&mut conn)
+            .await
+            .expect("rows");
+        conn.close().await.expect("close");
+        rows
+    };
+    timelines_survive_rows_per_write(store, back, reopen, rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_timelines_stored_a_row_per_entry() {
+    let schema = common::fresh_schema();
+    let Some(store) = common::pg_store(&schema).await else { return };
+    let back = async || {
+        // PostgreSQL's JSON functions, over the text column.
+        let statements: Vec<String> = one_row_per_entry(9)
+            .into_iter()
+            .map(|s| {
+                s.replace("json_each(e.body) j", "json_array_elements_text(e.body::json) WITH ORDINALITY j(value, n)")
+                    .replace("e.seq + j.key", "e.seq + j.n - 1")
+                    .replace("json_type(e.body)", "json_typeof(e.body::json)")
+                    .replace("json_type(body)", "json_typeof(body::json)")
+            })
+            .collect();
+        run_on_postgres(&schema, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    };
+    let reopen = async || common::pg_store(&schema).await.expect("reconnect and migrate");
+    let rows = async |id: cascade_engine::CascadeId| {
+        use sqlx::{ConnectOptions, Connection};
+        let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
+        let mut conn = options.options([("search_path", schema.as_str())]).connect().await.expect("connect");
+        let rows = sqlx::query_as("SELECT seq, body FROM events WHERE cascade_id = $1 ORDER BY seq")
+            .bind(*id.as_uuid())
+            .fetch_all(&mut conn)
+            .await
+            .expect("rows");
+        conn.close().await.expect("close");
+        rows
+    };
+    timelines_survive_rows_per_write(store, back, reopen, rows).await;
+    common::drop_schema(&schema).await;
+}
