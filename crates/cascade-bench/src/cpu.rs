@@ -43,6 +43,17 @@ pub fn current_seconds() -> f64 {
     schedstat.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).map_or(f64::NAN, |ns| ns / 1e9)
 }
 
+/// CPU seconds (user and system) the whole process has used so far, threads that have ended
+/// included (`/proc/self/stat`, in clock ticks of 10 ms).
+pub fn process_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    // utime and stime: fields 14 and 15, the 12th and 13th after the name.
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
 /// CPU seconds each thread used between two readings (threads that ended in between are lost;
 /// threads born in between count from zero).
 pub fn used(before: &HashMap<u32, Thread>, after: &HashMap<u32, Thread>) -> Vec<(u32, Thread)> {
@@ -60,4 +71,26 @@ pub fn used(before: &HashMap<u32, Thread>, after: &HashMap<u32, Thread>) -> Vec<
 /// Seconds as percent of one core over `wall` seconds, rounded.
 pub fn pct(seconds: f64, wall: f64) -> f64 {
     (seconds / wall * 100.0).round()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_time_counts_a_thread_that_has_ended() {
+        let before = process_seconds();
+        // A thread that keeps a core busy for 200 ms of its own CPU time, then ends.
+        std::thread::spawn(|| {
+            let start = current_seconds();
+            let mut x = 0u64;
+            while current_seconds() - start < 0.2 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        })
+        .join()
+        .expect("spinning thread");
+        let used = process_seconds() - before;
+        assert!((0.15..5.0).contains(&used), "the ended thread's 0.2 s are counted: {used}");
+    }
 }

@@ -27,7 +27,7 @@ use crate::batch::{WriteOp, WriteOut};
 use crate::codec::{EventsRow, NewCascade, OutboxColumns, SaveRow};
 use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
 
-/// Statements the connection keeps prepared: the sixteen of [`Sql`], with room to spare.
+/// Statements the connection keeps prepared: those of [`Sql`], with room to spare.
 const STATEMENTS: usize = 32;
 
 /// The statements the writer runs.
@@ -52,7 +52,26 @@ enum Sql {
 }
 
 impl Sql {
-    const COUNT: usize = Self::CallbackRetry as usize + 1;
+    /// Every statement, in the order of their discriminants (a test checks it).
+    const ALL: [Self; 16] = [
+        Self::CreateCascade,
+        Self::KeyTaken,
+        Self::CreateMeta,
+        Self::Address,
+        Self::Event,
+        Self::FindSaved,
+        Self::Update,
+        Self::ProviderRef,
+        Self::DropAddress,
+        Self::Callback,
+        Self::Recipient,
+        Self::Touch,
+        Self::Claim,
+        Self::ClaimOutbox,
+        Self::CallbackDone,
+        Self::CallbackRetry,
+    ];
+    const COUNT: usize = Self::ALL.len();
 
     fn text(self) -> &'static str {
         match self {
@@ -548,6 +567,16 @@ mod tests {
 
     use super::*;
     use crate::codec::ts;
+
+    #[test]
+    fn every_statement_has_its_own_slot_and_text() {
+        for (i, sql) in Sql::ALL.iter().enumerate() {
+            assert_eq!(*sql as usize, i, "Sql::ALL is in the order of the discriminants");
+        }
+        let texts: std::collections::HashSet<_> = Sql::ALL.iter().map(|s| s.text()).collect();
+        assert_eq!(texts.len(), Sql::COUNT, "no two statements share a text");
+        const { assert!(Sql::COUNT <= STATEMENTS, "the connection's cache keeps them all prepared") };
+    }
 
     /// A migrated database in `dir`, and the writer's connection to it.
     async fn direct(dir: &tempfile::TempDir) -> Direct {

@@ -160,7 +160,9 @@ macro_rules! define_hot_writes {
                     saved.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
                 }
                 for (i, s) in chunk {
-                    let Some((version, count)) = saved.get(&s.id).copied() else {
+                    // Taken out, not read: two saves of one cascade in a chunk naming the same
+                    // version updated it once, and only the first of them is that update.
+                    let Some((version, count)) = saved.remove(&s.id) else {
                         let mut q = QueryBuilder::<$db>::new("SELECT id FROM cascades WHERE id = ");
                         q.push_bind(s.id);
                         let exists = q.build().fetch_optional(&mut **tx).await?.is_some();

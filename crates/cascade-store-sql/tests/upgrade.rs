@@ -3,7 +3,9 @@
 //! there before; version 6 gives campaign results stored without a time the time still known;
 //! version 8 (SQLite) moves timelines to a table in arrival order, keeping every entry; version 9
 //! (SQLite) or 8 (PostgreSQL) moves `meta` into a table of its own with a copy of each cascade's
-//! plan, so bodies saved without it still read whole.
+//! plan, so bodies saved without it still read whole; from version 10 (SQLite) or 9 (PostgreSQL)
+//! a timeline row holds a write's entries, and timelines stored a row per entry still read
+//! whole.
 
 mod common;
 
@@ -245,7 +247,9 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
     store.create(b.clone(), timeline_b.clone()).await.expect("create");
     drop(store);
 
-    // Back to version 7's table: ordered by (cascade_id, seq), without a rowid.
+    // Back to version 7's table: ordered by (cascade_id, seq), without a rowid, a row per entry.
+    let split = one_row_per_entry(10);
+    run_on_sqlite(&path, &split.iter().map(String::as_str).collect::<Vec<_>>()).await;
     run_on_sqlite(
         &path,
         &[
@@ -393,12 +397,19 @@ async fn timelines_survive_rows_per_write<S: Store>(
     let mut update = cascade_testkit::update(&record, record.state.clone(), record.wake_at);
     update.events = vec![unknown(3, 3), unknown(4, 4)];
     store.save(&update).await.expect("save");
+    // One entry more: numbered after the two before it, as the count of entries says.
+    let mut again = cascade_testkit::update(&record, record.state.clone(), record.wake_at);
+    again.expected_version = record.version + 1;
+    again.events = vec![unknown(5, 5)];
+    store.save(&again).await.expect("save");
     let mut longer = timeline.clone();
     longer.extend(update.events.clone());
+    longer.extend(again.events.clone());
     assert_eq!(store.events(record.id()).await.expect("events"), longer);
     let stored = rows(record.id()).await;
-    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0, 1, 2, 3], "{stored:?}");
-    assert!(stored[3].1.starts_with('[') && stored[0].1.starts_with('{'), "{stored:?}");
+    assert_eq!(stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [0, 1, 2, 3, 5], "{stored:?}");
+    assert!(stored[3].1.starts_with('['), "two entries of one write are an array: {stored:?}");
+    assert!(stored[4].1.starts_with('{'), "one entry is itself: {stored:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
