@@ -632,6 +632,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_owners_cascades_are_found_through_the_partial_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = direct(&dir).await;
+        let plan: Vec<String> = d
+            .conn
+            .prepare("EXPLAIN QUERY PLAN SELECT id FROM cascades WHERE 1 = 1 AND owner = ?1 ORDER BY id DESC LIMIT 50")
+            .expect("explain")
+            .query_map(["key:ops"], |row| row.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        let plan = plan.join("\n");
+        assert!(plan.contains("INDEX cascades_owner (owner=?)"), "{plan}");
+        let index: String = d
+            .conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'cascades_owner'", [], |r| r.get(0))
+            .expect("index");
+        assert!(index.contains("WHERE owner IS NOT NULL"), "only cascades with an owner: {index}");
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_leaves_nothing_and_the_connection_ready() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut d = direct(&dir).await;

@@ -26,6 +26,7 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
     (8, "events_by_arrival", include_str!("../migrations/sqlite/0008_events_by_arrival.sql")),
     (9, "cascade_meta", include_str!("../migrations/sqlite/0009_cascade_meta.sql")),
     (10, "events_per_write", include_str!("../migrations/sqlite/0010_events_per_write.sql")),
+    (11, "partial_indexes", include_str!("../migrations/sqlite/0011_partial_indexes.sql")),
 ]);
 
 /// The PostgreSQL schema.
@@ -40,6 +41,7 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
     (7, "held_requests", include_str!("../migrations/postgres/0007_held_requests.sql")),
     (8, "cascade_meta", include_str!("../migrations/postgres/0008_cascade_meta.sql")),
     (9, "events_per_write", include_str!("../migrations/postgres/0009_events_per_write.sql")),
+    (10, "partial_indexes", include_str!("../migrations/postgres/0010_partial_indexes.sql")),
 ]);
 
 impl MigrationSource<'static> for Embedded {

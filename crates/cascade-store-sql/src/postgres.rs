@@ -273,6 +273,12 @@ mod tests {
         let claim_types = "BIGINT, BIGINT, BIGINT";
         let claim_joined = kept_plan(&mut plain, "joined", claim_types, CLAIM_AS_A_JOIN, "1, 2, 3").await;
         let claim = kept_plan(&mut plain, "claim", claim_types, CLAIM, "1, 2, 3").await;
+        // Lookups by key and by owner, planned generically: the partial indexes (over the
+        // cascades that have one) serve them.
+        let by_key = "SELECT id, fingerprint FROM cascades WHERE idempotency_key = $1";
+        let by_key = kept_plan(&mut plain, "by_key", "TEXT", by_key, "'k'").await;
+        let by_owner = "SELECT id FROM cascades WHERE 1 = 1 AND owner = $1 ORDER BY id DESC LIMIT $2";
+        let by_owner = kept_plan(&mut plain, "by_owner", "TEXT, BIGINT", by_owner, "'key:ops', 50").await;
 
         drop((plain, writer, store));
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
@@ -283,5 +289,7 @@ mod tests {
         assert!(!scans(&save_writer), "the writer's saves read only the cascades they save:\n{save_writer}");
         assert!(scans(&claim_joined), "this check can tell a claim reading the whole table:\n{claim_joined}");
         assert!(!scans(&claim), "the claim reads only the cascades it takes:\n{claim}");
+        assert!(by_key.contains("cascades_idempotency_key") && !scans(&by_key), "{by_key}");
+        assert!(by_owner.contains("cascades_owner") && !scans(&by_owner), "{by_owner}");
     }
 }
