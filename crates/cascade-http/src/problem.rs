@@ -299,6 +299,11 @@ pub fn from_value_at<T: serde::de::DeserializeOwned>(
 /// type, a missing or an unknown field a 422 with its path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     crate::limits::check_json_depth(body)?;
+    // Most bodies are valid: read them without tracking the path (which keeps each key it
+    // passes), and read a refused one again with tracking, to name the field at fault.
+    if let Ok(value) = serde_json::from_slice::<T>(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -355,6 +360,9 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
+        let body = parse_json::<Body>(br#"{"contact": {"phone": "+1"}}"#).expect("a valid body");
+        assert_eq!(body.contact.phone, "+1");
+
         let p = parse_json::<Body>(br#"{"contact": {"phone": 5}}"#).expect_err("wrong type");
         assert_eq!(p.status, 422);
         assert_eq!(p.field.as_deref(), Some("contact.phone"));
