@@ -305,8 +305,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Prob
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Read whole, yet refused above: only what follows the value can be at fault
+        // (trailing characters, a second document).
+        Ok(_) => Err(Problem::new(
+            ProblemKind::MalformedBody,
+            format!(
+                "the body is not valid JSON: {}",
+                de.end().err().map_or_else(|| "it could not be read".to_owned(), |e| e.to_string())
+            ),
+        )),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -371,6 +379,11 @@ mod tests {
 
         let p = parse_json::<Body>(br#"{"contact": {"phone": "+1", "fax": 1}}"#).expect_err("unknown field");
         assert_eq!(p.field.as_deref(), Some("contact.fax"));
+
+        let p = parse_json::<Body>(br#"{"contact": {"phone": "+1"}} {"contact": {"phone": "+2"}}"#)
+            .expect_err("a second document after the first");
+        assert_eq!((p.status, p.type_uri.as_str()), (400, "urn:cascade:problem:malformed-body"), "{}", p.detail);
+        assert!(p.detail.contains("trailing characters"), "{}", p.detail);
 
         let p = parse_json::<Body>(br#"{"contact": "#).expect_err("syntax");
         assert_eq!(p.status, 400);

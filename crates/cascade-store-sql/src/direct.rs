@@ -637,9 +637,13 @@ mod tests {
         let d = direct(&dir).await;
         let plan: Vec<String> = d
             .conn
-            .prepare("EXPLAIN QUERY PLAN SELECT id FROM cascades WHERE 1 = 1 AND owner = ?1 ORDER BY id DESC LIMIT 50")
-            .expect("explain")
-            .query_map(["key:ops"], |row| row.get::<_, String>(3))
+            .prepare(concat!(
+                "EXPLAIN QUERY PLAN SELECT ",
+                crate::record_columns!("cascades"),
+                " FROM cascades WHERE 1 = 1 AND owner = ?1 ORDER BY id DESC LIMIT ?2"
+            ))
+            .expect("explain the list statement")
+            .query_map(params!["key:ops", 50], |row| row.get::<_, String>(3))
             .expect("plan")
             .collect::<Result<_, _>>()
             .expect("plan rows");

@@ -1,6 +1,7 @@
 -- cascade schema, version 10 (PostgreSQL). See docs/storage.md.
--- The owner and idempotency-key indexes keep only the cascades that have one. Most cascades
--- have neither, and every write-back of a cascade (a new row version, as its deadline is
+-- The owner and idempotency-key indexes keep only the cascades that have one. A cascade
+-- started over the API without an idempotency key has none, one an embedder starts through
+-- the library may have neither, and every write-back of a cascade (a new row version, as its deadline is
 -- indexed) added an entry for it to each index all the same. `ON CONFLICT DO NOTHING` and
 -- the lookups by key (`idempotency_key = $1`) and by owner (`owner = $1`) use the partial
 -- indexes as they used the whole ones.
