@@ -551,7 +551,6 @@ pub(crate) fn record(
     Ok(CascadeRecord { state, meta: Arc::new(meta), version: version as u64, wake_at: wake_at.map(from_ts) })
 }
 
-/// A stored timeline entry.
 /// The timeline entries of one `events` row (see [`EventsRow`]): one entry, or an array of
 /// them.
 pub(crate) fn events(id: Uuid, body: &str) -> Result<Vec<Event>, StoreError> {
