@@ -14,26 +14,43 @@ use std::sync::Arc;
 use cascade_engine::Store;
 use cascade_engine::store::ListFilter;
 
+/// A connection to a SQLite file.
+async fn sqlite_conn(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new().filename(path).connect().await.expect("connect")
+}
+
+/// A connection to PostgreSQL with `schema` first on its search path.
+async fn pg_conn(schema: &str) -> sqlx::PgConnection {
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
+    options.options([("search_path", schema)]).connect().await.expect("connect")
+}
+
 /// Runs `statements` on a closed SQLite file (to take it back to an older schema).
-async fn run_on_sqlite(path: &std::path::Path, statements: &[&str]) {
-    use sqlx::{ConnectOptions, Connection};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(path).connect().await.expect("connect");
+async fn run_on_sqlite(path: &std::path::Path, statements: &[impl AsRef<str>]) {
+    use sqlx::Connection;
+    let mut conn = sqlite_conn(path).await;
     for sql in statements {
+        let sql = sql.as_ref();
         sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     conn.close().await.expect("close");
 }
 
 /// Runs `statements` in a PostgreSQL test schema (to take it back to an older schema).
-async fn run_on_postgres(schema: &str, statements: &[&str]) {
-    use sqlx::{ConnectOptions, Connection};
-    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
-    let mut conn = options.options([("search_path", schema)]).connect().await.expect("connect");
+async fn run_on_postgres(schema: &str, statements: &[impl AsRef<str>]) {
+    use sqlx::Connection;
+    let mut conn = pg_conn(schema).await;
     for sql in statements {
+        let sql = sql.as_ref();
         sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     conn.close().await.expect("close");
 }
+
+/// A cascade's timeline rows, (`seq`, `body`), in order (`$1` is its id on either database).
+const EVENT_ROWS: &str = "SELECT seq, body FROM events WHERE cascade_id = $1 ORDER BY seq";
 
 /// Takes a SQLite database back to before version 9: `meta` a column of `cascades` again, the
 /// plan in `body` only.
@@ -233,7 +250,7 @@ fn event(at: i64, kind: cascade_engine::EventKind) -> cascade_engine::Event {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
     use cascade_engine::EventKind;
-    use sqlx::{ConnectOptions, Connection};
+    use sqlx::Connection;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
@@ -249,7 +266,7 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
 
     // Back to version 7's table: ordered by (cascade_id, seq), without a rowid, a row per entry.
     let split = one_row_per_entry(10);
-    run_on_sqlite(&path, &split.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    run_on_sqlite(&path, &split).await;
     run_on_sqlite(
         &path,
         &[
@@ -282,7 +299,7 @@ async fn sqlite_keeps_every_timeline_entry_when_moving_them_to_arrival_order() {
     assert_eq!(store.events(a.id()).await.expect("events"), longer);
     drop(store);
 
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
+    let mut conn = sqlite_conn(&path).await;
     let table: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'events'")
         .fetch_one(&mut conn)
         .await
@@ -418,20 +435,12 @@ async fn sqlite_reads_timelines_stored_a_row_per_entry() {
     let path = dir.path().join("old.db");
     let store = cascade_store_sql::SqliteStore::open(&path).await.expect("open");
     let back = async || {
-        let statements = one_row_per_entry(10);
-        run_on_sqlite(&path, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        run_on_sqlite(&path, &one_row_per_entry(10)).await;
     };
     let reopen = async || cascade_store_sql::SqliteStore::open(&path).await.expect("reopen and migrate");
     let rows = async |id: cascade_engine::CascadeId| {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.expect("connect");
-        let rows = sqlx::query_as("SELECT seq, body FROM events WHERE cascade_id = ? ORDER BY seq")
-            .bind(*id.as_uuid())
-            .fetch_all(&mut conn)
-            .await
-            .expect("rows");
-        conn.close().await.expect("close");
-        rows
+        let mut conn = sqlite_conn(&path).await;
+        sqlx::query_as(EVENT_ROWS).bind(*id.as_uuid()).fetch_all(&mut conn).await.expect("rows")
     };
     timelines_survive_rows_per_write(store, back, reopen, rows).await;
 }
@@ -451,20 +460,12 @@ async fn postgres_reads_timelines_stored_a_row_per_entry() {
                     .replace("json_type(body)", "json_typeof(body::json)")
             })
             .collect();
-        run_on_postgres(&schema, &statements.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        run_on_postgres(&schema, &statements).await;
     };
     let reopen = async || common::pg_store(&schema).await.expect("reconnect and migrate");
     let rows = async |id: cascade_engine::CascadeId| {
-        use sqlx::{ConnectOptions, Connection};
-        let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().expect("url");
-        let mut conn = options.options([("search_path", schema.as_str())]).connect().await.expect("connect");
-        let rows = sqlx::query_as("SELECT seq, body FROM events WHERE cascade_id = $1 ORDER BY seq")
-            .bind(*id.as_uuid())
-            .fetch_all(&mut conn)
-            .await
-            .expect("rows");
-        conn.close().await.expect("close");
-        rows
+        let mut conn = pg_conn(&schema).await;
+        sqlx::query_as(EVENT_ROWS).bind(*id.as_uuid()).fetch_all(&mut conn).await.expect("rows")
     };
     timelines_survive_rows_per_write(store, back, reopen, rows).await;
     common::drop_schema(&schema).await;
