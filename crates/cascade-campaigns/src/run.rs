@@ -292,22 +292,21 @@ impl Campaigns {
         let mut stored_count = 0u64;
         let mut store_error = None;
         // Signs of life, so that no instance takes this import for one a crash cut short.
-        let every = self.inner.config.mark_every();
-        let mut next_mark = every.map(|every| Instant::now() + every);
+        // (how often, when next), or none when marks are off.
+        let mut marks = self.inner.config.mark_every().map(|every| (every, Instant::now() + every));
         let mut given_up = false;
         loop {
-            let batch = match next_mark {
-                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
-                    Ok(Some(batch)) => Some(batch),
-                    Ok(None) => break,
-                    Err(_) => None,
-                },
-                None => match rx.recv().await {
-                    Some(batch) => Some(batch),
-                    None => break,
-                },
+            // `None`: the time for a mark came first.
+            let received = match marks {
+                Some((_, at)) => tokio::time::timeout_at(at, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
             };
-            if let (Some(at), Some(every)) = (next_mark, every)
+            let batch = match received {
+                Some(None) => break,
+                Some(Some(batch)) => Some(batch),
+                None => None,
+            };
+            if let Some((every, at)) = marks
                 && Instant::now() >= at
                 && store_error.is_none()
                 && !given_up
@@ -322,7 +321,7 @@ impl Campaigns {
                         tracing::warn!(campaign = %id, error = %e, "could not mark a running import; trying again")
                     }
                 }
-                next_mark = Some(Instant::now() + every);
+                marks = Some((every, Instant::now() + every));
             }
             let Some(batch) = batch else { continue };
             if store_error.is_some() || given_up {

@@ -269,10 +269,7 @@ impl App {
                 })?;
                 let missing = || ValidationError::new(format!("{F}.upload_id"), format!("no upload {id:?}"));
                 // Marked in use before the link is made, so the link finds it for its lifetime.
-                if !uploads.touch(&id).await {
-                    return Err(missing());
-                }
-                let info = uploads.info(&id).await.ok_or_else(missing)?;
+                let info = uploads.take(&id).await.ok_or_else(missing)?;
                 Ok(Attachment {
                     url: self.file_url(&id),
                     media_type: a.media_type.unwrap_or(info.media_type),

@@ -206,7 +206,7 @@ impl App {
     /// engine's events, the campaign runner ([`Campaigns::start`]), reading the stored
     /// policies (at once, then every [`policies::REFRESH_EVERY`]), and, with Kommo, taking
     /// over the `widget_request`s an instance held but did not finish ([`kommo`]; at once,
-    /// then every 30 s), and deleting uploads no cascade has named for the link lifetime
+    /// then every 30 s), and deleting uploads no request has named for the link lifetime
     /// ([`uploads`]; at once, then hourly). Stop it with [`Workers::stop`] on shutdown.
     pub fn spawn_workers(&self) -> Workers {
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -301,20 +301,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Prob
     crate::limits::check_json_depth(body)?;
     // Most bodies are valid: read them without tracking the path (which keeps each key it
     // passes), and read a refused one again with tracking, to name the field at fault.
-    if let Ok(value) = serde_json::from_slice::<T>(body) {
-        return Ok(value);
-    }
+    let refused = match serde_json::from_slice::<T>(body) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     let de = &mut serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+    match serde_path_to_error::deserialize::<_, T>(de) {
         // Read whole, yet refused above: only what follows the value can be at fault
-        // (trailing characters, a second document).
-        Ok(_) => Err(Problem::new(
-            ProblemKind::MalformedBody,
-            format!(
-                "the body is not valid JSON: {}",
-                de.end().err().map_or_else(|| "it could not be read".to_owned(), |e| e.to_string())
-            ),
-        )),
+        // (trailing characters, a second document), and the first reading said so.
+        Ok(_) => Err(Problem::new(ProblemKind::MalformedBody, format!("the body is not valid JSON: {refused}"))),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();

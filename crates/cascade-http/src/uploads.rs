@@ -7,7 +7,7 @@
 //! `{public_url}/files/{id}?expires=<unix>&sig=<hex HMAC-SHA256(secret, "id.expires")>`.
 //!
 //! An upload is kept while it is in use: the modification time of `<id>.json` is when a
-//! request last named it (its upload, or a cascade sending it, [`Uploads::touch`]), and the
+//! request last named it (its upload, or a cascade sending it, [`Uploads::take`]), and the
 //! server's upload worker deletes an upload once that is longer ago than the link lifetime
 //! (`server.link_ttl`, 7 days) and [`TOUCH_EVERY`] more ([`Uploads::sweep`]): no link made
 //! when it was last named still works then. Uploads stored before the directory was first
@@ -164,35 +164,27 @@ impl Uploads {
         &self.dir
     }
 
-    /// Marks an upload as in use now (a cascade names it), so it is kept for another link
-    /// lifetime; `false` if there is no such upload. A mark less than [`TOUCH_EVERY`] old is
-    /// left as it is. A mark that cannot be written (a read-only directory) is logged.
-    pub async fn touch(&self, id: &str) -> bool {
+    /// An upload's details for a request that names it, marking it in use now so that it is
+    /// kept for another link lifetime; `None` if there is no such upload. One trip to the
+    /// blocking pool: the details read, the bytes looked for, the mark renewed (a mark less
+    /// than [`TOUCH_EVERY`] old is left as it is; one that cannot be written, say in a
+    /// read-only directory, is logged).
+    pub async fn take(&self, id: &str) -> Option<UploadInfo> {
         if !valid_id(id) {
-            return false;
+            return None;
         }
-        let path = self.dir.join(format!("{id}.json"));
-        let result = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-            let named = match std::fs::metadata(&path) {
-                Ok(meta) => meta.modified()?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            let now = SystemTime::now();
-            if now.duration_since(named).is_ok_and(|ago| ago < TOUCH_EVERY) {
-                return Ok(true);
+        let (meta, bytes, upload) = (self.dir.join(format!("{id}.json")), self.path(id), id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let info: UploadInfo = serde_json::from_slice(&std::fs::read(&meta).ok()?).ok()?;
+            std::fs::metadata(&bytes).ok()?;
+            if let Err(e) = mark(&meta) {
+                tracing::warn!(error = %e, %upload, "could not mark an upload as in use");
             }
-            std::fs::File::options().write(true).open(&path)?.set_modified(now)?;
-            Ok(true)
+            Some(info)
         })
-        .await;
-        match result.map_err(std::io::Error::other).and_then(|marked| marked) {
-            Ok(exists) => exists,
-            Err(e) => {
-                tracing::warn!(error = %e, upload = %id, "could not mark an upload as in use");
-                true
-            }
-        }
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Deletes the uploads not named since `unused_for` before `now`, and what interrupted
@@ -355,6 +347,17 @@ pub fn guess_media_type(filename: Option<&str>) -> &'static str {
     }
 }
 
+/// Sets an upload's mark (its `.json`'s modification time) to now, unless it is less than
+/// [`TOUCH_EVERY`] old.
+fn mark(meta: &Path) -> std::io::Result<()> {
+    let named = std::fs::metadata(meta)?.modified()?;
+    let now = SystemTime::now();
+    if now.duration_since(named).is_ok_and(|ago| ago < TOUCH_EVERY) {
+        return Ok(());
+    }
+    std::fs::File::options().write(true).open(meta)?.set_modified(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,14 +451,14 @@ mod tests {
         // Naming an upload marks it in use now, once an hour at most; a missing one is no upload.
         let recent = SystemTime::now() - Duration::from_secs(1_800);
         set(format!("{used}.json"), recent);
-        assert!(uploads.touch(&used).await);
+        assert!(uploads.take(&used).await.is_some());
         let kept = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");
         assert_eq!(kept, recent, "a mark less than an hour old is left as it is");
         set(format!("{used}.json"), now - day);
-        assert!(uploads.touch(&used).await);
+        assert!(uploads.take(&used).await.is_some());
         let named = std::fs::metadata(dir.join(format!("{used}.json"))).expect("meta").modified().expect("time");
         assert!(named + Duration::from_secs(60) > SystemTime::now(), "marked now");
-        assert!(!uploads.touch(&old).await, "a deleted upload is not there to name");
+        assert!(uploads.take(&old).await.is_none(), "a deleted upload is not there to name");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

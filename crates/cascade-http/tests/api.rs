@@ -324,10 +324,17 @@ async fn uploads_are_streamed_signed_and_sent() {
     let (s, _) = t.raw_get(&tampered).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
+    // A cascade naming the upload marks it in use (its details' modification time), so the
+    // sweep keeps it: a mark a day old is renewed.
+    let mark = t.upload_dir.join(format!("{}.json", up["upload_id"].as_str().expect("upload_id")));
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    std::fs::File::options().write(true).open(&mark).expect("details").set_modified(day_ago).expect("set the mark");
     let mut body = start_body();
     body["message"]["attachment"] = json!({"upload_id": up["upload_id"]});
     let (s, _, r) = t.post_json("/v1/cascades", SEND_KEY, &body, None).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let marked = std::fs::metadata(&mark).expect("details").modified().expect("mark");
+    assert!(marked > day_ago + std::time::Duration::from_secs(3_600), "the cascade renewed the mark");
     let sent = t.wait_sends(1).await;
     let a = sent[0].content().attachment.clone().expect("attachment");
     assert_eq!((a.size, a.media_type.as_str(), a.filename.as_deref()), (100_000, "image/jpeg", Some("photo.jpg")));

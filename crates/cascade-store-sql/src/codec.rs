@@ -201,7 +201,7 @@ impl NewCascade {
 /// them: the entry itself when there is one, an array of the entries in order when there are
 /// several. One row per write, not one per entry: a cascade's three or four writes append its
 /// eight or so entries, and each row costs an insert into the table and its index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EventsRow {
     /// How many entries (the cascade's `event_count` grows by this).
     pub count: i64,

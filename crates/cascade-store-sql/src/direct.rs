@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::batch::{WriteOp, WriteOut};
 use crate::codec::{EventsRow, NewCascade, OutboxColumns, SaveRow};
-use crate::sqlite::{CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
+use crate::sqlite::{BUSY_TIMEOUT, CLAIM, CLAIM_OUTBOX, Durability, RETRY_OUTBOX, TOUCH};
 
 /// Statements the connection keeps prepared: those of [`Sql`], with room to spare.
 const STATEMENTS: usize = 32;
@@ -168,17 +168,10 @@ impl Direct {
     pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open(path)?;
-            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
             // WAL is a property of the file, set when the store opened it; these two are the
             // connection's own and must match the sqlx connections'.
-            conn.pragma_update(
-                None,
-                "synchronous",
-                match durability {
-                    Durability::Full => "FULL",
-                    Durability::Normal => "NORMAL",
-                },
-            )?;
+            conn.pragma_update(None, "synchronous", durability.synchronous())?;
             conn.pragma_update(None, "temp_store", "MEMORY")?;
             // As on the sqlx connections (the bundled SQLite turns them on by default).
             conn.pragma_update(None, "foreign_keys", "OFF")?;

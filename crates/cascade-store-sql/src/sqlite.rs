@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cascade_engine::StoreError;
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::batch::{Backend, WriteOp, WriteOut, Writer, WriterStats, one_by_one};
 use crate::direct::Direct;
@@ -26,6 +26,20 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The `synchronous` setting it is, for every connection of the store.
+    pub(crate) fn synchronous(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How long a connection waits for another's lock on the database, on every connection of the
+/// store.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings of a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteConfig {
@@ -33,8 +47,8 @@ pub struct SqliteConfig {
     pub path: PathBuf,
     /// Commit durability (default: [`Durability::Full`]).
     pub durability: Durability,
-    /// Pooled reader connections (default 4); also the least number of quick-read connections
-    /// kept open (at least one per core is).
+    /// Pooled reader connections (default 4); also the most idle quick-read connections kept
+    /// for the next read (at least one per core).
     pub readers: u32,
     /// The most writes one transaction takes (default 512).
     pub max_batch: usize,
@@ -151,11 +165,8 @@ impl SqliteStore {
             .filename(&config.path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match config.durability {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(Duration::from_secs(10))
+            .pragma("synchronous", config.durability.synchronous())
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(false)
             // Sorts and temporary indexes in memory, not in files created and deleted under
             // /var/tmp dozens of times a second.
